@@ -1,0 +1,154 @@
+"""Frozen configuration dataclasses: the single source of truth for model, data and training settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from bertcls.errors import ConfigError
+
+HEADS = ("linear", "mean", "mlp")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu")
+SUPPORTED_MODEL_TYPES = ("bert", "distilbert")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture (read from a Hugging Face config.json) plus our classification head settings."""
+
+    model_type: str = "bert"
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2  # 0 for DistilBERT (no token types)
+    layer_norm_eps: float = 1e-12
+    hidden_act: str = "gelu"
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    classifier_dropout: float = 0.1
+    pad_token_id: int = 0
+    use_pooler: bool = True  # BERT: dense+tanh on [CLS]; DistilBERT: pre_classifier dense+relu
+    head: str = "linear"
+    num_labels: int = 2  # 1 = regression
+    compute_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.model_type not in SUPPORTED_MODEL_TYPES:
+            raise ConfigError(
+                f"Unsupported model_type {self.model_type!r}: bertcls implements "
+                f"{', '.join(SUPPORTED_MODEL_TYPES)} (BERT, MiniLM, TinyBERT and DistilBERT checkpoints). "
+                "Pick a checkpoint of one of these families."
+            )
+        if self.head not in HEADS:
+            raise ConfigError(f"Unknown head {self.head!r}; choose one of {', '.join(HEADS)}.")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ConfigError(
+                f"Unknown compute dtype {self.compute_dtype!r}; choose one of {', '.join(COMPUTE_DTYPES)}."
+            )
+        if self.hidden_act not in ACTIVATIONS:
+            raise ConfigError(f"Unsupported hidden_act {self.hidden_act!r}; bertcls supports {', '.join(ACTIVATIONS)}.")
+        if self.num_labels < 1:
+            raise ConfigError(f"num_labels must be >= 1 (1 means regression), got {self.num_labels}.")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}.")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @classmethod
+    def from_hf_dict(cls, hf: dict[str, Any], **overrides: Any) -> ModelConfig:
+        """Build from the fields of a Hugging Face config.json; `overrides` set head/labels/dtype."""
+        model_type = hf.get("model_type")
+        if model_type is None:
+            raise ConfigError(
+                "config.json has no 'model_type' field, so the architecture is unknown. "
+                'Add "model_type": "bert" (or "distilbert") to it.'
+            )
+        try:
+            if model_type == "distilbert":
+                fields: dict[str, Any] = dict(
+                    model_type="distilbert",
+                    vocab_size=hf["vocab_size"],
+                    hidden_size=hf["dim"],
+                    num_layers=hf["n_layers"],
+                    num_heads=hf["n_heads"],
+                    intermediate_size=hf["hidden_dim"],
+                    max_position_embeddings=hf["max_position_embeddings"],
+                    type_vocab_size=0,
+                    layer_norm_eps=1e-12,
+                    hidden_act=hf.get("activation", "gelu"),
+                    hidden_dropout=hf.get("dropout", 0.1),
+                    attention_dropout=hf.get("attention_dropout", 0.1),
+                    classifier_dropout=hf.get("seq_classif_dropout", 0.2),
+                    pad_token_id=hf.get("pad_token_id", 0),
+                )
+            elif model_type == "bert":
+                classifier_dropout = hf.get("classifier_dropout")
+                fields = dict(
+                    model_type="bert",
+                    vocab_size=hf["vocab_size"],
+                    hidden_size=hf["hidden_size"],
+                    num_layers=hf["num_hidden_layers"],
+                    num_heads=hf["num_attention_heads"],
+                    intermediate_size=hf["intermediate_size"],
+                    max_position_embeddings=hf["max_position_embeddings"],
+                    type_vocab_size=hf.get("type_vocab_size", 2),
+                    layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
+                    hidden_act=hf.get("hidden_act", "gelu"),
+                    hidden_dropout=hf.get("hidden_dropout_prob", 0.1),
+                    attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
+                    classifier_dropout=(
+                        hf.get("hidden_dropout_prob", 0.1) if classifier_dropout is None else classifier_dropout
+                    ),
+                    pad_token_id=hf.get("pad_token_id", 0) or 0,
+                )
+                if hf.get("position_embedding_type", "absolute") != "absolute":
+                    raise ConfigError(
+                        f"position_embedding_type {hf['position_embedding_type']!r} is not supported; "
+                        "bertcls implements absolute position embeddings only."
+                    )
+            else:
+                raise ConfigError(
+                    f"Unsupported model_type {model_type!r}: bertcls implements "
+                    f"{', '.join(SUPPORTED_MODEL_TYPES)} (BERT, MiniLM, TinyBERT and DistilBERT checkpoints). "
+                    "Pick a checkpoint of one of these families."
+                )
+        except KeyError as missing:
+            raise ConfigError(
+                f"config.json for model_type {model_type!r} lacks the field {missing.args[0]!r}; "
+                "it is not a complete Hugging Face config. Re-export it with save_pretrained()."
+            ) from None
+        if isinstance(hf.get("id2label"), dict) and hf["id2label"]:
+            fields["num_labels"] = len(hf["id2label"])  # a fine-tuned checkpoint's own label count
+        fields.update(overrides)
+        return cls(**fields)
+
+    @classmethod
+    def from_json_file(cls, path: Path, **overrides: Any) -> ModelConfig:
+        """Read a Hugging Face config.json file."""
+        if not path.is_file():
+            raise ConfigError(
+                f"No config.json in {path.parent}: a model directory needs the Hugging Face config.json "
+                "beside its weights. Copy it there, or point at the directory that has it."
+            )
+        try:
+            hf = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path} is not valid JSON ({err}). Restore the file from the original model.") from None
+        return cls.from_hf_dict(hf, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> ModelConfig:
+        """Inverse of to_dict (our own saved format)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in fields.items() if k in known})

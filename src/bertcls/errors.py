@@ -1,0 +1,23 @@
+"""User-facing errors: one paragraph naming the problem and the fix, shown without a traceback."""
+
+
+class BertclsError(Exception):
+    """An error caused by the user's input or environment; entry points print it and exit 2."""
+
+    exit_code = 2
+
+
+class ConfigError(BertclsError):
+    """A model, data or training setting is invalid."""
+
+
+class ModelNotFoundError(BertclsError):
+    """A model name could not be resolved to files on disk or on the hub."""
+
+
+class CheckpointError(BertclsError):
+    """A checkpoint's files, keys or shapes do not fit the model."""
+
+
+class DataError(BertclsError):
+    """A dataset is missing, malformed or unusable for the task."""

@@ -1,0 +1,226 @@
+"""BERT-family encoder (BERT, MiniLM, TinyBERT, DistilBERT) and classification heads in Flax NNX.
+
+Read top to bottom: embeddings -> post-LN transformer layers -> pooling -> head. No IO, no mlflow.
+Dropout is active only when `rngs` is passed to `__call__` (train mode); without it the model is
+deterministic (eval mode). Parameters are float32; `compute_dtype` sets the matmul/activation dtype.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from bertcls.config import ModelConfig
+
+Array = jax.Array
+
+_INIT = nnx.initializers.normal(stddev=0.02)  # BERT's truncated-normal-ish init, as HF uses
+
+
+def _dtype(config: ModelConfig) -> jnp.dtype:
+    return jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32
+
+
+def _dense(d_in: int, d_out: int, config: ModelConfig, rngs: nnx.Rngs) -> nnx.Linear:
+    return nnx.Linear(d_in, d_out, dtype=_dtype(config), param_dtype=jnp.float32, kernel_init=_INIT, rngs=rngs)
+
+
+def _layer_norm(config: ModelConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    # use_fast_variance=False: E[(x-mu)^2] as PyTorch computes it, for parity at 1e-5.
+    return nnx.LayerNorm(
+        config.hidden_size,
+        epsilon=config.layer_norm_eps,
+        dtype=_dtype(config),
+        param_dtype=jnp.float32,
+        use_fast_variance=False,
+        rngs=rngs,
+    )
+
+
+def activation(name: str, x: Array) -> Array:
+    """The hidden activation named in the HF config (exact or tanh-approximated GELU, or ReLU)."""
+    if name == "gelu":
+        return jax.nn.gelu(x, approximate=False)
+    if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
+        return jax.nn.gelu(x, approximate=True)
+    return jax.nn.relu(x)
+
+
+class Embeddings(nnx.Module):
+    """Word + absolute position (+ token type, BERT only) embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        self.config = config
+        dtype = _dtype(config)
+        embed = lambda n: nnx.Embed(  # noqa: E731
+            n, config.hidden_size, dtype=dtype, param_dtype=jnp.float32, embedding_init=_INIT, rngs=rngs
+        )
+        self.word = embed(config.vocab_size)
+        self.position = embed(config.max_position_embeddings)
+        self.token_type = embed(config.type_vocab_size) if config.type_vocab_size > 0 else None
+        self.norm = _layer_norm(config, rngs)
+        self.dropout = nnx.Dropout(config.hidden_dropout)
+
+    def __call__(self, input_ids: Array, token_type_ids: Array | None, rngs: nnx.Rngs | None) -> Array:
+        seq_len = input_ids.shape[1]
+        x = self.word(input_ids) + self.position(jnp.arange(seq_len)[None, :])  # [B, S, H]
+        if self.token_type is not None:
+            if token_type_ids is None:
+                token_type_ids = jnp.zeros_like(input_ids)
+            x = x + self.token_type(token_type_ids)
+        x = self.norm(x)
+        return self.dropout(x, deterministic=rngs is None, rngs=rngs)
+
+
+class SelfAttention(nnx.Module):
+    """Multi-head self-attention through jax.nn.dot_product_attention, with the padding mask."""
+
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        self.config = config
+        hidden = config.hidden_size
+        self.query = _dense(hidden, hidden, config, rngs)
+        self.key = _dense(hidden, hidden, config, rngs)
+        self.value = _dense(hidden, hidden, config, rngs)
+        self.output = _dense(hidden, hidden, config, rngs)
+        self.dropout = nnx.Dropout(config.attention_dropout)
+
+    def __call__(self, x: Array, mask: Array, rngs: nnx.Rngs | None) -> Array:
+        batch, seq_len, _ = x.shape
+        heads, head_dim = self.config.num_heads, self.config.head_dim
+        split = lambda t: t.reshape(batch, seq_len, heads, head_dim)  # noqa: E731  [B, S, N, D]
+        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+        if rngs is None or self.config.attention_dropout == 0.0:
+            context = jax.nn.dot_product_attention(q, k, v, mask=mask)  # [B, S, N, D]
+        else:
+            context = _attention_with_dropout(q, k, v, mask, self.dropout, rngs)
+        return self.output(context.reshape(batch, seq_len, heads * head_dim))  # [B, S, H]
+
+
+def _attention_with_dropout(q: Array, k: Array, v: Array, mask: Array, dropout: nnx.Dropout, rngs: nnx.Rngs) -> Array:
+    """Explicit softmax attention so dropout can hit the attention probabilities (as BERT does)."""
+    scale = q.shape[-1] ** -0.5
+    logits = jnp.einsum("bqnd,bknd->bnqk", q, k).astype(jnp.float32) * scale  # [B, N, S, S]
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    probs = dropout(probs, deterministic=False, rngs=rngs)
+    return jnp.einsum("bnqk,bknd->bqnd", probs, v)  # [B, S, N, D]
+
+
+class TransformerLayer(nnx.Module):
+    """Post-LN block: x = LN(x + attn(x)); x = LN(x + ffn(x)). Same for BERT and DistilBERT."""
+
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        self.config = config
+        self.attention = SelfAttention(config, rngs)
+        self.attention_norm = _layer_norm(config, rngs)
+        self.ffn_in = _dense(config.hidden_size, config.intermediate_size, config, rngs)
+        self.ffn_out = _dense(config.intermediate_size, config.hidden_size, config, rngs)
+        self.ffn_norm = _layer_norm(config, rngs)
+        self.dropout = nnx.Dropout(config.hidden_dropout)
+
+    def __call__(self, x: Array, mask: Array, rngs: nnx.Rngs | None) -> Array:
+        drop = lambda t: self.dropout(t, deterministic=rngs is None, rngs=rngs)  # noqa: E731
+        x = self.attention_norm(x + drop(self.attention(x, mask, rngs)))  # [B, S, H]
+        hidden = activation(self.config.hidden_act, self.ffn_in(x))  # [B, S, I]
+        return self.ffn_norm(x + drop(self.ffn_out(hidden)))  # [B, S, H]
+
+
+class Encoder(nnx.Module):
+    """Embeddings and the layer stack; returns the last hidden states."""
+
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        self.config = config
+        self.embeddings = Embeddings(config, rngs)
+        self.layers = nnx.List([TransformerLayer(config, rngs) for _ in range(config.num_layers)])
+
+    def __call__(
+        self,
+        input_ids: Array,  # [B, S] int
+        attention_mask: Array,  # [B, S] 1 = real token, 0 = padding
+        token_type_ids: Array | None = None,  # [B, S] int
+        rngs: nnx.Rngs | None = None,
+    ) -> Array:
+        mask = attention_mask.astype(bool)[:, None, None, :]  # [B, 1, 1, S] -> keys only
+        x = self.embeddings(input_ids, token_type_ids, rngs)
+        for layer in self.layers:
+            x = layer(x, mask, rngs)
+        return x  # [B, S, H]
+
+
+class Pooler(nnx.Module):
+    """Dense + activation on the [CLS] state: BERT's pooler (tanh) or DistilBERT's pre_classifier (relu)."""
+
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        self.config = config
+        self.dense = _dense(config.hidden_size, config.hidden_size, config, rngs)
+
+    def __call__(self, cls_state: Array) -> Array:
+        pooled = self.dense(cls_state)  # [B, H]
+        return jax.nn.relu(pooled) if self.config.model_type == "distilbert" else jnp.tanh(pooled)
+
+
+class MLPHead(nnx.Module):
+    """(dropout -> dense -> LayerNorm -> relu) twice, then the output projection."""
+
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        self.config = config
+        hidden = config.hidden_size
+        self.dense1 = _dense(hidden, hidden, config, rngs)
+        self.norm1 = _layer_norm(config, rngs)
+        self.dense2 = _dense(hidden, hidden, config, rngs)
+        self.norm2 = _layer_norm(config, rngs)
+        self.dropout = nnx.Dropout(config.classifier_dropout)
+        self.output = _dense(hidden, config.num_labels, config, rngs)
+
+    def __call__(self, x: Array, rngs: nnx.Rngs | None) -> Array:
+        drop = lambda t: self.dropout(t, deterministic=rngs is None, rngs=rngs)  # noqa: E731
+        x = jax.nn.relu(self.norm1(self.dense1(drop(x))))
+        x = jax.nn.relu(self.norm2(self.dense2(drop(x))))
+        return self.output(x)  # [B, L]
+
+
+class LinearHead(nnx.Module):
+    """Dropout then one dense layer to the labels (HF's `classifier`)."""
+
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        self.dropout = nnx.Dropout(config.classifier_dropout)
+        self.output = _dense(config.hidden_size, config.num_labels, config, rngs)
+
+    def __call__(self, x: Array, rngs: nnx.Rngs | None) -> Array:
+        return self.output(self.dropout(x, deterministic=rngs is None, rngs=rngs))  # [B, L]
+
+
+def masked_mean(hidden: Array, attention_mask: Array) -> Array:
+    """Mean of the real-token states: [B, S, H] x [B, S] -> [B, H]."""
+    weights = attention_mask.astype(hidden.dtype)[..., None]  # [B, S, 1]
+    return (hidden * weights).sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1.0)
+
+
+class BertClassifier(nnx.Module):
+    """Encoder + pooling + head. `head`: linear on pooled [CLS], linear on the mean, or an MLP on [CLS]."""
+
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        self.config = config
+        self.encoder = Encoder(config, rngs)
+        uses_pooler = config.head == "linear" and config.use_pooler
+        self.pooler = Pooler(config, rngs) if uses_pooler else None
+        self.head = MLPHead(config, rngs) if config.head == "mlp" else LinearHead(config, rngs)
+
+    def pool(self, hidden: Array, attention_mask: Array) -> Array:
+        """The sentence vector the head sees: [B, S, H] -> [B, H]."""
+        if self.config.head == "mean":
+            return masked_mean(hidden, attention_mask)
+        cls_state = hidden[:, 0]  # [B, H]
+        return self.pooler(cls_state) if self.pooler is not None else cls_state
+
+    def __call__(
+        self,
+        input_ids: Array,  # [B, S]
+        attention_mask: Array,  # [B, S]
+        token_type_ids: Array | None = None,  # [B, S]
+        rngs: nnx.Rngs | None = None,  # dropout on when given (train mode)
+    ) -> Array:
+        hidden = self.encoder(input_ids, attention_mask, token_type_ids, rngs)  # [B, S, H]
+        logits = self.head(self.pool(hidden, attention_mask), rngs)  # [B, L]
+        return logits.astype(jnp.float32)

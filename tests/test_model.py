@@ -1,0 +1,121 @@
+"""Model behaviour: padding invariance, train/eval modes, dtypes, heads, our own save format."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from bertcls.config import ModelConfig
+from bertcls.model.bert import BertClassifier
+from bertcls.model.weights import flat_params, load_hf_checkpoint, load_model, save_model
+from tests.conftest import GOLDEN
+
+TINY = dict(
+    vocab_size=50,
+    hidden_size=32,
+    num_layers=2,
+    num_heads=4,
+    intermediate_size=48,
+    max_position_embeddings=40,
+    num_labels=3,
+)
+
+
+def _tiny_model(**overrides) -> BertClassifier:
+    return BertClassifier(ModelConfig(**{**TINY, **overrides}), rngs=nnx.Rngs(0))
+
+
+def _batch():
+    ids = np.array([[2, 11, 12, 13, 3, 0, 0, 0], [2, 21, 22, 23, 24, 25, 26, 3]])  # [2, 8]
+    mask = (ids != 0).astype(np.int32)
+    return ids, mask
+
+
+@pytest.mark.parametrize("model_type", ["bert", "distilbert"])
+@pytest.mark.parametrize("head", ["linear", "mean", "mlp"])
+def test_padding_invariance(model_type, head):
+    model = _tiny_model(model_type=model_type, head=head, type_vocab_size=0 if model_type == "distilbert" else 2)
+    ids, mask = _batch()
+    alone = model(ids[:1, :5], mask[:1, :5])  # the short sentence with no padding at all
+    batched = model(ids, mask)
+    assert np.abs(np.asarray(alone[0]) - np.asarray(batched[0])).max() <= 1e-5
+
+
+def test_eval_is_deterministic_and_train_applies_dropout():
+    model = _tiny_model(hidden_dropout=0.3, attention_dropout=0.3)
+    ids, mask = _batch()
+    first, second = model(ids, mask), model(ids, mask)
+    np.testing.assert_array_equal(np.asarray(first), np.asarray(second))
+    train_a = model(ids, mask, rngs=nnx.Rngs(dropout=1))
+    train_b = model(ids, mask, rngs=nnx.Rngs(dropout=2))
+    assert np.abs(np.asarray(train_a) - np.asarray(first)).max() > 1e-4
+    assert np.abs(np.asarray(train_a) - np.asarray(train_b)).max() > 1e-4
+    np.testing.assert_array_equal(np.asarray(model(ids, mask, rngs=nnx.Rngs(dropout=1))), np.asarray(train_a))
+
+
+def test_bf16_compute_close_to_fp32(minilm_dir):
+    config = ModelConfig.from_json_file(minilm_dir / "config.json")
+    fp32, _ = load_hf_checkpoint(minilm_dir, config)
+    bf16, _ = load_hf_checkpoint(
+        minilm_dir, ModelConfig.from_json_file(minilm_dir / "config.json", compute_dtype="bfloat16")
+    )
+    ids = np.array([[101, 2023, 2003, 1037, 3231, 6251, 102, 0], [101, 2748, 102, 0, 0, 0, 0, 0]])
+    mask = (ids != 0).astype(np.int32)
+    ref = np.asarray(fp32(ids, mask))
+    low = np.asarray(bf16(ids, mask))
+    assert bf16.encoder.layers[0].ffn_in.kernel.get_value().dtype == jnp.float32  # params stay fp32
+    assert np.abs(ref - low).max() <= 2e-2
+
+
+@pytest.mark.parametrize("num_labels", [1, 2, 5])
+def test_heads_shapes_and_jit(num_labels):
+    for head in ("linear", "mean", "mlp"):
+        model = _tiny_model(head=head, num_labels=num_labels)
+        ids, mask = _batch()
+        logits = nnx.jit(lambda m, i, k: m(i, k))(model, ids, mask)
+        assert logits.shape == (2, num_labels) and logits.dtype == jnp.float32
+
+
+def test_own_format_round_trip_is_bit_exact(tmp_path):
+    config = ModelConfig.from_json_file(GOLDEN / "tiny-distilbert" / "config.json", head="mlp", num_labels=2)
+    model, _ = load_hf_checkpoint(GOLDEN / "tiny-distilbert", config)
+    save_model(model, tmp_path / "saved", label_names=["ham", "spam"])
+    loaded, labels = load_model(tmp_path / "saved")
+    assert labels == ["ham", "spam"] and loaded.config == model.config
+    before, after = flat_params(model), flat_params(loaded)
+    assert before.keys() == after.keys()
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key])
+    ids, mask = _batch()
+    np.testing.assert_array_equal(np.asarray(model(ids % 99, mask)), np.asarray(loaded(ids % 99, mask)))
+
+
+def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
+    model = _tiny_model()
+    save_model(model, tmp_path / "m", label_names=["a", "b", "c"])
+    import bertcls.model.weights as weights
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(weights, "save_file", explode)
+    with pytest.raises(OSError):
+        save_model(_tiny_model(head="mlp"), tmp_path / "m")
+    loaded, labels = load_model(tmp_path / "m")  # the earlier save is intact, no staging dirs left
+    assert labels == ["a", "b", "c"] and loaded.config.head == "linear"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_gradients_flow_to_every_param():
+    model = _tiny_model()
+    ids, mask = _batch()
+
+    def loss(m):
+        return m(ids, mask, rngs=nnx.Rngs(dropout=0)).sum()
+
+    grads = nnx.grad(loss)(model)
+    norms = jax.tree.map(lambda g: float(jnp.abs(g).sum()), nnx.to_pure_dict(grads))
+    assert all(v > 0 for v in jax.tree.leaves(norms))
