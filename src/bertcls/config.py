@@ -152,3 +152,33 @@ class ModelConfig:
         """Inverse of to_dict (our own saved format)."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in fields.items() if k in known})
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, which columns, how to split and tokenize it."""
+
+    dataset: str = "sms_spam"  # bundled name, "glue/<task>", a hub id, or "" when files are given
+    dataset_config: str | None = None  # hub dataset configuration name
+    train_file: str | None = None
+    validation_file: str | None = None
+    test_file: str | None = None
+    text_column: str | None = None  # None: the source's default; a digit string selects a headerless column
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    max_seq_length: int = 128
+    split_seed: int = 42
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    max_buckets: int = 12  # distinct padded lengths (compiled shapes), fitted to the training lengths
+    bucket_multiple: int = 4
+
+    def __post_init__(self) -> None:
+        if self.max_seq_length < 8:
+            raise ConfigError(f"max_seq_length must be at least 8 tokens, got {self.max_seq_length}.")
+        if self.max_buckets < 1 or self.bucket_multiple < 1:
+            raise ConfigError("max_buckets and bucket_multiple must be at least 1.")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be a positive number of examples (or unset), got {value}.")

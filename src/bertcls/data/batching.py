@@ -1,0 +1,153 @@
+"""Length-bucketed, static-shape batches: every example exactly once per pass, padding rows weighted 0.
+
+Bucket lengths are fitted once to the training lengths (at most `max_buckets` multiples of
+`bucket_multiple`, always ending at max_seq_length) to minimise padding, so only that many shapes are
+ever compiled. Training order: a seeded shuffle per epoch, examples grouped by bucket (random order
+inside each), cut into batches, batch order shuffled. Each batch is padded to the smallest bucket that
+fits its longest example. The one partial batch (of the shortest examples) is filled with rows of weight 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+
+from bertcls.errors import ConfigError
+
+FILL = -1  # index of a padding row in a batch plan
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizedSplit:
+    """A split as dense arrays: token matrices padded to max_seq_length, lengths, labels."""
+
+    input_ids: np.ndarray  # [N, L] int32
+    token_type_ids: np.ndarray  # [N, L] int32
+    lengths: np.ndarray  # [N] int32, real tokens per example
+    labels: np.ndarray  # [N] int32 (classification) or float32 (regression)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+def check_batch_size(batch_size: int, num_devices: int) -> None:
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}.")
+    if batch_size % num_devices:
+        lower = max(num_devices, batch_size - batch_size % num_devices)
+        raise ConfigError(
+            f"batch_size {batch_size} is not divisible by the {num_devices} devices it is split across. "
+            f"Use a multiple of {num_devices}, e.g. {lower} or {lower + num_devices}."
+        )
+
+
+def bucket_for(length: int, buckets: tuple[int, ...]) -> int:
+    """The smallest bucket >= length (buckets sorted ascending; the last is max_seq_length)."""
+    index = int(np.searchsorted(np.asarray(buckets), length, side="left"))
+    return buckets[min(index, len(buckets) - 1)]
+
+
+def fit_buckets(lengths: np.ndarray, max_seq_length: int, max_buckets: int = 12, multiple: int = 4) -> tuple:
+    """Bucket lengths minimising total padded tokens when each example pads to its bucket (exact DP)."""
+    candidates = np.array(sorted({*range(multiple, max_seq_length, multiple), max_seq_length}))
+    hist = np.bincount(np.minimum(lengths, max_seq_length), minlength=max_seq_length + 1)
+    cumulative = np.concatenate([[0], np.cumsum(hist)])  # examples with length < x: cumulative[x]
+    below = cumulative[candidates + 1]  # examples with length <= candidate
+    n = len(candidates)
+    # cost[k, i]: padded tokens with k+1 buckets, the largest being candidates[i], covering lengths <= it
+    cost = np.full((max_buckets, n), np.inf)
+    parent = np.zeros((max_buckets, n), dtype=np.int64)
+    cost[0] = below * candidates
+    for k in range(1, max_buckets):
+        for i in range(1, n):
+            options = cost[k - 1, :i] + (below[i] - below[:i]) * candidates[i]  # [i]
+            parent[k, i] = int(np.argmin(options))
+            cost[k, i] = options[parent[k, i]]
+    k, i = int(np.argmin(cost[:, n - 1])), n - 1
+    chosen = []
+    while True:
+        chosen.append(int(candidates[i]))
+        if k == 0:
+            break
+        i, k = parent[k, i], k - 1
+    return tuple(sorted(chosen))
+
+
+def plan_epoch(
+    lengths: np.ndarray, batch_size: int, buckets: tuple[int, ...], *, shuffle: bool, seed: int = 0, epoch: int = 0
+) -> list[np.ndarray]:
+    """Index batches of exactly `batch_size` (FILL pads the last one) covering every example once."""
+    n = len(lengths)
+    if shuffle:
+        rng = np.random.default_rng([seed, epoch])
+        order = rng.permutation(n)
+        bucket_ids = np.searchsorted(np.asarray(buckets), lengths[order], side="left")
+        order = order[np.argsort(bucket_ids, kind="stable")]  # grouped by bucket, random inside
+    else:
+        order = np.argsort(lengths, kind="stable")  # eval: tightest padding, deterministic
+    # The partial batch takes the shortest examples (order is ascending by bucket), so its fill rows
+    # cost the fewest padded tokens.
+    partial = n % batch_size
+    batches = [order[i : i + batch_size] for i in range(partial, n, batch_size)]
+    if partial:
+        first = np.full(batch_size, FILL, dtype=np.int64)
+        first[:partial] = order[:partial]
+        batches.insert(0, first)
+    if shuffle:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def collate(split: TokenizedSplit, plan: np.ndarray, buckets: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Gather one planned batch into arrays padded to its bucket; FILL rows repeat a real row, weight 0."""
+    real = plan != FILL
+    rows = np.where(real, plan, plan[0])  # plan[0] is always real
+    width = bucket_for(int(split.lengths[rows].max()), buckets)
+    positions = np.arange(width)[None, :]  # [1, S]
+    return {
+        "input_ids": split.input_ids[rows, :width],  # [B, S]
+        "token_type_ids": split.token_type_ids[rows, :width],  # [B, S]
+        "attention_mask": (positions < split.lengths[rows][:, None]).astype(np.int32),  # [B, S]
+        "labels": split.labels[rows],  # [B]
+        "weights": real.astype(np.float32),  # [B]
+    }
+
+
+def iterate_batches(
+    split: TokenizedSplit,
+    batch_size: int,
+    buckets: tuple[int, ...],
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    epoch: int = 0,
+) -> Iterator[dict[str, np.ndarray]]:
+    for plan in plan_epoch(split.lengths, batch_size, buckets, shuffle=shuffle, seed=seed, epoch=epoch):
+        yield collate(split, plan, buckets)
+
+
+def padding_efficiency(lengths: np.ndarray, plans: list[np.ndarray], buckets: tuple[int, ...]) -> float:
+    """Real tokens / padded tokens (FILL rows count as padding) over a whole pass."""
+    real = int(lengths.sum())
+    padded = 0
+    for plan in plans:
+        width = bucket_for(int(lengths[plan[plan != FILL]].max()), buckets)
+        padded += len(plan) * width
+    return real / padded if padded else 1.0
+
+
+def pad_to_max_efficiency(lengths: np.ndarray, batch_size: int, max_seq_length: int) -> float:
+    """The same ratio when every batch is padded to max_seq_length (the old Flax GLUE example's way)."""
+    batches = -(-len(lengths) // batch_size)
+    return int(lengths.sum()) / (batches * batch_size * max_seq_length) if batches else 1.0
+
+
+def place_on_mesh(batch: dict[str, np.ndarray], mesh) -> dict:
+    """Shard a host batch over the mesh's 'data' axis (each process passes its local rows)."""
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    sharding = NamedSharding(mesh, PartitionSpec("data"))
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}

@@ -1,0 +1,43 @@
+"""A printable summary of a prepared dataset: sizes, cleaning, labels, padding efficiency."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bertcls.config import DataConfig
+from bertcls.data.batching import pad_to_max_efficiency, padding_efficiency, plan_epoch
+from bertcls.data.pipeline import prepare_data
+
+
+def data_report(config: DataConfig, tokenizer, batch_size: int) -> str:
+    data = prepare_data(config, tokenizer)
+    buckets = data.buckets
+    lines = [
+        f"dataset: {data.source.name}  ({data.source.uri})",
+        f"task: {'regression' if data.task.is_regression else 'classification'}  "
+        f"labels: {', '.join(data.task.label_names) or '-'}  primary metric: {data.task.primary_metric}",
+        f"cleaning: empty texts dropped {data.stats.empty_text_dropped}, duplicate texts dropped "
+        f"{data.stats.duplicates_dropped}, splits created {list(data.stats.created_splits) or 'none'} "
+        f"(seed {config.split_seed}, stratified {data.stats.stratified})",
+        f"max_seq_length {config.max_seq_length}, batch_size {batch_size}, buckets {list(buckets)}",
+        "",
+        f"{'split':<11}{'examples':>9}{'truncated':>10}{'mean len':>9}{'buckets eff':>12}{'pad-to-max eff':>15}",
+    ]
+    for name, split in data.splits.items():
+        plans = plan_epoch(split.lengths, batch_size, buckets, shuffle=name == "train", seed=0)
+        lines.append(
+            f"{name:<11}{len(split):>9}{int((split.lengths >= config.max_seq_length).sum()):>10}"
+            f"{float(np.mean(split.lengths)):>9.1f}{padding_efficiency(split.lengths, plans, buckets):>12.3f}"
+            f"{pad_to_max_efficiency(split.lengths, batch_size, config.max_seq_length):>15.3f}"
+        )
+    if not data.task.is_regression:
+        lines.append("")
+        lines.append(
+            "label counts: "
+            + "; ".join(
+                f"{name}: "
+                + ", ".join(f"{label}={int((s.labels == i).sum())}" for i, label in enumerate(data.task.label_names))
+                for name, s in data.splits.items()
+            )
+        )
+    return "\n".join(lines)

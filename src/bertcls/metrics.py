@@ -1,0 +1,69 @@
+"""Task metrics with scikit-learn / scipy, over real rows only (padding rows carry weight 0).
+
+Classification: accuracy, macro_f1, mcc, and binary f1 (positive class = label id 1) for two classes.
+Regression: pearson, spearman, mse. `evaluate` modules are optional extras (see `extra_metric`).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import stats
+from sklearn import metrics as skm
+
+from bertcls.data.tasks import TaskSpec
+from bertcls.errors import ConfigError
+
+
+def _real(weights: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
+    keep = np.asarray(weights) > 0
+    return [np.asarray(a)[keep] for a in arrays]
+
+
+def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:
+    """predictions, labels: [N] label ids."""
+    all_labels = list(range(num_labels))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # undefined precision for an absent class is 0, as documented
+        out = {
+            "accuracy": float(skm.accuracy_score(labels, predictions)),
+            "macro_f1": float(skm.f1_score(labels, predictions, labels=all_labels, average="macro", zero_division=0)),
+            "mcc": float(skm.matthews_corrcoef(labels, predictions)),
+        }
+        if num_labels == 2:
+            out["f1"] = float(skm.f1_score(labels, predictions, pos_label=1, average="binary", zero_division=0))
+    return out
+
+
+def regression_metrics(predictions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """predictions, targets: [N] floats. A constant prediction has no correlation: reported as 0."""
+    constant = np.ptp(predictions) == 0 or np.ptp(targets) == 0
+    return {
+        "pearson": 0.0 if constant else float(stats.pearsonr(predictions, targets)[0]),
+        "spearman": 0.0 if constant else float(stats.spearmanr(predictions, targets)[0]),
+        "mse": float(np.mean((predictions - targets) ** 2)),
+    }
+
+
+def compute_metrics(task: TaskSpec, outputs: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> dict[str, float]:
+    """outputs: [N, num_labels] logits (or [N, 1] scores); labels, weights: [N]."""
+    outputs, labels = _real(weights, outputs, labels)
+    if task.is_regression:
+        return regression_metrics(outputs.reshape(-1).astype(np.float64), labels.astype(np.float64))
+    return classification_metrics(outputs.argmax(axis=-1), labels, task.num_labels)
+
+
+def extra_metric(name_or_path: str, predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
+    """An optional `evaluate` module named by local path or hub id (the hub needs a network)."""
+    import evaluate
+
+    try:
+        module = evaluate.load(name_or_path)
+    except Exception as err:  # noqa: BLE001 - evaluate raises many types for a missing module
+        raise ConfigError(
+            f"Cannot load the evaluate metric {name_or_path!r} ({type(err).__name__}). evaluate fetches "
+            "metric scripts from the hub: offline, pass a local path to a metric script instead."
+        ) from None
+    result = module.compute(predictions=predictions, references=references)
+    return {k: float(v) for k, v in result.items() if np.isscalar(v)}

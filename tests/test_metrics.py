@@ -1,0 +1,51 @@
+"""Task metrics agree with scikit-learn / scipy on the real rows and ignore padding rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn import metrics as skm
+
+from bertcls.data.tasks import TaskSpec, metric_direction, primary_metric_for
+from bertcls.metrics import compute_metrics
+
+BINARY = TaskSpec("t", ("ham", "spam"), False, "accuracy", False)
+
+
+def test_classification_metrics_ignore_padding_rows():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(50, 2))
+    labels = rng.integers(0, 2, size=50)
+    weights = np.ones(50)
+    weights[40:] = 0
+    labels[40:] = 1 - logits[40:].argmax(-1)  # padding rows would all be wrong if counted
+    got = compute_metrics(BINARY, logits, labels, weights)
+    pred = logits[:40].argmax(-1)
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(labels[:40], pred))
+    assert got["mcc"] == pytest.approx(skm.matthews_corrcoef(labels[:40], pred))
+    assert got["f1"] == pytest.approx(skm.f1_score(labels[:40], pred))
+    assert got["macro_f1"] == pytest.approx(skm.f1_score(labels[:40], pred, average="macro"))
+
+
+def test_multiclass_has_no_binary_f1():
+    task = TaskSpec("t", ("a", "b", "c"), False, "accuracy", False)
+    got = compute_metrics(task, np.eye(3)[[0, 1, 2, 2]], np.array([0, 1, 2, 1]), np.ones(4))
+    assert set(got) == {"accuracy", "macro_f1", "mcc"} and got["accuracy"] == 0.75
+
+
+def test_regression_metrics():
+    task = TaskSpec("stsb", (), True, "pearson", True)
+    scores = np.array([[0.1], [0.5], [0.9], [2.0]])
+    targets = np.array([0.0, 0.4, 1.0, 1.5])
+    got = compute_metrics(task, scores, targets, np.array([1, 1, 1, 0]))
+    assert got["pearson"] == pytest.approx(stats.pearsonr(scores[:3, 0], targets[:3])[0])
+    assert got["spearman"] == pytest.approx(1.0)
+
+
+def test_primary_metrics_and_directions():
+    assert primary_metric_for("cola", False) == "mcc"
+    assert primary_metric_for("mrpc", False) == "f1" and primary_metric_for("qqp", False) == "f1"
+    assert primary_metric_for("stsb", True) == "pearson" and primary_metric_for("sst2", False) == "accuracy"
+    assert primary_metric_for(None, False) == "accuracy"
+    assert metric_direction("val_loss") == "min" and metric_direction("val_mcc") == "max"
