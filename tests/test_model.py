@@ -83,8 +83,8 @@ def test_own_format_round_trip_is_bit_exact(tmp_path):
     config = ModelConfig.from_json_file(GOLDEN / "tiny-distilbert" / "config.json", head="mlp", num_labels=2)
     model, _ = load_hf_checkpoint(GOLDEN / "tiny-distilbert", config)
     save_model(model, tmp_path / "saved", label_names=["ham", "spam"])
-    loaded, labels = load_model(tmp_path / "saved")
-    assert labels == ["ham", "spam"] and loaded.config == model.config
+    loaded, meta = load_model(tmp_path / "saved")
+    assert meta["label_names"] == ["ham", "spam"] and loaded.config == model.config
     before, after = flat_params(model), flat_params(loaded)
     assert before.keys() == after.keys()
     for key in before:
@@ -104,8 +104,8 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
     monkeypatch.setattr(weights, "save_file", explode)
     with pytest.raises(OSError):
         save_model(_tiny_model(head="mlp"), tmp_path / "m")
-    loaded, labels = load_model(tmp_path / "m")  # the earlier save is intact, no staging dirs left
-    assert labels == ["a", "b", "c"] and loaded.config.head == "linear"
+    loaded, meta = load_model(tmp_path / "m")  # the earlier save is intact, no staging dirs left
+    assert meta["label_names"] == ["a", "b", "c"] and loaded.config.head == "linear"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 

@@ -182,3 +182,59 @@ class DataConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be a positive number of examples (or unset), got {value}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with decoupled weight decay, linear warmup then linear decay to zero, global-norm clipping."""
+
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0  # 0 disables clipping
+    adam_b1: float = 0.9
+    adam_b2: float = 0.999
+    adam_eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be a positive learning rate, got {self.lr}. Try -P lr=2e-5.")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}.")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}. Try 0.1.")
+        if self.max_grad_norm < 0:
+            raise ConfigError(f"max_grad_norm must be >= 0 (0 disables clipping), got {self.max_grad_norm}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs; `flat_params()` is what MLflow records."""
+
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    head: str = "linear"
+    compute_dtype: str = "float32"
+    epochs: int = 3
+    batch_size: int = 32  # global, split over all devices
+    eval_batch_size: int = 64
+    seed: int = 42
+    early_stopping_patience: int = 0  # epochs without improvement before stopping; 0 = never stop early
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be at least 1, got {self.epochs}.")
+        if self.head not in HEADS:
+            raise ConfigError(f"Unknown head {self.head!r}; choose one of {', '.join(HEADS)}.")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ConfigError(
+                f"Unknown compute dtype {self.compute_dtype!r}; choose one of {', '.join(COMPUTE_DTYPES)}."
+            )
+        if self.early_stopping_patience < 0:
+            raise ConfigError("early_stopping_patience must be >= 0 (0 disables early stopping).")
+
+    def flat_params(self) -> dict[str, Any]:
+        """One flat dict; keys match the MLproject parameter names so `mlflow run`'s own params line up."""
+        top = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("data", "optim")}
+        return {**top, **dataclasses.asdict(self.data), **dataclasses.asdict(self.optim)}

@@ -245,8 +245,13 @@ def flat_params(model: BertClassifier) -> dict[str, np.ndarray]:
     return {_path_str(path): np.asarray(v.get_value()) for path, v in nnx.to_flat_state(state)}
 
 
-def save_model(model: BertClassifier, out_dir: Path, label_names: list[str] | None = None) -> Path:
-    """Write our format (model.safetensors + bertcls_config.json) atomically: all files or none."""
+def save_model(
+    model: BertClassifier, out_dir: Path, label_names: list[str] | None = None, extra: dict | None = None
+) -> Path:
+    """Write our format (model.safetensors + bertcls_config.json) atomically: all files or none.
+
+    `extra` holds JSON metadata saved beside the config (e.g. max_seq_length, buckets, task).
+    """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -257,6 +262,7 @@ def save_model(model: BertClassifier, out_dir: Path, label_names: list[str] | No
             "version": FORMAT_VERSION,
             "model": model.config.to_dict(),
             "label_names": list(label_names) if label_names is not None else None,
+            **(extra or {}),
         }
         (staging / OWN_CONFIG).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         if out_dir.exists():
@@ -271,8 +277,8 @@ def is_own_format(model_dir: Path) -> bool:
     return (Path(model_dir) / OWN_CONFIG).is_file()
 
 
-def load_model(model_dir: Path) -> tuple[BertClassifier, list[str] | None]:
-    """Load our own format; every key must match exactly (no allow-list: we wrote it)."""
+def load_model(model_dir: Path) -> tuple[BertClassifier, dict]:
+    """Load our own format -> (model, metadata); every key must match exactly (no allow-list: we wrote it)."""
     model_dir = Path(model_dir)
     try:
         meta = json.loads((model_dir / OWN_CONFIG).read_text(encoding="utf-8"))
@@ -297,4 +303,4 @@ def load_model(model_dir: Path) -> tuple[BertClassifier, list[str] | None]:
             f"{model_dir / OWN_WEIGHTS} does not match its {OWN_CONFIG}: missing {missing}, unexpected {extra}, "
             f"shape mismatches {wrong}. The files were modified or mixed; re-save the model."
         )
-    return _fill_skeleton(config, values), meta.get("label_names")
+    return _fill_skeleton(config, values), meta

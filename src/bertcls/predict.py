@@ -1,0 +1,81 @@
+"""Batch inference on raw texts with the same length buckets as training (no mlflow, no mesh).
+
+Used by the pyfunc model and the evaluate job: texts -> tokenized -> length-sorted static-shape
+batches -> logits (or scores) in the input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+
+from bertcls.data.batching import FILL, TokenizedSplit, collate, fit_buckets, plan_epoch
+from bertcls.model.bert import BertClassifier
+from bertcls.model.weights import load_model
+from bertcls.tokenizer import load_tokenizer
+
+
+class Predictor:
+    """A loaded classifier plus its tokenizer, label names and padding buckets."""
+
+    def __init__(self, model: BertClassifier, tokenizer, meta: dict, batch_size: int = 32):
+        self.tokenizer = tokenizer
+        self.label_names: list[str] = list(meta.get("label_names") or [])
+        self.is_regression = model.config.num_labels == 1
+        self.max_seq_length = int(meta.get("max_seq_length") or 128)
+        self.buckets = tuple(meta.get("buckets") or fit_buckets(np.array([self.max_seq_length]), self.max_seq_length))
+        self.has_text_pair = bool(meta.get("has_text_pair", False))
+        self.batch_size = batch_size
+        graphdef, state = nnx.split(model)
+        self._state = state
+
+        @jax.jit
+        def forward(state, input_ids, attention_mask, token_type_ids):
+            return nnx.merge(graphdef, state)(input_ids, attention_mask, token_type_ids)
+
+        self._forward = forward
+
+    @classmethod
+    def from_dir(cls, model_dir: Path, batch_size: int = 32) -> Predictor:
+        model, meta = load_model(model_dir)
+        return cls(model, load_tokenizer(model_dir), meta, batch_size)
+
+    def tokenize(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> TokenizedSplit:
+        encoded = self.tokenizer(
+            list(texts),
+            list(pairs) if pairs is not None else None,
+            truncation=True,
+            max_length=self.max_seq_length,
+            return_attention_mask=False,
+            return_token_type_ids=True,
+        )
+        n = len(encoded["input_ids"])
+        ids = np.zeros((n, self.max_seq_length), dtype=np.int32)
+        types = np.zeros_like(ids)
+        lengths = np.zeros(n, dtype=np.int32)
+        for i, (row, row_types) in enumerate(zip(encoded["input_ids"], encoded["token_type_ids"], strict=True)):
+            ids[i, : len(row)], types[i, : len(row)], lengths[i] = row, row_types, len(row)
+        return TokenizedSplit(ids, types, lengths, np.zeros(n, dtype=np.int32))
+
+    def outputs(self, split: TokenizedSplit) -> np.ndarray:
+        """[N, num_labels] logits (classification) or [N, 1] scores (regression), in input order."""
+        out = np.zeros((len(split), 1 if self.is_regression else len(self.label_names)), dtype=np.float32)
+        for plan in plan_epoch(split.lengths, self.batch_size, self.buckets, shuffle=False):
+            batch = collate(split, plan, self.buckets)
+            logits = self._forward(self._state, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+            real = plan != FILL
+            out[plan[real]] = np.asarray(logits)[real]
+        return out
+
+    def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> np.ndarray:
+        return self.outputs(self.tokenize(texts, pairs)) if len(texts) else np.zeros((0, 1), np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)

@@ -1,0 +1,240 @@
+"""The only mlflow import on the training path: params, tags, dataset inputs, metrics, figures, model."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import signal
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow.models import infer_signature  # noqa: E402
+
+import bertcls  # noqa: E402
+from bertcls.data.pipeline import PreparedData  # noqa: E402
+
+RUNTIME_PACKAGES = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "safetensors",
+    "transformers",
+    "tokenizers",
+    "numpy",
+    "pandas",
+    "mlflow",
+    "scikit-learn",
+    "scipy",
+)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGTERM/SIGINT during a run: the run is marked KILLED."""
+
+
+_signals = {"deferred": False, "pending": None}
+
+
+def _on_signal(signum, frame) -> None:
+    if _signals["deferred"]:
+        _signals["pending"] = signum
+        return
+    raise RunInterrupted(f"received {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Finish a critical section (writing the model) before a pending SIGTERM/SIGINT takes effect."""
+    _signals["deferred"] = True
+    try:
+        yield
+    finally:
+        _signals["deferred"] = False
+        if _signals["pending"] is not None:
+            signum, _signals["pending"] = _signals["pending"], None
+            raise RunInterrupted(f"received {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def tracked_run(experiment: str | None, run_name: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """Start (or, under `mlflow run`, resume) a run; end it FINISHED, KILLED on a signal, FAILED on error."""
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    if experiment and not mlflow.active_run() and "MLFLOW_RUN_ID" not in os.environ:
+        mlflow.set_experiment(experiment)
+    run = mlflow.start_run(run_name=run_name)
+    try:
+        yield run
+    except KeyboardInterrupt:
+        mlflow.end_run(status="KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    else:
+        mlflow.end_run(status="FINISHED")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def log_params(params: dict[str, Any]) -> None:
+    """Log params not already on the run (`mlflow run` logs -P values itself; re-logging a key raises)."""
+    run = mlflow.active_run()
+    existing = mlflow.MlflowClient().get_run(run.info.run_id).data.params
+    mlflow.log_params({k: "" if v is None else str(v) for k, v in params.items() if k not in existing})
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
+        )
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def set_environment_tags() -> None:
+    import flax
+    import jax
+
+    devices = jax.devices()
+    tags = {
+        "bertcls_version": bertcls.__version__,
+        "jax_version": jax.__version__,
+        "flax_version": flax.__version__,
+        "backend": jax.default_backend(),
+        "device_kind": devices[0].device_kind,
+        "device_count": str(len(devices)),
+        "process_count": str(jax.process_count()),
+    }
+    commit = _git_commit()
+    if commit:
+        tags["git_commit"] = commit
+    mlflow.set_tags(tags)
+
+
+def log_dataset_inputs(data: PreparedData) -> None:
+    """One MLflow dataset input per split (name, source, digest, row count as the profile)."""
+    for split, rows in data.texts.items():
+        frame = rows.to_pandas()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "source can be interpreted in multiple ways"
+            try:
+                dataset = mlflow.data.from_pandas(frame, source=data.source.uri, name=data.source.name, targets="label")
+            except Exception:  # noqa: BLE001 - a hub id is not a resolvable source URI for mlflow
+                dataset = mlflow.data.from_pandas(frame, name=data.source.name, targets="label")
+        mlflow.log_input(dataset, context=split)
+    sizes = {f"n_{split}": len(rows) for split, rows in data.splits.items()}
+    cleaning = {
+        "duplicates_dropped": data.stats.duplicates_dropped,
+        "empty_texts_dropped": sum(data.stats.empty_text_dropped.values()),
+        "split_created": ",".join(data.stats.created_splits) or "none",
+        "task": "regression" if data.task.is_regression else "classification",
+        "label_names": ",".join(data.task.label_names),
+        "primary_metric": data.task.primary_metric,
+    }
+    log_params({**sizes, **cleaning})
+    mlflow.set_tags({"dataset": data.source.name, "task": cleaning["task"]})
+
+
+class MlflowCallback:
+    """fit() callback: buckets and step count as params, every epoch's metrics with step=epoch."""
+
+    def on_train_start(self, info: dict[str, Any]) -> None:
+        log_params({"buckets": " ".join(map(str, info["buckets"])), "total_steps": info["total_steps"]})
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        mlflow.log_metrics(metrics, step=epoch)
+
+
+def log_learning_curves(history: list[dict[str, float]], primary: str) -> None:
+    epochs = np.arange(1, len(history) + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train_loss")
+    left.plot(epochs, [h["val_loss"] for h in history], marker="o", label="val_loss")
+    left.set(xlabel="epoch", ylabel="loss", title="Loss")
+    left.legend()
+    right.plot(epochs, [h[f"val_{primary}"] for h in history], marker="o", color="tab:green")
+    right.set(xlabel="epoch", ylabel=f"val_{primary}", title=f"Validation {primary}")
+    for axis in (left, right):
+        axis.set_xticks(epochs)
+        axis.grid(alpha=0.3)
+    fig.tight_layout()
+    mlflow.log_figure(fig, "figures/learning_curves.png")
+    plt.close(fig)
+
+
+def log_confusion_matrix(labels: np.ndarray, predictions: np.ndarray, names: tuple[str, ...], split: str) -> None:
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    fig, axis = plt.subplots(figsize=(1.2 * len(names) + 3, 1.2 * len(names) + 2.5))
+    ConfusionMatrixDisplay.from_predictions(
+        labels,
+        predictions,
+        labels=list(range(len(names))),
+        display_labels=list(names),
+        ax=axis,
+        colorbar=False,
+        xticks_rotation=45 if len(names) > 3 else "horizontal",
+    )
+    axis.set_title(f"{split} confusion matrix")
+    fig.tight_layout()
+    mlflow.log_figure(fig, f"figures/{split}_confusion_matrix.png")
+    plt.close(fig)
+
+
+def pip_requirements() -> list[str]:
+    """Pinned runtime requirements of the logged model; torch is never among them."""
+    pins = []
+    for name in RUNTIME_PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            pins.append(f"{name}=={importlib.metadata.version(name)}")
+    return pins
+
+
+def log_model(model_dir: Path, example_texts: list[str], example_pairs: list[str] | None) -> str:
+    """Log our saved model as the pyfunc `model` (signature, input example, code); returns its URI."""
+    from bertcls.predict import Predictor
+    from bertcls.pyfunc import MODEL_ARTIFACT, predictions_frame
+
+    # Single-text models take an unnamed string column, so a plain list of strings passes the schema
+    # check as well as a one-column DataFrame; pair models take a DataFrame with text and text_pair.
+    example: Any = list(example_texts)
+    if example_pairs is not None:
+        example = pd.DataFrame({"text": example_texts, "text_pair": example_pairs})
+    predictor = Predictor.from_dir(model_dir)
+    output = predictions_frame(predictor, predictor.predict(example_texts, example_pairs))
+    package = Path(bertcls.__file__).resolve().parent
+    with signals_deferred(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "add type hints to predict": we give a signature
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(package / "pyfunc_model.py"),
+            artifacts={MODEL_ARTIFACT: str(model_dir)},
+            code_paths=[str(package)],
+            signature=infer_signature(example, output),
+            input_example=example,
+            pip_requirements=pip_requirements(),
+        )
+    return info.model_uri
+
+
+@contextlib.contextmanager
+def staging_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="bertcls-model-") as tmp:
+        yield Path(tmp)

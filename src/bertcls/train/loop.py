@@ -1,0 +1,153 @@
+"""fit(): epochs, evaluation after each, best-so-far by the task's primary metric, early stopping.
+
+It reports through callbacks only and never imports mlflow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from typing import Any, Protocol
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from bertcls.config import TrainConfig
+from bertcls.data.batching import FILL, TokenizedSplit, collate, padding_efficiency, place_on_mesh, plan_epoch
+from bertcls.data.pipeline import PreparedData
+from bertcls.data.tasks import TaskSpec, metric_direction
+from bertcls.metrics import compute_metrics
+from bertcls.train.optim import learning_rate_schedule
+from bertcls.train.steps import Steps
+
+
+class Callback(Protocol):
+    def on_train_start(self, info: dict[str, Any]) -> None: ...
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+
+@dataclasses.dataclass
+class SplitPredictions:
+    outputs: np.ndarray  # [N, L] logits, or [N, 1] scores, in the split's row order
+    labels: np.ndarray  # [N]
+    loss: float
+    metrics: dict[str, float]
+
+
+@dataclasses.dataclass
+class FitResult:
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_model_state: Any  # host copy of the best epoch's parameters
+    best_validation: SplitPredictions
+    compile_time_s: float
+    stopped_early: bool
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    return math.ceil(num_examples / batch_size)
+
+
+def predict_split(steps: Steps, split: TokenizedSplit, task: TaskSpec, batch_size: int, buckets) -> SplitPredictions:
+    """Eval-mode outputs for every example of `split` (length-sorted batches, reordered back)."""
+    outputs = np.zeros((len(split), task.num_labels), dtype=np.float32)
+    loss_sum = weight_sum = 0.0
+    plans = plan_epoch(split.lengths, batch_size, buckets, shuffle=False)
+    for plan in plans:
+        steps.precompile("eval", place_on_mesh(collate(split, plan, buckets), steps.mesh))
+    pending = []
+    for plan in plans:
+        batch = place_on_mesh(collate(split, plan, buckets), steps.mesh)
+        pending.append((plan, steps.evaluate(batch)))  # dispatch all, then gather: keeps the device busy
+    for plan, (batch_outputs, batch_loss, batch_weight) in pending:
+        real = plan != FILL
+        outputs[plan[real]] = np.asarray(batch_outputs)[real]
+        loss_sum += float(batch_loss)
+        weight_sum += float(batch_weight)
+    loss = loss_sum / max(weight_sum, 1.0)
+    metrics = compute_metrics(task, outputs, split.labels, np.ones(len(split)))
+    return SplitPredictions(outputs, split.labels, loss, metrics)
+
+
+def _is_better(value: float, best: float | None, direction: str) -> bool:
+    if best is None:
+        return True
+    return value > best if direction == "max" else value < best
+
+
+def fit(
+    steps: Steps, data: PreparedData, config: TrainConfig, callbacks: list[Callback], process_index: int = 0
+) -> FitResult:
+    train, validation = data.splits["train"], data.splits["validation"]
+    total_steps = steps_per_epoch(len(train), config.batch_size) * config.epochs
+    schedule = learning_rate_schedule(config.optim, total_steps)
+    primary = data.task.primary_metric
+    direction = metric_direction(primary)
+    for callback in callbacks:
+        callback.on_train_start({"total_steps": total_steps, "buckets": list(data.buckets)})
+
+    history: list[dict[str, float]] = []
+    best_value: float | None = None
+    best_epoch, best_state, best_validation, stale = 0, None, None, 0
+    for epoch in range(1, config.epochs + 1):
+        plans = plan_epoch(train.lengths, config.batch_size, data.buckets, shuffle=True, seed=config.seed, epoch=epoch)
+        batches = [collate(train, plan, data.buckets) for plan in plans]
+        for batch in {b["input_ids"].shape: b for b in batches}.values():
+            steps.precompile("train", place_on_mesh(batch, steps.mesh))
+        real_tokens = int(sum(int(b["attention_mask"][b["weights"] > 0].sum()) for b in batches))
+
+        start = time.perf_counter()
+        loss_parts, grad_norms = [], []
+        bar = tqdm(
+            total=len(batches),
+            desc=f"epoch {epoch}/{config.epochs}",
+            unit="batch",
+            file=sys.stderr,
+            disable=process_index != 0,
+            mininterval=0.5 if sys.stderr.isatty() else 10.0,
+            leave=True,
+        )
+        for i, batch in enumerate(batches):
+            stats = steps.train(place_on_mesh(batch, steps.mesh))
+            loss_parts.append((stats["loss_sum"], stats["weight_sum"]))
+            grad_norms.append(stats["grad_norm"])
+            bar.update(1)
+            if i % 20 == 19 or i == len(batches) - 1:  # a host sync only now and then
+                seen = sum(float(w) for _, w in loss_parts)
+                elapsed = time.perf_counter() - start
+                bar.set_postfix(
+                    loss=f"{sum(float(s) for s, _ in loss_parts) / max(seen, 1):.4f}", ex_per_s=f"{seen / elapsed:.1f}"
+                )
+        loss_sum = sum(float(s) for s, _ in loss_parts)
+        weight_sum = sum(float(w) for _, w in loss_parts)
+        epoch_time = time.perf_counter() - start
+        bar.close()
+
+        val = predict_split(steps, validation, data.task, config.eval_batch_size, data.buckets)
+        metrics = {
+            "train_loss": loss_sum / max(weight_sum, 1.0),
+            "val_loss": val.loss,
+            **{f"val_{name}": value for name, value in val.metrics.items()},
+            "lr": float(schedule(epoch * len(batches) - 1)),
+            "grad_norm": float(np.mean([float(g) for g in grad_norms])),
+            "epoch_time_s": epoch_time,
+            "train_examples_per_s": weight_sum / epoch_time,
+            "train_tokens_per_s": real_tokens / epoch_time,
+            "padding_efficiency": padding_efficiency(train.lengths, plans, data.buckets),
+            "compile_time_s": steps.compile_seconds,  # cumulative: grows only when a new shape appears
+        }
+        history.append(metrics)
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, metrics)
+
+        if _is_better(val.metrics[primary], best_value, direction):
+            best_value, best_epoch, best_validation, stale = val.metrics[primary], epoch, val, 0
+            best_state = steps.host_model_state()
+        else:
+            stale += 1
+            if config.early_stopping_patience and stale >= config.early_stopping_patience:
+                return FitResult(history, best_epoch, best_state, best_validation, steps.compile_seconds, True)
+    return FitResult(history, best_epoch, best_state, best_validation, steps.compile_seconds, False)

@@ -1,0 +1,123 @@
+"""Jitted train and eval steps over a ('data',) mesh, compiled ahead of time once per batch shape.
+
+Parameters and optimizer state are replicated; batches are sharded on 'data', so XLA inserts the
+gradient all-reduce. The train step donates the old state. Dropout keys derive from the optimizer step,
+so a step is a pure function of (state, batch, base key).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from bertcls.model.bert import BertClassifier
+
+Batch = dict[str, jax.Array]
+
+
+def weighted_loss(outputs: jax.Array, labels: jax.Array, weights: jax.Array, regression: bool):
+    """(sum of per-row losses * weights, sum of weights): cross-entropy, or squared error for regression."""
+    if regression:
+        per_row = (outputs[:, 0] - labels) ** 2  # [B]
+    else:
+        per_row = optax.softmax_cross_entropy_with_integer_labels(outputs, labels)  # [B]
+    return (per_row * weights).sum(), weights.sum()
+
+
+def _forward(model: BertClassifier, batch: Batch, rngs: nnx.Rngs | None) -> jax.Array:
+    return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], rngs=rngs)
+
+
+class Steps:
+    """Holds the device state and one compiled executable per (step kind, batch shape)."""
+
+    def __init__(self, model: BertClassifier, tx: optax.GradientTransformation, mesh, regression: bool, seed: int):
+        self.mesh = mesh
+        self.regression = regression
+        self.model_def, model_state = nnx.split(model)
+        self.opt_def, opt_state = nnx.split(nnx.Optimizer(model, tx, wrt=nnx.Param))
+        replicated = NamedSharding(mesh, PartitionSpec())
+        self.model_state = jax.device_put(model_state, replicated)
+        self.opt_state = jax.device_put(opt_state, replicated)
+        self.base_key = jax.device_put(jax.random.key(seed), replicated)
+        self._train = jax.jit(self._train_step, donate_argnums=(0, 1))
+        self._eval = jax.jit(self._eval_step)
+        self._compiled: dict[tuple, Callable] = {}
+        self.compile_seconds = 0.0
+
+    def _train_step(self, model_state, opt_state, batch: Batch, base_key):
+        model = nnx.merge(self.model_def, model_state)
+        optimizer = nnx.merge(self.opt_def, opt_state)
+        key = jax.random.fold_in(base_key, optimizer.step[...])
+
+        def loss_fn(model):
+            outputs = _forward(model, batch, nnx.Rngs(dropout=key))
+            loss_sum, weight_sum = weighted_loss(outputs, batch["labels"], batch["weights"], self.regression)
+            return loss_sum / jnp.maximum(weight_sum, 1.0), (loss_sum, weight_sum)
+
+        (_, (loss_sum, weight_sum)), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+        stats = {"loss_sum": loss_sum, "weight_sum": weight_sum, "grad_norm": optax.global_norm(grads)}
+        optimizer.update(model, grads)
+        return nnx.state(model), nnx.state(optimizer), stats
+
+    def _eval_step(self, model_state, batch: Batch):
+        model = nnx.merge(self.model_def, model_state)
+        outputs = _forward(model, batch, None)  # [B, L]
+        loss_sum, weight_sum = weighted_loss(outputs, batch["labels"], batch["weights"], self.regression)
+        return outputs, loss_sum, weight_sum
+
+    def _executable(self, kind: str, args: tuple) -> Callable:
+        shape = args[2 if kind == "train" else 1]["input_ids"].shape
+        key = (kind, shape)
+        if key not in self._compiled:
+            start = time.perf_counter()
+            jitted = self._train if kind == "train" else self._eval
+            self._compiled[key] = jitted.lower(*args).compile()
+            self.compile_seconds += time.perf_counter() - start
+        return self._compiled[key]
+
+    def precompile(self, kind: str, batch: Batch) -> None:
+        """Compile for this batch's shape now, so epoch timings exclude compilation."""
+        args = (
+            (self.model_state, self.opt_state, batch, self.base_key) if kind == "train" else (self.model_state, batch)
+        )
+        self._executable(kind, args)
+
+    def train(self, batch: Batch) -> dict[str, jax.Array]:
+        args = (self.model_state, self.opt_state, batch, self.base_key)
+        self.model_state, self.opt_state, stats = self._executable("train", args)(*args)
+        return stats
+
+    def evaluate(self, batch: Batch):
+        args = (self.model_state, batch)
+        return self._executable("eval", args)(*args)
+
+    @property
+    def compiled_shapes(self) -> list[tuple]:
+        return sorted(self._compiled)
+
+    def host_model_state(self):
+        """A host (numpy) copy of the parameters, e.g. to keep the best epoch."""
+        return jax.tree.map(np.asarray, jax.device_get(self.model_state))
+
+    def load_model_state(self, host_state) -> None:
+        self.model_state = jax.device_put(host_state, NamedSharding(self.mesh, PartitionSpec()))
+
+    def model(self, host_state=None) -> BertClassifier:
+        return nnx.merge(self.model_def, host_state if host_state is not None else self.host_model_state())
+
+    def optimizer_step(self) -> int:
+        return int(jax.device_get(nnx.merge(self.opt_def, self.opt_state).step[...]))
+
+
+def make_data_mesh(devices=None):
+    """A 1-D ('data',) mesh over all devices, in Auto mode so XLA's partitioner places the collectives."""
+    devices = devices if devices is not None else jax.devices()
+    return jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)

@@ -1,0 +1,41 @@
+"""Bad input to `bertcls train`: a one-paragraph error, exit code 2, no traceback, and no run created."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+from click.testing import CliRunner
+
+from bertcls.cli import main
+
+
+@pytest.fixture
+def tracking(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    return mlflow.MlflowClient(uri)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lr", "0"], "lr must be a positive learning rate"),
+        (["--lr", "-1e-5"], "lr must be a positive learning rate"),
+        (["--epochs", "0"], "epochs must be at least 1"),
+        (["--batch-size", "12"], "batch_size 12 is not divisible by the 8 devices"),
+        (["--max-seq-length", "1024"], "max_seq_length 1024 exceeds the model's position limit \\(512"),
+        (["--model", "no-such-org/no-such-model"], "Cannot find model 'no-such-org/no-such-model'"),
+        (["--model", "./missing/model/dir"], "does not exist"),
+        (["--dataset", "sms_spma"], "Unknown dataset 'sms_spma'"),
+        (["--epochs", "2.5"], "is not a whole number"),
+    ],
+)
+def test_train_bad_input(tracking, args, message):
+    result = CliRunner().invoke(main, ["train", *args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    import re
+
+    assert re.search(message, result.output), result.output
+    assert tracking.search_runs([e.experiment_id for e in tracking.search_experiments()]) == []

@@ -1,0 +1,233 @@
+"""End to end through `mlflow run`: a real sqlite tracking store in a temp dir, real training, real loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _env(tracking_uri: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(MLFLOW_TRACKING_URI=tracking_uri, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
+    env.pop("XLA_FLAGS", None)  # one CPU device, as a user has
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A sqlite tracking store and an artifact root, both in the test's temp dir, for us and subprocesses."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("e2e", artifact_location=str(tmp_path / "artifacts"))
+    return uri, client, experiment_id
+
+
+def _mlflow_run(uri: str, params: dict[str, object], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        str(ROOT),
+        "-e",
+        "train",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        "e2e",
+    ]
+    for key, value in params.items():
+        command += ["-P", f"{key}={value}"]
+    return subprocess.run(command, cwd=cwd, env=_env(uri), capture_output=True, text=True, timeout=timeout)
+
+
+def _only_run(client: MlflowClient, experiment_id: str):
+    runs = client.search_runs([experiment_id])
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_mlflow_run_train_logs_everything_and_model_loads(store, small_model_dir, tmp_path):
+    uri, client, experiment_id = store
+    result = _mlflow_run(
+        uri,
+        {
+            "model": small_model_dir,
+            "max_train_samples": 800,
+            "max_eval_samples": 150,
+            "epochs": 2,
+            "lr": "2e-4",
+            "max_buckets": 4,
+        },
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = _only_run(client, experiment_id)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["lr"] == "2e-4"  # as the user typed it, logged once by mlflow run
+    for key in (
+        "model",
+        "dataset",
+        "max_seq_length",
+        "epochs",
+        "batch_size",
+        "weight_decay",
+        "warmup_ratio",
+        "max_grad_norm",
+        "seed",
+        "head",
+        "adam_b1",
+        "split_seed",
+        "buckets",
+        "total_steps",
+        "n_train",
+        "duplicates_dropped",
+        "label_names",
+    ):
+        assert key in params, key
+    assert params["label_names"] == "ham,spam" and params["n_train"] == "800"
+
+    for name in (
+        "train_loss",
+        "val_loss",
+        "val_accuracy",
+        "val_mcc",
+        "val_macro_f1",
+        "val_f1",
+        "lr",
+        "epoch_time_s",
+        "train_examples_per_s",
+        "train_tokens_per_s",
+        "padding_efficiency",
+        "compile_time_s",
+    ):
+        history = client.get_metric_history(run.info.run_id, name)
+        assert [m.step for m in history] == [1, 2], name
+    metrics = run.data.metrics
+    for name in ("best_epoch", "best_val_accuracy", "test_accuracy", "test_mcc", "test_macro_f1", "test_f1"):
+        assert name in metrics, name
+    assert metrics["best_val_accuracy"] >= 0.9
+
+    tags = run.data.tags
+    for tag in ("jax_version", "flax_version", "backend", "device_kind", "device_count", "dataset"):
+        assert tag in tags, tag
+    assert tags["backend"] == "cpu" and tags["device_count"] == "1"
+
+    inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"train", "validation", "test"}
+    assert inputs["train"].name == "sms_spam" and inputs["train"].digest
+    assert json.loads(inputs["train"].profile)["num_rows"] == 800
+
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert artifacts == {"figures/learning_curves.png", "figures/val_confusion_matrix.png"}
+
+    model_info = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/model")
+    assert [i["type"] for i in model_info.signature.inputs.to_dict()] == ["string"]  # one unnamed text column
+    assert [o["name"] for o in model_info.signature.outputs.to_dict()] == ["label", "prob_ham", "prob_spam"]
+    requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/model/requirements.txt"))
+    assert "torch" not in requirements.read_text() and "jax==" in requirements.read_text()
+
+    code = (
+        f"import mlflow, json; m = mlflow.pyfunc.load_model('runs:/{run.info.run_id}/model'); "
+        "out = m.predict(['WINNER!! You have won a 1000 cash prize. Call 09061701461 to claim now',"
+        " 'Ok, see you at lunch tomorrow', 'URGENT! Free entry to win a brand new mobile, text WIN to 80086',"
+        " 'Sorry I will be late, stuck in traffic']); print(json.dumps(out.to_dict(orient='list')))"
+    )
+    fresh = subprocess.run([sys.executable, "-c", code], env=_env(uri), capture_output=True, text=True, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    predicted = json.loads(fresh.stdout.strip().splitlines()[-1])
+    assert predicted["label"] == ["spam", "ham", "spam", "ham"]
+    assert all(abs(a + b - 1) < 1e-6 for a, b in zip(predicted["prob_ham"], predicted["prob_spam"], strict=True))
+
+
+def test_default_model_end_to_end_through_mlflow_run(store, tmp_path):
+    """The real default model (all-MiniLM-L6-v2, 6 layers) on a small slice, through `mlflow run`."""
+    uri, client, experiment_id = store
+    result = _mlflow_run(
+        uri, {"max_train_samples": 64, "max_eval_samples": 32, "epochs": 1, "max_buckets": 2}, tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = _only_run(client, experiment_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert "test_accuracy" in run.data.metrics
+    loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    assert list(loaded.predict(["free entry!!"]).columns) == ["label", "prob_ham", "prob_spam"]
+    frame = loaded.predict(pd.DataFrame({"text": ["free entry!!", "see you soon"]}))
+    assert len(frame) == 2 and set(frame["label"]) <= {"ham", "spam"}
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
+def test_interrupt_marks_run_killed_and_logs_no_model(store, small_model_dir, tmp_path, how):
+    uri, client, experiment_id = store
+    command = [
+        sys.executable,
+        "-m",
+        "bertcls.cli",
+        "train",
+        "--model",
+        str(small_model_dir),
+        "--experiment",
+        "e2e",
+        "--max-train-samples",
+        "400",
+        "--max-eval-samples",
+        "50",
+        "--epochs",
+        "50",
+        "--max-buckets",
+        "2",
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=_env(uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        run = _wait_for(lambda: client.search_runs([experiment_id]), 240, "the run to start")[0]
+        _wait_for(lambda: client.get_metric_history(run.info.run_id, "train_loss"), 240, "the first epoch")
+        if how == "sigterm":
+            process.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "marked KILLED" in stderr
+    run = client.get_run(run.info.run_id)
+    assert run.info.status == "KILLED"
+    assert client.search_logged_models([experiment_id]) == []
+    assert not [a for a in client.list_artifacts(run.info.run_id) if a.path == "model"]
