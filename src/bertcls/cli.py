@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 import click
 
 from bertcls.errors import BertclsError
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 class WholeNumber(click.ParamType):
@@ -44,43 +48,54 @@ def friendly_errors(command):
     return wrapper
 
 
-def data_options(command):
-    """Options naming a dataset and its columns (shared by every command that reads data)."""
-    options = [
-        click.option(
-            "--dataset",
-            default="sms_spam",
-            show_default=True,
-            help="Bundled name (sms_spam, bbc_news), glue/<task>, or a hub dataset id.",
-        ),
-        click.option("--dataset-config", default=None, help="Hub dataset configuration name."),
-        click.option("--train-file", default=None, help="Local CSV/TSV/JSON/JSONL/Parquet training file."),
-        click.option("--validation-file", default=None),
-        click.option("--test-file", default=None),
-        click.option("--text-column", default=None, help="Text column (a digit for headerless TSV/CSV)."),
-        click.option("--text-pair-column", default=None, help="Second text column for sentence-pair tasks."),
-        click.option("--label-column", default=None),
-        click.option("--max-seq-length", default=128, show_default=True, type=INT),
-        click.option(
-            "--split-seed",
-            default=42,
-            show_default=True,
-            type=INT,
-            help="Seed of the 80/10/10 split for sources without validation/test.",
-        ),
-        click.option("--max-train-samples", default=None, type=INT),
-        click.option("--max-eval-samples", default=None, type=INT),
-        click.option(
-            "--max-buckets",
-            default=12,
-            show_default=True,
-            type=INT,
-            help="Distinct padded lengths (compiled shapes), fitted to the training lengths.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+def _data_option_decorator(with_defaults: bool):
+    """Options naming a dataset and its columns. Without defaults (evaluate), unset means "as trained"."""
+
+    def default(value):
+        return value if with_defaults else None
+
+    def decorate(command):
+        options = [
+            click.option(
+                "--dataset",
+                default=default("sms_spam"),
+                show_default=with_defaults,
+                help="Bundled name (sms_spam, bbc_news), glue/<task>, or a hub dataset id.",
+            ),
+            click.option("--dataset-config", default=None, help="Hub dataset configuration name."),
+            click.option("--train-file", default=None, help="Local CSV/TSV/JSON/JSONL/Parquet training file."),
+            click.option("--validation-file", default=None),
+            click.option("--test-file", default=None),
+            click.option("--text-column", default=None, help="Text column (a digit for headerless TSV/CSV)."),
+            click.option("--text-pair-column", default=None, help="Second text column for sentence-pair tasks."),
+            click.option("--label-column", default=None),
+            click.option("--max-seq-length", default=default(128), show_default=with_defaults, type=INT),
+            click.option(
+                "--split-seed",
+                default=default(42),
+                show_default=with_defaults,
+                type=INT,
+                help="Seed of the 80/10/10 split for sources without validation/test.",
+            ),
+            click.option("--max-train-samples", default=None, type=INT),
+            click.option("--max-eval-samples", default=None, type=INT),
+            click.option(
+                "--max-buckets",
+                default=default(12),
+                show_default=with_defaults,
+                type=INT,
+                help="Distinct padded lengths (compiled shapes), fitted to the training lengths.",
+            ),
+        ]
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+data_options = _data_option_decorator(with_defaults=True)
+data_options_as_trained = _data_option_decorator(with_defaults=False)
 
 
 def data_config_from(kwargs: dict):
@@ -203,6 +218,61 @@ def train(
         )
         sys.exit(130)
     click.echo(jobs.describe(outcome))
+
+
+@main.command("evaluate")
+@click.option(
+    "--model-uri", required=True, help="runs:/<run_id>/model, models:/<name>@<alias> or models:/<name>/<version>."
+)
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "validation", "test"]))
+@data_options_as_trained
+@click.option("--batch-size", default=64, show_default=True, type=INT)
+@click.option("--top-mistakes", default=20, show_default=True, type=INT, help="Most confident mistakes to log.")
+@click.option("--experiment", default="bertcls", show_default=True)
+@friendly_errors
+def evaluate(model_uri, split, batch_size, top_mistakes, experiment, **data_kwargs) -> None:
+    """Evaluate a model on a split (default: the dataset and split recipe it was trained with)."""
+    from bertcls import jobs
+
+    overrides = {k: v for k, v in data_kwargs.items() if v not in (None, "", "None", 0)}  # MLproject passes ""/0
+    outcome = jobs.evaluate(model_uri, split, overrides, batch_size, top_mistakes, experiment)
+    click.echo(f"evaluation run {outcome.run_id}:")
+    for key, value in sorted(outcome.metrics.items()):
+        click.echo(f"  {key} = {value:.4f}")
+
+
+@main.command("register")
+@click.option("--experiment", default="bertcls", show_default=True, help="Experiment whose runs compete.")
+@click.option(
+    "--metric",
+    default="val_accuracy",
+    show_default=True,
+    help="Metric to rank runs (val_* compares the logged best epoch; test_* too).",
+)
+@click.option("--name", default=None, help="Registered model name (default bertcls-<dataset>).")
+@click.option(
+    "--force",
+    default="false",
+    show_default=True,
+    type=click.Choice(["true", "false", "True", "False", "1", "0"]),
+    help="Promote even if it loses.",
+)
+@click.option("--dataset", default=None, help="Only runs on this dataset (tag).")
+@click.option("--run-id", default=None, help="Register this run instead of the best new one.")
+@friendly_errors
+def register(experiment, metric, name, force, dataset, run_id) -> None:
+    """Register the best new run's model; move @champion only if it beats the current champion."""
+    from bertcls import jobs
+
+    outcome = jobs.register(
+        experiment, metric, name or None, force.lower() in ("true", "1"), dataset or None, run_id or None
+    )
+    click.echo(outcome.message)
+    click.echo("load it with:")
+    click.echo(
+        f"  python -c \"import mlflow; m = mlflow.pyfunc.load_model('models:/{outcome.name}@champion'); "
+        f"print(m.predict(['free entry!!']))\""
+    )
 
 
 if __name__ == "__main__":

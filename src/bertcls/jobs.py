@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from bertcls.config import ModelConfig, TrainConfig
+from bertcls.config import DataConfig, ModelConfig, TrainConfig
 from bertcls.errors import ConfigError
 
 log = logging.getLogger("bertcls")
@@ -41,10 +41,11 @@ def train(config: TrainConfig, experiment: str | None = "bertcls", run_name: str
     from bertcls.data.batching import check_batch_size
     from bertcls.hub import resolve_model
     from bertcls.model.weights import load_hf_checkpoint, save_model
+    from bertcls.paths import cache_root
     from bertcls.tokenizer import load_tokenizer
     from bertcls.train.loop import fit, predict_split, steps_per_epoch
     from bertcls.train.optim import make_optimizer
-    from bertcls.train.steps import Steps, make_data_mesh
+    from bertcls.train.steps import Steps, enable_compilation_cache, make_data_mesh
 
     started = time.perf_counter()
     # Everything that can be wrong with the input is checked before a run exists.
@@ -57,6 +58,7 @@ def train(config: TrainConfig, experiment: str | None = "bertcls", run_name: str
     data = prepare_data(config.data, tokenizer)
     model_config = dataclasses.replace(arch, num_labels=data.task.num_labels)
     model, report = load_hf_checkpoint(model_dir, model_config, seed=config.seed)
+    enable_compilation_cache(cache_root("xla"))
     mesh = make_data_mesh()
     total_steps = steps_per_epoch(len(data.splits["train"]), config.batch_size) * config.epochs
     steps = Steps(model, make_optimizer(config.optim, total_steps), mesh, data.task.is_regression, config.seed)
@@ -106,6 +108,7 @@ def train(config: TrainConfig, experiment: str | None = "bertcls", run_name: str
             examples = data.texts["validation"].select(range(min(3, len(data.texts["validation"]))))
             pairs = list(examples["text_pair"]) if data.task.has_text_pair else None
             model_uri = tracking.log_model(model_path, list(examples["text"]), pairs)
+            tracking.mlflow.set_tag("model_uri", model_uri)
         run_id = run.info.run_id
     wall = time.perf_counter() - started
     log.info("run %s finished in %.1f s; best epoch %d", run_id, wall, result.best_epoch)
@@ -119,3 +122,249 @@ def describe(outcome: TrainOutcome) -> str:
     lines += [f"  {k} = {v:.4f}" for k, v in sorted(shown.items()) if np.isfinite(v)]
     lines.append(f"model: {outcome.model_uri}   (also runs:/{outcome.run_id}/model)")
     return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class EvalOutcome:
+    run_id: str
+    split: str
+    metrics: dict[str, float]
+
+
+def _data_config_for(source_params: dict[str, str], overrides: dict) -> DataConfig:
+    """The source run's data settings (same split recipe), with whatever the user set explicitly."""
+    fields = {f.name: f for f in dataclasses.fields(DataConfig)}
+    if overrides.get("dataset") or overrides.get("train_file"):  # another dataset: inherit no columns or files
+        source_params = {
+            k: v
+            for k, v in source_params.items()
+            if k
+            not in (
+                "dataset",
+                "dataset_config",
+                "train_file",
+                "validation_file",
+                "test_file",
+                "text_column",
+                "text_pair_column",
+                "label_column",
+            )
+        }
+    values = {}
+    for name, field in fields.items():
+        raw = source_params.get(name)
+        if raw in (None, "", "None") or (name.startswith("max_") and name.endswith("_samples") and raw in ("0", "0.0")):
+            continue  # unset (mlflow run logs MLproject's 0 for "all examples")
+        kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+        values[name] = int(float(raw)) if "int" in kind else raw
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return DataConfig(**values)
+
+
+def evaluate(
+    model_uri: str,
+    split: str = "test",
+    data_overrides: dict | None = None,
+    batch_size: int = 64,
+    top_mistakes: int = 20,
+    experiment: str | None = "bertcls",
+) -> EvalOutcome:
+    """Evaluate a logged or registered model on a dataset split; log metrics, tables and figures to a new run."""
+    from mlflow import MlflowClient
+
+    from bertcls import tracking
+    from bertcls.data import prepare_data
+    from bertcls.errors import DataError
+    from bertcls.metrics import compute_metrics, per_class_table
+    from bertcls.predict import Predictor, softmax
+    from bertcls.registry import resolve_model_uri
+
+    ref = resolve_model_uri(model_uri)
+    source_params = MlflowClient().get_run(ref.source_run_id).data.params if ref.source_run_id else {}
+    data_config = _data_config_for(source_params, data_overrides or {})
+    predictor = Predictor.from_dir(ref.local_dir, batch_size=batch_size)
+    data = prepare_data(data_config, predictor.tokenizer)
+    if not data.task.is_regression and list(data.task.label_names) != predictor.label_names:
+        raise DataError(
+            f"The model's labels ({', '.join(predictor.label_names)}) do not match the dataset's "
+            f"({', '.join(data.task.label_names)}) for {data.source.name}. Evaluate on the dataset the model was "
+            "trained for, or map the labels to the same names."
+        )
+    if split not in data.splits:
+        raise DataError(f"{data.source.name} has no {split!r} split with labels; it has {', '.join(data.splits)}.")
+    tokenized, texts = data.splits[split], data.texts[split]
+
+    outputs = predictor.outputs(tokenized)  # first pass compiles; the timed pass below measures throughput
+    sample = texts.select(range(min(len(texts), 5000)))
+    pairs = list(sample["text_pair"]) if data.task.has_text_pair else None
+    start = time.perf_counter()
+    predictor.predict(list(sample["text"]), pairs)
+    texts_per_s = len(sample) / (time.perf_counter() - start)
+
+    metrics = {
+        f"{split}_{k}": v
+        for k, v in compute_metrics(data.task, outputs, tokenized.labels, np.ones(len(tokenized))).items()
+    }
+    if not data.task.is_regression:
+        log_probs = (
+            outputs
+            - np.log(np.exp(outputs - outputs.max(-1, keepdims=True)).sum(-1, keepdims=True))
+            - outputs.max(-1, keepdims=True)
+        )
+        metrics[f"{split}_loss"] = float(-log_probs[np.arange(len(tokenized)), tokenized.labels].mean())
+    metrics["predict_texts_per_s"] = texts_per_s
+    with tracking.tracked_run(experiment, run_name=f"evaluate {ref.name or ref.source_run_id} on {split}") as run:
+        tracking.log_params(
+            {
+                "model_uri": model_uri,
+                "split": split,
+                "eval_batch_size": batch_size,
+                **{k: v for k, v in dataclasses.asdict(data_config).items()},
+            }
+        )
+        tracking.mlflow.set_tags(
+            {
+                "bertcls_job": "evaluate",
+                "evaluated_model_uri": model_uri,
+                "evaluated_model_name": ref.name or "",
+                "evaluated_model_version": ref.version or "",
+                "source_run_id": ref.source_run_id or "",
+                "dataset": data.source.name,
+            }
+        )
+        tracking.set_environment_tags()
+        tracking.mlflow.log_metrics(metrics)
+        if not data.task.is_regression:
+            probs = softmax(outputs.astype(np.float64))
+            predicted = probs.argmax(-1)
+            tracking.mlflow.log_table(
+                per_class_table(predicted, tokenized.labels, data.task.label_names), "per_class_metrics.json"
+            )
+            tracking.log_confusion_matrix(tokenized.labels, predicted, data.task.label_names, split)
+            wrong = np.flatnonzero(predicted != tokenized.labels)
+            wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:top_mistakes]
+            mistakes = {"text": [texts[int(i)]["text"] for i in wrong]}
+            if data.task.has_text_pair:
+                mistakes["text_pair"] = [texts[int(i)]["text_pair"] for i in wrong]
+            mistakes.update(
+                label=[data.task.label_names[tokenized.labels[i]] for i in wrong],
+                predicted=[data.task.label_names[predicted[i]] for i in wrong],
+                confidence=[float(probs[i, predicted[i]]) for i in wrong],
+            )
+            tracking.mlflow.log_table(tracking.pd.DataFrame(mistakes), "most_confident_mistakes.json")
+        run_id = run.info.run_id
+    return EvalOutcome(run_id, split, metrics)
+
+
+@dataclasses.dataclass
+class RegisterOutcome:
+    name: str
+    version: str | None
+    created: bool
+    alias: str | None  # the alias the candidate now holds (champion / challenger), None if nothing changed
+    message: str
+
+
+def _better(a: float, b: float, metric: str) -> bool:
+    from bertcls.data.tasks import metric_direction
+
+    return a > b if metric_direction(metric) == "max" else a < b
+
+
+def _evaluated_values(name: str, candidate_version, champion_version, candidate, metric_key: str, experiment: str):
+    """Evaluate both versions on the candidate's dataset and split; returns (candidate, champion) values."""
+    split = "validation" if metric_key.startswith("best_val_") else "test"
+    metric = metric_key.removeprefix("best_val_").removeprefix("test_")
+    overrides = {k: v for k, v in _data_config_for(candidate.params, {}).__dict__.items()}
+    values = []
+    for version in (candidate_version, champion_version):
+        outcome = evaluate(
+            f"models:/{name}/{version.version}", split=split, data_overrides=overrides, experiment=experiment
+        )
+        values.append(outcome.metrics[f"{split}_{metric}"])
+    return values[0], values[1], f"{split}_{metric}"
+
+
+def register(
+    experiment: str,
+    metric: str,
+    name: str | None = None,
+    force: bool = False,
+    dataset: str | None = None,
+    run_id: str | None = None,
+) -> RegisterOutcome:
+    """Register the best new run's model; @champion moves only if it beats the current champion."""
+    import re
+
+    from mlflow import MlflowClient
+
+    from bertcls import registry
+
+    client = MlflowClient()
+    if run_id:
+        candidate = registry.candidate_from_run(client, run_id, metric)
+    else:
+        candidate = registry.best_run(client, experiment, metric, dataset)
+    name = name or "bertcls-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", candidate.params.get("dataset") or "model")
+    champion = registry.current_alias(client, name, registry.CHAMPION)
+    if champion is not None and not run_id:
+        since = champion.creation_timestamp
+        newer = registry.best_run(client, experiment, metric, dataset, finished_after=since, missing_ok=True)
+        if newer is None:
+            return RegisterOutcome(
+                name,
+                champion.version,
+                False,
+                None,
+                f"No finished runs in {experiment!r} since champion version {champion.version} "
+                "was registered: nothing to promote. Train a new run, or pass run_id=...",
+            )
+        candidate = newer
+    version, created = registry.register_run(client, name, candidate)
+    values = {"metric": candidate.metric_key, "candidate_run": candidate.run_id, "candidate_value": candidate.value}
+
+    if champion is None:
+        registry.move_alias(client, name, registry.CHAMPION, version, None, "first champion", values)
+        return RegisterOutcome(
+            name,
+            version.version,
+            created,
+            registry.CHAMPION,
+            f"version {version.version} is the first champion ({candidate.metric_key} = {candidate.value:.4f})",
+        )
+    if champion.version == version.version:
+        return RegisterOutcome(name, version.version, created, None, f"version {version.version} is already champion")
+
+    champion_params = client.get_run(champion.run_id).data.params
+    champion_metrics = client.get_run(champion.run_id).data.metrics
+    if registry.comparable(candidate.params, champion_params) and candidate.metric_key in champion_metrics:
+        mine, theirs, basis = candidate.value, champion_metrics[candidate.metric_key], "logged"
+        compared = candidate.metric_key
+    else:  # different data or split: evaluate both on the candidate's dataset and split
+        mine, theirs, compared = _evaluated_values(name, version, champion, candidate, candidate.metric_key, experiment)
+        basis = "evaluated"
+    values.update(compared=compared, candidate_value=mine, champion_value=theirs, basis=basis)
+    wins = _better(mine, theirs, compared)
+    if wins or force:
+        reason = "beat the champion" if wins else "forced"
+        registry.move_alias(client, name, registry.CHAMPION, version, champion, reason, values)
+        return RegisterOutcome(
+            name,
+            version.version,
+            created,
+            registry.CHAMPION,
+            f"version {version.version} is the new champion ({reason}: {compared} {mine:.4f} "
+            f"vs {theirs:.4f} of version {champion.version}, {basis})",
+        )
+    previous = registry.current_alias(client, name, registry.CHALLENGER)
+    moved = registry.move_alias(
+        client, name, registry.CHALLENGER, version, previous, "did not beat the champion", values
+    )
+    return RegisterOutcome(
+        name,
+        version.version,
+        created,
+        registry.CHALLENGER if moved else None,
+        f"version {version.version} is challenger: {compared} {mine:.4f} does not beat champion "
+        f"version {champion.version} ({theirs:.4f}, {basis}); pass force=true to promote anyway",
+    )

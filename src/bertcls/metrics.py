@@ -67,3 +67,15 @@ def extra_metric(name_or_path: str, predictions: np.ndarray, references: np.ndar
         ) from None
     result = module.compute(predictions=predictions, references=references)
     return {k: float(v) for k, v in result.items() if np.isscalar(v)}
+
+
+def per_class_table(predictions: np.ndarray, labels: np.ndarray, names: tuple[str, ...]):
+    """Precision, recall, F1 and support per class, in label order (a pandas DataFrame)."""
+    import pandas as pd
+
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        labels, predictions, labels=list(range(len(names))), zero_division=0
+    )
+    return pd.DataFrame(
+        {"label": list(names), "precision": precision, "recall": recall, "f1": f1, "support": support.astype(int)}
+    )

@@ -5,8 +5,6 @@ Output: a DataFrame with `label` then one `prob_<label>` column per class in lab
 regression a single `score` column.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -18,7 +16,7 @@ from bertcls.predict import Predictor, softmax
 MODEL_ARTIFACT = "bertcls_model"
 
 
-def _texts(model_input) -> tuple[list[str], list[str] | None]:
+def _texts(model_input) -> "tuple[list[str], list[str] | None]":
     if isinstance(model_input, pd.DataFrame):
         if "text" not in model_input.columns:
             if model_input.shape[1] == 1:
@@ -52,7 +50,8 @@ class BertclsPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.predictor = Predictor.from_dir(Path(context.artifacts[MODEL_ARTIFACT]))
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        # mlflow enforces the signature first, so a list of strings arrives here as a one-column DataFrame
         texts, pairs = _texts(model_input)
         if self.predictor.has_text_pair and pairs is None:
             raise ValueError("This model was trained on sentence pairs: pass a DataFrame with text and text_pair.")

@@ -7,18 +7,11 @@ so any change to the data, the vocabulary or the length makes a new cache file.
 from __future__ import annotations
 
 import hashlib
-import os
-from pathlib import Path
 
 import datasets
 import numpy as np
 
-
-def cache_dir() -> Path:
-    root = os.environ.get("BERTCLS_CACHE") or Path.home() / ".cache" / "bertcls"
-    path = Path(root) / "tokenized"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+from bertcls.paths import cache_root
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -52,7 +45,7 @@ def tokenize_split(
         encode,
         batched=True,
         batch_size=1000,
-        cache_file_name=str(cache_dir() / f"{key[:32]}.arrow"),
+        cache_file_name=str(cache_root("tokenized") / f"{key[:32]}.arrow"),
         load_from_cache_file=True,
         new_fingerprint=key[:32],
         desc="tokenizing",

@@ -121,3 +121,9 @@ def make_data_mesh(devices=None):
     """A 1-D ('data',) mesh over all devices, in Auto mode so XLA's partitioner places the collectives."""
     devices = devices if devices is not None else jax.devices()
     return jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+
+
+def enable_compilation_cache(directory) -> None:
+    """Persist compiled executables across runs (XLA's cache; works on CPU, GPU and TPU)."""
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

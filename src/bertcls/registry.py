@@ -1,0 +1,227 @@
+"""Pick the best run, register its model, and move @champion only when the candidate wins.
+
+Registry aliases only (stages are deprecated). Every alias move is recorded as a tag on the registered
+model, so the history survives later moves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import json
+import time
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from bertcls.data.tasks import metric_direction
+from bertcls.errors import BertclsError
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+# Params that define "the same dataset and split": runs agreeing on all of them have comparable figures.
+SPLIT_PARAMS = (
+    "dataset",
+    "dataset_config",
+    "train_file",
+    "validation_file",
+    "test_file",
+    "split_seed",
+    "max_eval_samples",
+    "max_seq_length",
+)
+
+
+class RegistryError(BertclsError):
+    """The experiment, its runs or the registry cannot give what was asked."""
+
+
+@dataclasses.dataclass
+class Candidate:
+    run_id: str
+    metric_key: str  # the run metric actually compared (best_val_* for per-epoch val_* metrics)
+    value: float
+    params: dict[str, str]
+
+
+def _experiment_id(client: MlflowClient, experiment: str) -> str:
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = [e.name for e in client.search_experiments()]
+        raise RegistryError(
+            f"No experiment named {experiment!r} in {mlflow.get_tracking_uri()}. Experiments there: "
+            f"{', '.join(names) or 'none'}. Pass -P experiment=<name> (or set MLFLOW_TRACKING_URI)."
+        )
+    return found.experiment_id
+
+
+def metric_key_for(metric: str) -> str:
+    """Per-epoch validation metrics compare at the logged (best) epoch: val_mcc -> best_val_mcc."""
+    return f"best_{metric}" if metric.startswith("val_") else metric
+
+
+def best_run(
+    client: MlflowClient,
+    experiment: str,
+    metric: str,
+    dataset: str | None = None,
+    finished_after: int | None = None,
+    missing_ok: bool = False,
+) -> Candidate | None:
+    """The FINISHED training run with the best `metric` (optionally: on `dataset`, finished after a time)."""
+    experiment_id = _experiment_id(client, experiment)
+    query = "attributes.status = 'FINISHED'"
+    if dataset:
+        query += f" and tags.dataset = '{dataset}'"
+    runs = client.search_runs([experiment_id], query, max_results=5000)
+    runs = [r for r in runs if not r.data.tags.get("bertcls_job")]  # train runs only (evaluate runs are tagged)
+    if finished_after is not None:
+        runs = [r for r in runs if (r.info.end_time or 0) > finished_after]
+        if not runs and missing_ok:
+            return None
+    if not runs:
+        raise RegistryError(
+            f"Experiment {experiment!r} has no FINISHED training runs"
+            f"{' on dataset ' + repr(dataset) if dataset else ''}. Train one first: mlflow run . -e train."
+        )
+    key = metric_key_for(metric)
+    scored = [r for r in runs if key in r.data.metrics]
+    if not scored:
+        logged = sorted({k for r in runs for k in r.data.metrics if k.startswith(("best_val_", "test_"))})
+        raise RegistryError(
+            f"No finished run in {experiment!r} logged the metric {metric!r} (looked for {key!r}). Metrics "
+            f"they logged: {', '.join(logged) or 'none'}. Pass one of them as -P metric=..."
+        )
+    sign = 1 if metric_direction(key) == "max" else -1
+    winner = max(scored, key=lambda r: (sign * r.data.metrics[key], -r.info.start_time))
+    return Candidate(winner.info.run_id, key, winner.data.metrics[key], winner.data.params)
+
+
+def candidate_from_run(client: MlflowClient, run_id: str, metric: str) -> Candidate:
+    """A named run as the candidate (instead of the experiment's best)."""
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise RegistryError(f"No run with id {run_id!r} in {mlflow.get_tracking_uri()}.") from None
+    key = metric_key_for(metric)
+    if run.info.status != "FINISHED" or key not in run.data.metrics:
+        raise RegistryError(
+            f"Run {run_id} is {run.info.status} and logged {key!r}: "
+            f"{key in run.data.metrics}. Only FINISHED runs with the metric can be registered."
+        )
+    return Candidate(run_id, key, run.data.metrics[key], run.data.params)
+
+
+def register_run(client: MlflowClient, name: str, candidate: Candidate):
+    """The registry version for the candidate's model; registering the same run again reuses it."""
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="bertcls text classifier; @champion is the one to load.")
+    existing = client.search_model_versions(f"name = '{name}' and run_id = '{candidate.run_id}'")
+    if existing:
+        return existing[0], False
+    # The run's logged model (MLflow 3 logged-model URI, tagged by train); runs:/ for older runs.
+    source = client.get_run(candidate.run_id).data.tags.get("model_uri") or f"runs:/{candidate.run_id}/model"
+    version = mlflow.register_model(source, name)
+    for key, value in {
+        "source_run_id": candidate.run_id,
+        "metric": candidate.metric_key,
+        "metric_value": str(candidate.value),
+        "dataset": candidate.params.get("dataset", ""),
+    }.items():
+        client.set_model_version_tag(name, version.version, key, value)
+    return client.get_model_version(name, version.version), True
+
+
+def current_alias(client: MlflowClient, name: str, alias: str):
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def comparable(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Same dataset and split recipe, so their metric values describe the same examples."""
+    return all(a.get(k, "") == b.get(k, "") for k in SPLIT_PARAMS)
+
+
+def record_alias_move(client: MlflowClient, name: str, event: dict) -> None:
+    """Append an alias move to the model's tags: alias_history.<n> = JSON (never overwritten)."""
+    tags = client.get_registered_model(name).tags
+    index = sum(1 for k in tags if k.startswith("alias_history."))
+    client.set_registered_model_tag(name, f"alias_history.{index:04d}", json.dumps(event, sort_keys=True))
+
+
+def move_alias(client: MlflowClient, name: str, alias: str, version, previous, reason: str, values: dict) -> bool:
+    """Point `alias` at `version` and record the move; False (nothing recorded) if it already points there."""
+    if previous is not None and previous.version == version.version:
+        return False
+    client.set_registered_model_alias(name, alias, version.version)
+    record_alias_move(
+        client,
+        name,
+        {
+            "alias": alias,
+            "to_version": version.version,
+            "from_version": previous.version if previous else None,
+            "reason": reason,
+            "by": getpass.getuser(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **values,
+        },
+    )
+    return True
+
+
+@dataclasses.dataclass
+class ModelRef:
+    """A model URI resolved to local files and its lineage."""
+
+    uri: str
+    local_dir: object  # pathlib.Path of our saved model (weights, config, tokenizer)
+    source_run_id: str | None
+    name: str | None = None
+    version: str | None = None
+
+
+def resolve_model_uri(uri: str) -> ModelRef:
+    """runs:/<id>/model, models:/<name>@<alias> or models:/<name>/<version> -> local files + lineage."""
+    from pathlib import Path
+
+    usage = (
+        "Use runs:/<run_id>/model, models:/<name>@<alias> (e.g. models:/bertcls-sms_spam@champion) or "
+        "models:/<name>/<version>."
+    )
+    client = MlflowClient()
+    name = version = run_id = None
+    try:
+        if uri.startswith("runs:/"):
+            parts = uri[len("runs:/") :].split("/", 1)
+            if len(parts) != 2 or not parts[0] or not parts[1]:
+                raise RegistryError(f"Malformed model URI {uri!r}. {usage}")
+            run_id = parts[0]
+            client.get_run(run_id)
+        elif uri.startswith("models:/"):
+            rest = uri[len("models:/") :]
+            if "@" in rest:
+                name, alias = rest.split("@", 1)
+                found = client.get_model_version_by_alias(name, alias)
+            elif rest.count("/") == 1 and rest.split("/")[1].isdigit():
+                name, number = rest.split("/")
+                found = client.get_model_version(name, number)
+            else:
+                raise RegistryError(f"Malformed model URI {uri!r}. {usage}")
+            version, run_id = found.version, found.run_id
+        else:
+            raise RegistryError(f"Malformed model URI {uri!r}. {usage}")
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except MlflowException as err:
+        raise RegistryError(
+            f"Model {uri!r} not found in {mlflow.get_tracking_uri()} ({str(err).splitlines()[0][:200]}). "
+            f"Check the run id, name, alias or version. {usage}"
+        ) from None
+    saved = sorted(local.glob("artifacts/*/bertcls_config.json"))
+    if not saved:
+        raise RegistryError(f"{uri!r} is not a bertcls model (no saved bertcls weights among its artifacts).")
+    return ModelRef(uri, saved[0].parent, run_id, name, version)

@@ -1,0 +1,237 @@
+"""evaluate + register on a real sqlite tracking store; serving through `mlflow models serve` on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+from click.testing import CliRunner
+from mlflow import MlflowClient
+
+from bertcls import jobs
+from bertcls.cli import main
+from bertcls.errors import BertclsError
+
+pytestmark = pytest.mark.slow
+EXPERIMENT = "registry-e2e"
+METRIC = "val_mcc"
+
+
+def _env(uri: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") and k != "XLA_FLAGS"}
+    env.update(MLFLOW_TRACKING_URI=uri, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+class Store:
+    def __init__(self, root: Path, model_dir: Path):
+        self.root, self.model_dir = root, model_dir
+        self.uri = f"sqlite:///{root / 'mlflow.db'}"
+        self.client = MlflowClient(self.uri)
+        self.client.create_experiment(EXPERIMENT, artifact_location=str(root / "artifacts"))
+        self.client.create_experiment("empty", artifact_location=str(root / "artifacts-empty"))
+
+    def train(self, lr: str, **extra) -> str:
+        """A real training run in a subprocess (one CPU device); returns its run id."""
+        args = {"max-train-samples": 300, "max-eval-samples": 100, "epochs": 2, "max-buckets": 2, **extra}
+        command = [
+            sys.executable,
+            "-m",
+            "bertcls.cli",
+            "train",
+            "--model",
+            str(self.model_dir),
+            "--experiment",
+            EXPERIMENT,
+            "--head",
+            "mean",
+            "--lr",
+            lr,
+        ]
+        for key, value in args.items():
+            command += [f"--{key}", str(value)]
+        done = subprocess.run(command, cwd=self.root, env=_env(self.uri), capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout.split("run ", 1)[1].split(":", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, small_model_dir):
+    root = tmp_path_factory.mktemp("registry")
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    made = Store(root, small_model_dir)
+    os.environ["MLFLOW_TRACKING_URI"] = made.uri
+    mlflow.set_tracking_uri(made.uri)
+    made.good = made.train("5e-4")
+    made.bad = made.train("1e-7")
+    yield made
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+def _history(client, name):
+    tags = client.get_registered_model(name).tags
+    return [json.loads(tags[k]) for k in sorted(tags) if k.startswith("alias_history.")]
+
+
+def test_gated_promotion_flow(store):
+    client = store.client
+    good_value = client.get_run(store.good).data.metrics["best_val_mcc"]
+    assert good_value > client.get_run(store.bad).data.metrics["best_val_mcc"]
+
+    first = jobs.register(EXPERIMENT, METRIC)
+    name = first.name
+    assert name == "bertcls-sms_spam" and first.alias == "champion"
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert champion.run_id == store.good
+    assert champion.tags["source_run_id"] == store.good and float(champion.tags["metric_value"]) == good_value
+
+    again = jobs.register(EXPERIMENT, METRIC)  # nothing new since the champion: no second version
+    assert again.alias is None and len(client.search_model_versions(f"name = '{name}'")) == 1
+
+    worse = store.train("1e-6")
+    third = jobs.register(EXPERIMENT, METRIC)
+    assert third.alias == "challenger"
+    assert client.get_model_version_by_alias(name, "challenger").run_id == worse
+    assert client.get_model_version_by_alias(name, "champion").run_id == store.good
+
+    same = jobs.register(EXPERIMENT, METRIC, run_id=worse)  # the same run twice: the same version
+    assert same.version == third.version and not same.created
+    assert len(client.search_model_versions(f"name = '{name}'")) == 2
+
+    forced = jobs.register(EXPERIMENT, METRIC, run_id=worse, force=True)
+    assert forced.alias == "champion" and "forced" in forced.message
+    assert client.get_model_version_by_alias(name, "champion").run_id == worse
+
+    # A run on other evaluation data is not comparable by logged figures: both models are evaluated.
+    other = store.train("5e-4", **{"max-eval-samples": 60})
+    evaluated = jobs.register(EXPERIMENT, METRIC, run_id=other)
+    assert evaluated.alias == "champion" and "evaluated" in evaluated.message
+
+    history = _history(client, name)
+    assert [h["alias"] for h in history] == ["champion", "challenger", "champion", "champion"]
+    assert [h["reason"] for h in history] == [
+        "first champion",
+        "did not beat the champion",
+        "forced",
+        "beat the champion",
+    ]
+    assert history[2]["from_version"] == first.version and history[3]["basis"] == "evaluated"
+    for entry in history:
+        assert {"time", "by", "metric", "to_version"} <= entry.keys()
+
+
+def test_evaluate_reproduces_train_test_metrics(store):
+    outcome = jobs.evaluate(f"runs:/{store.good}/model", split="test")
+    logged = store.client.get_run(store.good).data.metrics
+    for key in ("test_accuracy", "test_mcc", "test_macro_f1", "test_f1"):
+        assert outcome.metrics[key] == pytest.approx(logged[key], abs=1e-12), key
+    assert outcome.metrics["test_loss"] == pytest.approx(logged["test_loss"], rel=1e-4)
+    run = store.client.get_run(outcome.run_id)
+    assert run.data.tags["evaluated_model_uri"] == f"runs:/{store.good}/model"
+    assert run.data.tags["source_run_id"] == store.good and run.data.metrics["predict_texts_per_s"] > 0
+    artifacts = {a.path for a in store.client.list_artifacts(outcome.run_id)}
+    assert {"per_class_metrics.json", "most_confident_mistakes.json", "figures"} <= artifacts
+    table = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(run_id=outcome.run_id, artifact_path="per_class_metrics.json")
+        ).read_text()
+    )
+    assert table["columns"] == ["label", "precision", "recall", "f1", "support"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_champion_over_rest(store):
+    client = store.client
+    name = "bertcls-serve"
+    jobs.register(EXPERIMENT, METRIC, name=name, run_id=store.good)
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"models:/{name}@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=_env(store.uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, server.stdout.read()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(1)
+        body = json.dumps(
+            {"inputs": ["WINNER!! claim your free cash prize, call 09061701461 now", "see you at lunch tomorrow"]}
+        ).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            predictions = json.loads(reply.read())["predictions"]
+        assert [p["label"] for p in predictions] == ["spam", "ham"]
+        assert all(abs(p["prob_ham"] + p["prob_spam"] - 1) < 1e-6 for p in predictions)
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+    assert client.get_model_version_by_alias(name, "champion").run_id == store.good
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["register", "--experiment", "nope"], "No experiment named 'nope'.*registry-e2e"),
+        (["register", "--experiment", "empty"], "has no FINISHED training runs"),
+        (["register", "--experiment", EXPERIMENT, "--metric", "val_bleu"], "No finished run .* logged the metric"),
+        (["evaluate", "--model-uri", "runs:/abc"], "Malformed model URI 'runs:/abc'"),
+        (["evaluate", "--model-uri", "s3://bucket/model"], "Malformed model URI"),
+        (["evaluate", "--model-uri", "runs:/0123456789abcdef0123456789abcdef/model"], "not found"),
+        (["evaluate", "--model-uri", "models:/no-such-model@champion"], "not found"),
+    ],
+)
+def test_bad_input(store, args, message):
+    import re
+
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and re.search(message, result.output), result.output
+
+
+def test_labels_mismatch(store):
+    with pytest.raises(BertclsError, match="model's labels \\(ham, spam\\) do not match"):
+        jobs.evaluate(f"runs:/{store.good}/model", data_overrides={"dataset": "bbc_news", "max_eval_samples": 20})
