@@ -46,13 +46,16 @@ class RunInterrupted(KeyboardInterrupt):
     """SIGTERM/SIGINT during a run: the run is marked KILLED."""
 
 
-_signals = {"deferred": False, "pending": None}
+_signals = {"deferred": False, "pending": None, "raised": False}
 
 
 def _on_signal(signum, frame) -> None:
+    if _signals["raised"]:
+        return  # one interrupt is enough: a second one (mlflow run's SIGTERM after Ctrl-C) must not cut cleanup
     if _signals["deferred"]:
         _signals["pending"] = signum
         return
+    _signals["raised"] = True
     raise RunInterrupted(f"received {signal.Signals(signum).name}")
 
 
@@ -66,20 +69,27 @@ def signals_deferred() -> Iterator[None]:
         _signals["deferred"] = False
         if _signals["pending"] is not None:
             signum, _signals["pending"] = _signals["pending"], None
+            _signals["raised"] = True
             raise RunInterrupted(f"received {signal.Signals(signum).name}")
 
 
 @contextlib.contextmanager
 def tracked_run(experiment: str | None, run_name: str | None = None) -> Iterator[mlflow.ActiveRun]:
     """Start (or, under `mlflow run`, resume) a run; end it FINISHED, KILLED on a signal, FAILED on error."""
+    _signals.update(deferred=False, pending=None, raised=False)
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     if experiment and not mlflow.active_run() and "MLFLOW_RUN_ID" not in os.environ:
         mlflow.set_experiment(experiment)
+    under_mlflow_run = "MLFLOW_RUN_ID" in os.environ  # read now: mlflow unsets it when the run ends
     run = mlflow.start_run(run_name=run_name)
     try:
         yield run
     except KeyboardInterrupt:
         mlflow.end_run(status="KILLED")
+        if under_mlflow_run:  # `mlflow run` would overwrite KILLED with FAILED: see bertcls.status_guard
+            from bertcls import status_guard
+
+            status_guard.start(run.info.run_id)
         raise
     except BaseException:
         mlflow.end_run(status="FAILED")
