@@ -49,3 +49,15 @@ def test_primary_metrics_and_directions():
     assert primary_metric_for("stsb", True) == "pearson" and primary_metric_for("sst2", False) == "accuracy"
     assert primary_metric_for(None, False) == "accuracy"
     assert metric_direction("val_loss") == "min" and metric_direction("val_mcc") == "max"
+
+
+def test_extra_metric_from_a_local_evaluate_script():
+    from pathlib import Path
+
+    from bertcls.errors import ConfigError
+    from bertcls.metrics import extra_metric
+
+    script = Path(__file__).parent / "assets" / "error_rate" / "error_rate.py"
+    assert extra_metric(str(script), np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0])) == {"error_rate": 0.25}
+    with pytest.raises(ConfigError, match="pass a local path"):
+        extra_metric("no-such-org/no-such-metric", np.array([0]), np.array([0]))

@@ -133,7 +133,9 @@ def test_gated_promotion_flow(store):
 
 
 def test_evaluate_reproduces_train_test_metrics(store):
-    outcome = jobs.evaluate(f"runs:/{store.good}/model", split="test")
+    error_rate = Path(__file__).parent / "assets" / "error_rate" / "error_rate.py"  # a local `evaluate` module
+    outcome = jobs.evaluate(f"runs:/{store.good}/model", split="test", extra_metrics=(str(error_rate),))
+    assert outcome.metrics["test_error_rate"] == pytest.approx(1 - outcome.metrics["test_accuracy"])
     logged = store.client.get_run(store.good).data.metrics
     for key in ("test_accuracy", "test_mcc", "test_macro_f1", "test_f1"):
         assert outcome.metrics[key] == pytest.approx(logged[key], abs=1e-12), key

@@ -229,13 +229,21 @@ def train(
 @click.option("--batch-size", default=64, show_default=True, type=INT)
 @click.option("--top-mistakes", default=20, show_default=True, type=INT, help="Most confident mistakes to log.")
 @click.option("--experiment", default="bertcls", show_default=True)
+@click.option(
+    "--extra-metric",
+    "extra_metrics",
+    multiple=True,
+    help="An `evaluate` metric by local script path (offline) or hub id; repeatable.",
+)
 @friendly_errors
-def evaluate(model_uri, split, batch_size, top_mistakes, experiment, **data_kwargs) -> None:
+def evaluate(model_uri, split, batch_size, top_mistakes, experiment, extra_metrics, **data_kwargs) -> None:
     """Evaluate a model on a split (default: the dataset and split recipe it was trained with)."""
     from bertcls import jobs
 
     overrides = {k: v for k, v in data_kwargs.items() if v not in (None, "", "None", 0)}  # MLproject passes ""/0
-    outcome = jobs.evaluate(model_uri, split, overrides, batch_size, top_mistakes, experiment)
+    outcome = jobs.evaluate(
+        model_uri, split, overrides, batch_size, top_mistakes, experiment, tuple(m for m in extra_metrics if m)
+    )
     click.echo(f"evaluation run {outcome.run_id}:")
     for key, value in sorted(outcome.metrics.items()):
         click.echo(f"  {key} = {value:.4f}")

@@ -168,6 +168,7 @@ def evaluate(
     batch_size: int = 64,
     top_mistakes: int = 20,
     experiment: str | None = "bertcls",
+    extra_metrics: tuple[str, ...] = (),
 ) -> EvalOutcome:
     """Evaluate a logged or registered model on a dataset split; log metrics, tables and figures to a new run."""
     from mlflow import MlflowClient
@@ -175,7 +176,7 @@ def evaluate(
     from bertcls import tracking
     from bertcls.data import prepare_data
     from bertcls.errors import DataError
-    from bertcls.metrics import compute_metrics, per_class_table
+    from bertcls.metrics import compute_metrics, extra_metric, per_class_table
     from bertcls.predict import Predictor, softmax
     from bertcls.registry import resolve_model_uri
 
@@ -212,6 +213,9 @@ def evaluate(
             - outputs.max(-1, keepdims=True)
         )
         metrics[f"{split}_loss"] = float(-log_probs[np.arange(len(tokenized)), tokenized.labels].mean())
+    predictions = outputs[:, 0] if data.task.is_regression else outputs.argmax(-1)
+    for name in extra_metrics:  # optional `evaluate` modules, by local path or hub id
+        metrics.update({f"{split}_{k}": v for k, v in extra_metric(name, predictions, tokenized.labels).items()})
     metrics["predict_texts_per_s"] = texts_per_s
     with tracking.tracked_run(experiment, run_name=f"evaluate {ref.name or ref.source_run_id} on {split}") as run:
         tracking.log_params(
