@@ -87,7 +87,11 @@ def train(config: TrainConfig, experiment: str | None = "bertcls", run_name: str
         tracking.log_learning_curves(result.history, primary)
         if not data.task.is_regression:
             tracking.log_confusion_matrix(
-                result.best_validation.labels, result.best_validation.outputs.argmax(-1), data.task.label_names, "val"
+                result.best_validation.labels,
+                result.best_validation.outputs.argmax(-1),
+                data.task.label_names,
+                "val",
+                title=f"validation confusion matrix (best epoch {result.best_epoch})",
             )
 
         with tracking.staging_dir() as staging:
@@ -244,7 +248,13 @@ def evaluate(
             tracking.mlflow.log_table(
                 per_class_table(predicted, tokenized.labels, data.task.label_names), "per_class_metrics.json"
             )
-            tracking.log_confusion_matrix(tokenized.labels, predicted, data.task.label_names, split)
+            tracking.log_confusion_matrix(
+                tokenized.labels,
+                predicted,
+                data.task.label_names,
+                split,
+                title=f"{split} confusion matrix, {model_uri}",
+            )
             wrong = np.flatnonzero(predicted != tokenized.labels)
             wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:top_mistakes]
             mistakes = {"text": [texts[int(i)]["text"] for i in wrong]}

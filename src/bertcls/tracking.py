@@ -189,7 +189,9 @@ def log_learning_curves(history: list[dict[str, float]], primary: str) -> None:
     plt.close(fig)
 
 
-def log_confusion_matrix(labels: np.ndarray, predictions: np.ndarray, names: tuple[str, ...], split: str) -> None:
+def log_confusion_matrix(
+    labels: np.ndarray, predictions: np.ndarray, names: tuple[str, ...], split: str, title: str | None = None
+) -> None:
     from sklearn.metrics import ConfusionMatrixDisplay
 
     fig, axis = plt.subplots(figsize=(1.2 * len(names) + 3, 1.2 * len(names) + 2.5))
@@ -202,7 +204,7 @@ def log_confusion_matrix(labels: np.ndarray, predictions: np.ndarray, names: tup
         colorbar=False,
         xticks_rotation=45 if len(names) > 3 else "horizontal",
     )
-    axis.set_title(f"{split} confusion matrix")
+    axis.set_title(title or f"{split} confusion matrix")
     fig.tight_layout()
     mlflow.log_figure(fig, f"figures/{split}_confusion_matrix.png")
     plt.close(fig)
