@@ -99,9 +99,9 @@ data_options_as_trained = _data_option_decorator(with_defaults=False)
 
 
 def data_config_from(kwargs: dict):
-    from bertcls.config import DataConfig
+    from bertcls.config import DataConfig, is_unset
 
-    blank = lambda v: v if v not in ("", "None", None, 0) else None  # noqa: E731 - MLproject passes ""/0
+    blank = lambda v: None if is_unset(v) or v == 0 else v  # noqa: E731 - MLproject passes "none"/0
     return DataConfig(
         dataset=kwargs.pop("dataset"),
         dataset_config=blank(kwargs.pop("dataset_config")),
@@ -239,8 +239,9 @@ def train(
 def evaluate(model_uri, split, batch_size, top_mistakes, experiment, extra_metrics, **data_kwargs) -> None:
     """Evaluate a model on a split (default: the dataset and split recipe it was trained with)."""
     from bertcls import jobs
+    from bertcls.config import is_unset
 
-    overrides = {k: v for k, v in data_kwargs.items() if v not in (None, "", "None", 0)}  # MLproject passes ""/0
+    overrides = {k: v for k, v in data_kwargs.items() if not is_unset(v) and v != 0}  # MLproject: "none"/0
     outcome = jobs.evaluate(
         model_uri, split, overrides, batch_size, top_mistakes, experiment, tuple(m for m in extra_metrics if m)
     )
@@ -271,9 +272,16 @@ def evaluate(model_uri, split, batch_size, top_mistakes, experiment, extra_metri
 def register(experiment, metric, name, force, dataset, run_id) -> None:
     """Register the best new run's model; move @champion only if it beats the current champion."""
     from bertcls import jobs
+    from bertcls.config import is_unset
 
+    unset_to_none = lambda v: None if is_unset(v) else v  # noqa: E731
     outcome = jobs.register(
-        experiment, metric, name or None, force.lower() in ("true", "1"), dataset or None, run_id or None
+        experiment,
+        metric,
+        unset_to_none(name),
+        force.lower() in ("true", "1"),
+        unset_to_none(dataset),
+        unset_to_none(run_id),
     )
     click.echo(outcome.message)
     click.echo("load it with:")

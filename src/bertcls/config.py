@@ -13,6 +13,14 @@ HEADS = ("linear", "mean", "mlp")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu")
 SUPPORTED_MODEL_TYPES = ("bert", "distilbert")
+# How an unset optional value arrives: MLproject defaults are "none", and `mlflow run` records an empty
+# -P value as the shell-quoted "''".
+UNSET_SPELLINGS = ("", "''", '""', "none", "None", "null")
+
+
+def is_unset(value: Any) -> bool:
+    """True for None and every spelling of "not given" that MLproject / mlflow run produce."""
+    return value is None or (isinstance(value, str) and value.strip() in UNSET_SPELLINGS)
 
 
 @dataclasses.dataclass(frozen=True)

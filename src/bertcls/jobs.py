@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from bertcls.config import DataConfig, ModelConfig, TrainConfig
+from bertcls.config import DataConfig, ModelConfig, TrainConfig, is_unset
 from bertcls.errors import ConfigError
 
 log = logging.getLogger("bertcls")
@@ -157,7 +157,7 @@ def _data_config_for(source_params: dict[str, str], overrides: dict) -> DataConf
     values = {}
     for name, field in fields.items():
         raw = source_params.get(name)
-        if raw in (None, "", "None") or (name.startswith("max_") and name.endswith("_samples") and raw in ("0", "0.0")):
+        if is_unset(raw) or (name.startswith("max_") and name.endswith("_samples") and raw in ("0", "0.0")):
             continue  # unset (mlflow run logs MLproject's 0 for "all examples")
         kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
         values[name] = int(float(raw)) if "int" in kind else raw

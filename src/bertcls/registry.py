@@ -143,7 +143,13 @@ def current_alias(client: MlflowClient, name: str, alias: str):
 
 def comparable(a: dict[str, str], b: dict[str, str]) -> bool:
     """Same dataset and split recipe, so their metric values describe the same examples."""
-    return all(a.get(k, "") == b.get(k, "") for k in SPLIT_PARAMS)
+    from bertcls.config import is_unset
+
+    def norm(params: dict[str, str], key: str) -> str:
+        value = params.get(key)
+        return "" if is_unset(value) or (key == "max_eval_samples" and value in ("0", "0.0")) else str(value)
+
+    return all(norm(a, k) == norm(b, k) for k in SPLIT_PARAMS)
 
 
 def record_alias_move(client: MlflowClient, name: str, event: dict) -> None:
