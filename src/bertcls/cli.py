@@ -243,7 +243,13 @@ def evaluate(model_uri, split, batch_size, top_mistakes, experiment, extra_metri
 
     overrides = {k: v for k, v in data_kwargs.items() if not is_unset(v) and v != 0}  # MLproject: "none"/0
     outcome = jobs.evaluate(
-        model_uri, split, overrides, batch_size, top_mistakes, experiment, tuple(m for m in extra_metrics if m)
+        model_uri,
+        split,
+        overrides,
+        batch_size,
+        top_mistakes,
+        experiment,
+        tuple(m for m in extra_metrics if not is_unset(m)),
     )
     click.echo(f"evaluation run {outcome.run_id}:")
     for key, value in sorted(outcome.metrics.items()):
