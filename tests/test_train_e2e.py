@@ -38,20 +38,11 @@ def store(tmp_path, monkeypatch):
     return uri, client, experiment_id
 
 
-def _mlflow_run(uri: str, params: dict[str, object], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "run",
-        str(ROOT),
-        "-e",
-        "train",
-        "--env-manager",
-        "local",
-        "--experiment-name",
-        "e2e",
-    ]
+def _mlflow_run(
+    uri: str, params: dict[str, object], cwd: Path, timeout: int = 900, entry: str = "train"
+) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", entry, "--env-manager", "local"]
+    command += ["--experiment-name", "e2e"]
     for key, value in params.items():
         command += ["-P", f"{key}={value}"]
     return subprocess.run(command, cwd=cwd, env=_env(uri), capture_output=True, text=True, timeout=timeout)
@@ -155,6 +146,14 @@ def test_mlflow_run_train_logs_everything_and_model_loads(store, small_model_dir
     predicted = json.loads(fresh.stdout.strip().splitlines()[-1])
     assert predicted["label"] == ["spam", "ham", "spam", "ham"]
     assert all(abs(a + b - 1) < 1e-6 for a, b in zip(predicted["prob_ham"], predicted["prob_spam"], strict=True))
+
+    # the other entry points, through mlflow run too (their params arrive as MLproject passes them)
+    registered = _mlflow_run(uri, {"experiment": "e2e", "metric": "val_mcc"}, tmp_path, entry="register")
+    assert registered.returncode == 0, registered.stderr[-3000:]
+    assert "first champion" in registered.stdout and "models:/bertcls-sms_spam@champion" in registered.stdout
+    evaluated = _mlflow_run(uri, {"model_uri": "models:/bertcls-sms_spam@champion"}, tmp_path, entry="evaluate")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert f"test_accuracy = {metrics['test_accuracy']:.4f}" in evaluated.stdout
 
 
 def test_default_model_end_to_end_through_mlflow_run(store, tmp_path):
