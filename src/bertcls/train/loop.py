@@ -55,11 +55,8 @@ def predict_split(steps: Steps, split: TokenizedSplit, task: TaskSpec, batch_siz
     """Eval-mode outputs for every example of `split` (length-sorted batches, reordered back)."""
     outputs = np.zeros((len(split), task.num_labels), dtype=np.float32)
     loss_sum = weight_sum = 0.0
-    plans = plan_epoch(split.lengths, batch_size, buckets, shuffle=False)
-    for plan in plans:
-        steps.precompile("eval", place_on_mesh(collate(split, plan, buckets), steps.mesh))
     pending = []
-    for plan in plans:
+    for plan in plan_epoch(split.lengths, batch_size, buckets, shuffle=False):  # compiles new shapes on first use
         batch = place_on_mesh(collate(split, plan, buckets), steps.mesh)
         pending.append((plan, steps.evaluate(batch)))  # dispatch all, then gather: keeps the device busy
     for plan, (batch_outputs, batch_loss, batch_weight) in pending:
