@@ -15,7 +15,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bertcls.config import TrainConfig
-from bertcls.data.batching import FILL, TokenizedSplit, collate, padding_efficiency, place_on_mesh, plan_epoch
+from bertcls.data.batching import (
+    FILL,
+    TokenizedSplit,
+    bucket_for,
+    collate,
+    padding_efficiency,
+    place_on_mesh,
+    plan_epoch,
+)
 from bertcls.data.pipeline import PreparedData
 from bertcls.data.tasks import TaskSpec, metric_direction
 from bertcls.metrics import compute_metrics
@@ -91,15 +99,16 @@ def fit(
     best_epoch, best_state, best_validation, stale = 0, None, None, 0
     for epoch in range(1, config.epochs + 1):
         plans = plan_epoch(train.lengths, config.batch_size, data.buckets, shuffle=True, seed=config.seed, epoch=epoch)
-        batches = [collate(train, plan, data.buckets) for plan in plans]
-        for batch in {b["input_ids"].shape: b for b in batches}.values():
-            steps.precompile("train", place_on_mesh(batch, steps.mesh))
-        real_tokens = int(sum(int(b["attention_mask"][b["weights"] > 0].sum()) for b in batches))
+        one_plan_per_width = {bucket_for(int(train.lengths[p[p != FILL]].max()), data.buckets): p for p in plans}
+        for plan in one_plan_per_width.values():  # compile every shape of this epoch before its timer starts
+            steps.precompile("train", place_on_mesh(collate(train, plan, data.buckets), steps.mesh))
+        real_tokens = int(sum(int(train.lengths[p[p != FILL]].sum()) for p in plans))
+        batches = (collate(train, plan, data.buckets) for plan in plans)  # gathered lazily, one at a time
 
         start = time.perf_counter()
         loss_parts, grad_norms = [], []
         bar = tqdm(
-            total=len(batches),
+            total=len(plans),
             desc=f"epoch {epoch}/{config.epochs}",
             unit="batch",
             file=sys.stderr,
@@ -112,7 +121,7 @@ def fit(
             loss_parts.append((stats["loss_sum"], stats["weight_sum"]))
             grad_norms.append(stats["grad_norm"])
             bar.update(1)
-            if i % 20 == 19 or i == len(batches) - 1:  # a host sync only now and then
+            if i % 20 == 19 or i == len(plans) - 1:  # a host sync only now and then
                 seen = sum(float(w) for _, w in loss_parts)
                 elapsed = time.perf_counter() - start
                 bar.set_postfix(
@@ -128,7 +137,7 @@ def fit(
             "train_loss": loss_sum / max(weight_sum, 1.0),
             "val_loss": val.loss,
             **{f"val_{name}": value for name, value in val.metrics.items()},
-            "lr": float(schedule(epoch * len(batches) - 1)),
+            "lr": float(schedule(epoch * len(plans) - 1)),
             "grad_norm": float(np.mean([float(g) for g in grad_norms])),
             "epoch_time_s": epoch_time,
             "train_examples_per_s": weight_sum / epoch_time,
