@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from bertcls.config import LONG_TEXT_MODES
 from bertcls.errors import BertclsError
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -69,7 +70,6 @@ def _data_option_decorator(with_defaults: bool):
             click.option("--text-column", default=None, help="Text column (a digit for headerless TSV/CSV)."),
             click.option("--text-pair-column", default=None, help="Second text column for sentence-pair tasks."),
             click.option("--label-column", default=None),
-            click.option("--max-seq-length", default=default(128), show_default=with_defaults, type=INT),
             click.option(
                 "--split-seed",
                 default=default(42),
@@ -87,6 +87,20 @@ def _data_option_decorator(with_defaults: bool):
                 help="Distinct padded lengths (compiled shapes), fitted to the training lengths.",
             ),
         ]
+        if with_defaults:  # how text becomes model rows; a trained model keeps its own (evaluate has none)
+            options += [
+                click.option("--max-seq-length", default=128, show_default=True, type=INT),
+                click.option(
+                    "--long-text",
+                    type=click.Choice(LONG_TEXT_MODES),
+                    default="truncate",
+                    show_default=True,
+                    help="Texts over max-seq-length: keep the first window, or read all as overlapping windows "
+                    "(trained on as examples; predictions average the windows' logits).",
+                ),
+                click.option("--window-overlap", default=64, show_default=True, type=INT, help="Tokens shared."),
+                click.option("--max-windows", default=8, show_default=True, type=INT, help="Windows kept per text."),
+            ]
         for option in reversed(options):
             command = option(command)
         return command
@@ -116,6 +130,9 @@ def data_config_from(kwargs: dict):
         max_train_samples=blank(kwargs.pop("max_train_samples")),
         max_eval_samples=blank(kwargs.pop("max_eval_samples")),
         max_buckets=kwargs.pop("max_buckets"),
+        long_text=kwargs.pop("long_text"),
+        window_overlap=kwargs.pop("window_overlap"),
+        max_windows=kwargs.pop("max_windows"),
     )
 
 

@@ -162,6 +162,9 @@ class ModelConfig:
         return cls(**{k: v for k, v in fields.items() if k in known})
 
 
+LONG_TEXT_MODES = ("truncate", "windows")
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Which dataset, which columns, how to split and tokenize it."""
@@ -180,6 +183,11 @@ class DataConfig:
     max_eval_samples: int | None = None
     max_buckets: int = 12  # distinct padded lengths (compiled shapes), fitted to the training lengths
     bucket_multiple: int = 4
+    # Texts longer than max_seq_length: "truncate" keeps the first window; "windows" cuts each text into
+    # overlapping windows (training examples of the text's label; predictions average their logits).
+    long_text: str = "truncate"
+    window_overlap: int = 64  # tokens shared by consecutive windows
+    max_windows: int = 8  # windows kept per text (the first ones)
 
     def __post_init__(self) -> None:
         if self.max_seq_length < 8:
@@ -190,6 +198,22 @@ class DataConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be a positive number of examples (or unset), got {value}.")
+        if self.long_text not in LONG_TEXT_MODES:
+            raise ConfigError(
+                f"long_text must be one of {', '.join(LONG_TEXT_MODES)}, got {self.long_text!r}. Use 'windows' to "
+                "read whole long texts as overlapping windows, 'truncate' to keep only the first max_seq_length tokens."
+            )
+        if self.max_windows < 1:
+            raise ConfigError(f"max_windows must be at least 1, got {self.max_windows}.")
+        if self.windowed and not 0 <= self.window_overlap <= self.max_seq_length // 2:
+            raise ConfigError(
+                f"window_overlap must be between 0 and half of max_seq_length ({self.max_seq_length // 2}), "
+                f"got {self.window_overlap}. Try {self.max_seq_length // 4}."
+            )
+
+    @property
+    def windowed(self) -> bool:
+        return self.long_text == "windows"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -106,6 +106,9 @@ def train(config: TrainConfig, experiment: str | None = "bertcls", run_name: str
                     "has_text_pair": data.task.has_text_pair,
                     "task": data.task.name,
                     "primary_metric": primary,
+                    "long_text": config.data.long_text,
+                    "window_overlap": config.data.window_overlap,
+                    "max_windows": config.data.max_windows,
                 },
             )
             tokenizer.save_pretrained(str(model_path))
@@ -180,7 +183,7 @@ def evaluate(
     from bertcls import tracking
     from bertcls.data import prepare_data
     from bertcls.errors import DataError
-    from bertcls.metrics import compute_metrics, extra_metric, per_class_table
+    from bertcls.metrics import compute_metrics, extra_metric, mean_loss, per_class_table
     from bertcls.predict import Predictor, softmax
     from bertcls.registry import resolve_model_uri
 
@@ -188,6 +191,7 @@ def evaluate(
     source_params = MlflowClient().get_run(ref.source_run_id).data.params if ref.source_run_id else {}
     data_config = _data_config_for(source_params, data_overrides or {})
     predictor = Predictor.from_dir(ref.local_dir, batch_size=batch_size)
+    data_config = dataclasses.replace(data_config, **predictor.reading_settings())  # texts are read as in training
     data = prepare_data(data_config, predictor.tokenizer)
     if not data.task.is_regression and list(data.task.label_names) != predictor.label_names:
         raise DataError(
@@ -206,20 +210,12 @@ def evaluate(
     predictor.predict(list(sample["text"]), pairs)
     texts_per_s = len(sample) / (time.perf_counter() - start)
 
-    metrics = {
-        f"{split}_{k}": v
-        for k, v in compute_metrics(data.task, outputs, tokenized.labels, np.ones(len(tokenized))).items()
-    }
-    if not data.task.is_regression:
-        log_probs = (
-            outputs
-            - np.log(np.exp(outputs - outputs.max(-1, keepdims=True)).sum(-1, keepdims=True))
-            - outputs.max(-1, keepdims=True)
-        )
-        metrics[f"{split}_loss"] = float(-log_probs[np.arange(len(tokenized)), tokenized.labels].mean())
+    labels = tokenized.text_labels()  # [T]; outputs are per text too (windows averaged)
+    metrics = {f"{split}_{k}": v for k, v in compute_metrics(data.task, outputs, labels, np.ones(len(labels))).items()}
+    metrics[f"{split}_loss"] = mean_loss(data.task, outputs, labels)
     predictions = outputs[:, 0] if data.task.is_regression else outputs.argmax(-1)
     for name in extra_metrics:  # optional `evaluate` modules, by local path or hub id
-        metrics.update({f"{split}_{k}": v for k, v in extra_metric(name, predictions, tokenized.labels).items()})
+        metrics.update({f"{split}_{k}": v for k, v in extra_metric(name, predictions, labels).items()})
     metrics["predict_texts_per_s"] = texts_per_s
     with tracking.tracked_run(experiment, run_name=f"evaluate {ref.name or ref.source_run_id} on {split}") as run:
         tracking.log_params(
@@ -246,22 +242,22 @@ def evaluate(
             probs = softmax(outputs.astype(np.float64))
             predicted = probs.argmax(-1)
             tracking.mlflow.log_table(
-                per_class_table(predicted, tokenized.labels, data.task.label_names), "per_class_metrics.json"
+                per_class_table(predicted, labels, data.task.label_names), "per_class_metrics.json"
             )
             tracking.log_confusion_matrix(
-                tokenized.labels,
+                labels,
                 predicted,
                 data.task.label_names,
                 split,
                 title=f"{split} confusion matrix, {model_uri}",
             )
-            wrong = np.flatnonzero(predicted != tokenized.labels)
+            wrong = np.flatnonzero(predicted != labels)
             wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:top_mistakes]
             mistakes = {"text": [texts[int(i)]["text"] for i in wrong]}
             if data.task.has_text_pair:
                 mistakes["text_pair"] = [texts[int(i)]["text_pair"] for i in wrong]
             mistakes.update(
-                label=[data.task.label_names[tokenized.labels[i]] for i in wrong],
+                label=[data.task.label_names[labels[i]] for i in wrong],
                 predicted=[data.task.label_names[predicted[i]] for i in wrong],
                 confidence=[float(probs[i, predicted[i]]) for i in wrong],
             )

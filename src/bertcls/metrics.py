@@ -54,6 +54,18 @@ def compute_metrics(task: TaskSpec, outputs: np.ndarray, labels: np.ndarray, wei
     return classification_metrics(outputs.argmax(axis=-1), labels, task.num_labels)
 
 
+def mean_loss(task: TaskSpec, outputs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy of [N, C] logits (or squared error of [N, 1] scores), in float64; training's loss."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if len(outputs) == 0:
+        return float("nan")
+    if task.is_regression:
+        return float(np.mean((outputs[:, 0] - labels) ** 2))
+    top = outputs.max(axis=-1, keepdims=True)  # [N, 1]
+    log_norm = top[:, 0] + np.log(np.exp(outputs - top).sum(axis=-1))  # [N]
+    return float(np.mean(log_norm - outputs[np.arange(len(outputs)), labels]))
+
+
 def extra_metric(name_or_path: str, predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
     """An optional `evaluate` module named by local path or hub id (the hub needs a network)."""
     import evaluate

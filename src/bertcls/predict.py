@@ -1,7 +1,7 @@
 """Batch inference on raw texts with the same length buckets as training (no mlflow, no mesh).
 
-Used by the pyfunc model and the evaluate job: texts -> tokenized -> length-sorted static-shape
-batches -> logits (or scores) in the input order.
+Used by the pyfunc model and the evaluate job: texts -> tokenized (truncated, or overlapping windows as
+the model was trained) -> length-sorted static-shape batches -> logits (or scores) per text, in input order.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 from flax import nnx
 
 from bertcls.data.batching import FILL, TokenizedSplit, collate, fit_buckets, plan_epoch
+from bertcls.data.tokenize import encode_texts
 from bertcls.model.bert import BertClassifier
 from bertcls.model.weights import load_model
 from bertcls.tokenizer import load_tokenizer
@@ -29,6 +30,8 @@ class Predictor:
         self.max_seq_length = int(meta.get("max_seq_length") or 128)
         self.buckets = tuple(meta.get("buckets") or fit_buckets(np.array([self.max_seq_length]), self.max_seq_length))
         self.has_text_pair = bool(meta.get("has_text_pair", False))
+        windowed = meta.get("long_text") == "windows"
+        self.windows = (int(meta["window_overlap"]), int(meta["max_windows"])) if windowed else None
         self.batch_size = batch_size
         graphdef, state = nnx.split(model)
         self._state = state
@@ -39,37 +42,39 @@ class Predictor:
 
         self._forward = forward
 
+    def reading_settings(self) -> dict:
+        """The DataConfig fields that decide how a text becomes model rows (length, truncation or windows)."""
+        settings = {"max_seq_length": self.max_seq_length, "long_text": "windows" if self.windows else "truncate"}
+        if self.windows:
+            settings.update(window_overlap=self.windows[0], max_windows=self.windows[1])
+        return settings
+
     @classmethod
     def from_dir(cls, model_dir: Path, batch_size: int = 32) -> Predictor:
         model, meta = load_model(model_dir)
         return cls(model, load_tokenizer(model_dir), meta, batch_size)
 
     def tokenize(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> TokenizedSplit:
-        encoded = self.tokenizer(
-            list(texts),
-            list(pairs) if pairs is not None else None,
-            truncation=True,
-            max_length=self.max_seq_length,
-            return_attention_mask=False,
-            return_token_type_ids=True,
-        )
+        """Rows as the model was trained on them: truncated texts, or each text's overlapping windows."""
+        encoded = encode_texts(self.tokenizer, texts, pairs, self.max_seq_length, self.windows)
         n = len(encoded["input_ids"])
         ids = np.zeros((n, self.max_seq_length), dtype=np.int32)
         types = np.zeros_like(ids)
-        lengths = np.zeros(n, dtype=np.int32)
         for i, (row, row_types) in enumerate(zip(encoded["input_ids"], encoded["token_type_ids"], strict=True)):
-            ids[i, : len(row)], types[i, : len(row)], lengths[i] = row, row_types, len(row)
-        return TokenizedSplit(ids, types, lengths, np.zeros(n, dtype=np.int32))
+            ids[i, : len(row)], types[i, : len(row)] = row, row_types
+        lengths = np.asarray(encoded["length"], dtype=np.int32)
+        documents = np.asarray(encoded["text"], dtype=np.int32) if self.windows else None
+        return TokenizedSplit(ids, types, lengths, np.zeros(n, dtype=np.int32), documents)
 
     def outputs(self, split: TokenizedSplit) -> np.ndarray:
-        """[N, num_labels] logits (classification) or [N, 1] scores (regression), in input order."""
+        """[T, num_labels] logits (classification) or [T, 1] scores (regression), one per text, in input order."""
         out = np.zeros((len(split), 1 if self.is_regression else len(self.label_names)), dtype=np.float32)
         for plan in plan_epoch(split.lengths, self.batch_size, self.buckets, shuffle=False):
             batch = collate(split, plan, self.buckets)
             logits = self._forward(self._state, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
             real = plan != FILL
             out[plan[real]] = np.asarray(logits)[real]
-        return out
+        return split.text_outputs(out)
 
     def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> np.ndarray:
         return self.outputs(self.tokenize(texts, pairs)) if len(texts) else np.zeros((0, 1), np.float32)

@@ -21,15 +21,41 @@ FILL = -1  # index of a padding row in a batch plan
 
 @dataclasses.dataclass(frozen=True)
 class TokenizedSplit:
-    """A split as dense arrays: token matrices padded to max_seq_length, lengths, labels."""
+    """A split as dense arrays: token matrices padded to max_seq_length, lengths, labels.
+
+    A row is one example, or one window of a long text when `documents` is set (long_text="windows");
+    `documents` then maps each row to its text, ascending, and every row carries its text's label.
+    """
 
     input_ids: np.ndarray  # [N, L] int32
     token_type_ids: np.ndarray  # [N, L] int32
-    lengths: np.ndarray  # [N] int32, real tokens per example
+    lengths: np.ndarray  # [N] int32, real tokens per row
     labels: np.ndarray  # [N] int32 (classification) or float32 (regression)
+    documents: np.ndarray | None = None  # [N] int32 text index of each row; None: one row per text
 
     def __len__(self) -> int:
         return len(self.lengths)
+
+    @property
+    def num_texts(self) -> int:
+        return len(self) if self.documents is None else (int(self.documents.max()) + 1 if len(self) else 0)
+
+    def text_labels(self) -> np.ndarray:
+        """[T] one label per text (the labels of its windows are all the same)."""
+        return self.labels if self.documents is None else pool_by_text(self.labels[:, None], self.documents)[:, 0]
+
+    def text_outputs(self, outputs: np.ndarray) -> np.ndarray:
+        """[T, C] per-text outputs from [N, C] per-row outputs: the mean over each text's windows."""
+        return outputs if self.documents is None else pool_by_text(outputs, self.documents)
+
+
+def pool_by_text(rows: np.ndarray, documents: np.ndarray) -> np.ndarray:
+    """[T, C] mean of the [N, C] rows of each text; documents: [N] text index, every text present."""
+    num_texts = int(documents.max()) + 1 if len(documents) else 0
+    sums = np.zeros((num_texts, rows.shape[1]), dtype=np.float64)
+    np.add.at(sums, documents, rows)
+    counts = np.bincount(documents, minlength=num_texts)[:, None]  # [T, 1]
+    return (sums / counts).astype(rows.dtype)
 
 
 def check_batch_size(batch_size: int, num_devices: int) -> None:

@@ -126,15 +126,24 @@ def prepare_data(config: DataConfig, tokenizer) -> PreparedData:
             if name in splits:
                 splits[name] = splits[name].select(range(min(config.max_eval_samples, len(splits[name]))))
 
+    if config.windowed and task.has_text_pair:
+        raise DataError(
+            f"{source.name} is a text-pair task; long_text=windows cuts single texts only. Use long_text=truncate "
+            "(pairs are truncated longest-first to max_seq_length)."
+        )
+    windows = (config.window_overlap, config.max_windows) if config.windowed else None
     tokenizer_hash = tokenizer_fingerprint(tokenizer)
     arrays = {}
     for name, split in splits.items():
-        tokenized = tokenize_split(split, tokenizer, config.max_seq_length, task.has_text_pair, tokenizer_hash)
+        tokenized = tokenize_split(split, tokenizer, config.max_seq_length, task.has_text_pair, tokenizer_hash, windows)
+        documents = np.asarray(tokenized["document"], dtype=np.int32)  # [N] text of each row
+        labels = _encode_labels(split, name, task, source.label_names is not None)
         arrays[name] = TokenizedSplit(
             input_ids=padded_matrix(tokenized, "input_ids", config.max_seq_length),
             token_type_ids=padded_matrix(tokenized, "token_type_ids", config.max_seq_length),
             lengths=np.asarray(tokenized["length"], dtype=np.int32),
-            labels=_encode_labels(split, name, task, source.label_names is not None),
+            labels=labels[documents],
+            documents=documents if windows else None,
         )
     buckets = fit_buckets(arrays["train"].lengths, config.max_seq_length, config.max_buckets, config.bucket_multiple)
     return PreparedData(task, arrays, buckets, dict(splits), stats, source)

@@ -20,13 +20,20 @@ def data_report(config: DataConfig, tokenizer, batch_size: int) -> str:
         f"{data.stats.duplicates_dropped}, splits created {list(data.stats.created_splits) or 'none'} "
         f"(seed {config.split_seed}, stratified {data.stats.stratified})",
         f"max_seq_length {config.max_seq_length}, batch_size {batch_size}, buckets {list(buckets)}",
+        f"long texts: {config.long_text}"
+        + (
+            f" (windows of {config.max_seq_length} tokens sharing {config.window_overlap}, at most "
+            f"{config.max_windows} per text; a row is a window)"
+            if config.windowed
+            else " (a row is a text; rows at max_seq_length were cut)"
+        ),
         "",
-        f"{'split':<11}{'examples':>9}{'truncated':>10}{'mean len':>9}{'buckets eff':>12}{'pad-to-max eff':>15}",
+        f"{'split':<11}{'texts':>7}{'rows':>7}{'at max':>8}{'mean len':>9}{'buckets eff':>12}{'pad-to-max eff':>15}",
     ]
     for name, split in data.splits.items():
         plans = plan_epoch(split.lengths, batch_size, buckets, shuffle=name == "train", seed=0)
         lines.append(
-            f"{name:<11}{len(split):>9}{int((split.lengths >= config.max_seq_length).sum()):>10}"
+            f"{name:<11}{split.num_texts:>7}{len(split):>7}{int((split.lengths >= config.max_seq_length).sum()):>8}"
             f"{float(np.mean(split.lengths)):>9.1f}{padding_efficiency(split.lengths, plans, buckets):>12.3f}"
             f"{pad_to_max_efficiency(split.lengths, batch_size, config.max_seq_length):>15.3f}"
         )
@@ -36,7 +43,9 @@ def data_report(config: DataConfig, tokenizer, batch_size: int) -> str:
             "label counts: "
             + "; ".join(
                 f"{name}: "
-                + ", ".join(f"{label}={int((s.labels == i).sum())}" for i, label in enumerate(data.task.label_names))
+                + ", ".join(
+                    f"{label}={int((s.text_labels() == i).sum())}" for i, label in enumerate(data.task.label_names)
+                )
                 for name, s in data.splits.items()
             )
         )

@@ -26,7 +26,7 @@ from bertcls.data.batching import (
 )
 from bertcls.data.pipeline import PreparedData
 from bertcls.data.tasks import TaskSpec, metric_direction
-from bertcls.metrics import compute_metrics
+from bertcls.metrics import compute_metrics, mean_loss
 from bertcls.train.optim import learning_rate_schedule
 from bertcls.train.steps import Steps
 
@@ -39,8 +39,8 @@ class Callback(Protocol):
 
 @dataclasses.dataclass
 class SplitPredictions:
-    outputs: np.ndarray  # [N, L] logits, or [N, 1] scores, in the split's row order
-    labels: np.ndarray  # [N]
+    outputs: np.ndarray  # [T, L] logits, or [T, 1] scores, one row per text in the split's order
+    labels: np.ndarray  # [T]
     loss: float
     metrics: dict[str, float]
 
@@ -60,21 +60,18 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 
 
 def predict_split(steps: Steps, split: TokenizedSplit, task: TaskSpec, batch_size: int, buckets) -> SplitPredictions:
-    """Eval-mode outputs for every example of `split` (length-sorted batches, reordered back)."""
-    outputs = np.zeros((len(split), task.num_labels), dtype=np.float32)
-    loss_sum = weight_sum = 0.0
+    """Eval-mode outputs per text of `split` (length-sorted batches; windows averaged per text)."""
+    outputs = np.zeros((len(split), task.num_labels), dtype=np.float32)  # [N, C] per row
     pending = []
     for plan in plan_epoch(split.lengths, batch_size, buckets, shuffle=False):  # compiles new shapes on first use
         batch = place_on_mesh(collate(split, plan, buckets), steps.mesh)
         pending.append((plan, steps.evaluate(batch)))  # dispatch all, then gather: keeps the device busy
-    for plan, (batch_outputs, batch_loss, batch_weight) in pending:
+    for plan, batch_outputs in pending:
         real = plan != FILL
         outputs[plan[real]] = np.asarray(batch_outputs)[real]
-        loss_sum += float(batch_loss)
-        weight_sum += float(batch_weight)
-    loss = loss_sum / max(weight_sum, 1.0)
-    metrics = compute_metrics(task, outputs, split.labels, np.ones(len(split)))
-    return SplitPredictions(outputs, split.labels, loss, metrics)
+    outputs, labels = split.text_outputs(outputs), split.text_labels()  # [T, C], [T]
+    metrics = compute_metrics(task, outputs, labels, np.ones(len(labels)))
+    return SplitPredictions(outputs, labels, mean_loss(task, outputs, labels), metrics)
 
 
 def _is_better(value: float, best: float | None, direction: str) -> bool:
