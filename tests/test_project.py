@@ -36,3 +36,19 @@ def test_constraints_pin_every_dependency():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     names = [r.split(">")[0].split("<")[0].split("=")[0].lower() for r in project["dependencies"]]
     assert not [n for n in names if n not in pins]
+
+
+def test_mlproject_train_passes_every_parameter_to_the_cli_with_its_default():
+    """Each MLproject train parameter reaches a `bertcls train` option of the same name and default."""
+    from bertcls.cli import train
+
+    entry = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]["train"]
+    options = {p.name: p for p in train.params}
+    for name, spec in entry["parameters"].items():
+        assert f"--{name.replace('_', '-')} {{{name}}}" in entry["command"], name
+        default = options[name].default
+        if default is None:
+            assert spec["default"] in ("none", 0), name  # unset spelled as MLproject can
+        else:
+            assert type(default)(spec["default"]) == default, name
+    assert set(options) - set(entry["parameters"]) <= {"experiment", "run_name"}  # mlflow run chooses these

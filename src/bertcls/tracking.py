@@ -149,7 +149,8 @@ def log_dataset_inputs(data: PreparedData) -> None:
             except Exception:  # noqa: BLE001 - a hub id is not a resolvable source URI for mlflow
                 dataset = mlflow.data.from_pandas(frame, name=data.source.name, targets="label")
         mlflow.log_input(dataset, context=split)
-    sizes = {f"n_{split}": len(rows) for split, rows in data.splits.items()}
+    sizes = {f"n_{split}": rows.num_texts for split, rows in data.splits.items()}
+    sizes.update({f"n_{split}_windows": len(rows) for split, rows in data.splits.items() if rows.documents is not None})
     cleaning = {
         "duplicates_dropped": data.stats.duplicates_dropped,
         "empty_texts_dropped": sum(data.stats.empty_text_dropped.values()),
