@@ -26,7 +26,7 @@ def _content(tokenizer, ids: list[int]) -> list[int]:
 def test_windows_cover_the_text_and_share_exactly_the_overlap(tokenizer):
     full = _content(tokenizer, tokenizer(LONG)["input_ids"])
     encoded = encode_texts(tokenizer, [SHORT, LONG], None, max_seq_length=64, windows=(16, 100))
-    texts = encoded["text"]
+    texts = encoded["document"]
     assert texts[0] == 0 and texts[1:] == [1] * (len(texts) - 1)  # the short text is one window, in order
     windows = [_content(tokenizer, ids) for ids, t in zip(encoded["input_ids"], texts, strict=True) if t == 1]
     assert len(windows) == -(-(len(full) - 16) // (62 - 16))  # ceil((n - overlap) / stride), 62 = 64 - [CLS], [SEP]
@@ -41,14 +41,14 @@ def test_windows_cover_the_text_and_share_exactly_the_overlap(tokenizer):
 def test_max_windows_keeps_the_first_windows(tokenizer):
     every = encode_texts(tokenizer, [LONG, SHORT, LONG], None, 64, windows=(0, 100))
     capped = encode_texts(tokenizer, [LONG, SHORT, LONG], None, 64, windows=(0, 2))
-    assert capped["text"] == [0, 0, 1, 2, 2]
-    first_two = [ids for ids, t in zip(every["input_ids"], every["text"], strict=True) if t == 0][:2]
+    assert capped["document"] == [0, 0, 1, 2, 2]
+    first_two = [ids for ids, t in zip(every["input_ids"], every["document"], strict=True) if t == 0][:2]
     assert capped["input_ids"][:2] == first_two
 
 
 def test_truncation_is_one_row_per_text(tokenizer):
     encoded = encode_texts(tokenizer, [LONG, SHORT], None, 64)
-    assert encoded["text"] == [0, 1] and encoded["length"][0] == 64
+    assert encoded["document"] == [0, 1] and encoded["length"][0] == 64
 
 
 def test_pooling_averages_each_texts_windows():

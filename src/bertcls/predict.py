@@ -63,7 +63,7 @@ class Predictor:
         for i, (row, row_types) in enumerate(zip(encoded["input_ids"], encoded["token_type_ids"], strict=True)):
             ids[i, : len(row)], types[i, : len(row)] = row, row_types
         lengths = np.asarray(encoded["length"], dtype=np.int32)
-        documents = np.asarray(encoded["text"], dtype=np.int32) if self.windows else None
+        documents = np.asarray(encoded["document"], dtype=np.int32) if self.windows else None
         return TokenizedSplit(ids, types, lengths, np.zeros(n, dtype=np.int32), documents)
 
     def outputs(self, split: TokenizedSplit) -> np.ndarray:

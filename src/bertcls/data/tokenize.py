@@ -36,7 +36,7 @@ def encode_texts(
 
     windows=None truncates each text to max_seq_length (one row per text); windows=(overlap, max_windows)
     cuts a long text into up to max_windows rows of at most max_seq_length tokens, consecutive rows sharing
-    `overlap` tokens. `text` is each row's index into `texts`.
+    `overlap` tokens. `document` is each row's index into `texts`.
     """
     encoded = tokenizer(
         list(texts),
@@ -57,12 +57,17 @@ def encode_texts(
         "input_ids": [encoded["input_ids"][r] for r in keep],
         "token_type_ids": [encoded["token_type_ids"][r] for r in keep],
         "length": [len(encoded["input_ids"][r]) for r in keep],
-        "text": [source[r] for r in keep],
+        "document": [source[r] for r in keep],
     }
 
 
 def tokenize_split(
-    split: datasets.Dataset, tokenizer, max_seq_length: int, text_pair: bool, tokenizer_hash: str, windows=None
+    split: datasets.Dataset,
+    tokenizer,
+    max_seq_length: int,
+    text_pair: bool,
+    tokenizer_hash: str,
+    windows: tuple[int, int] | None = None,
 ) -> datasets.Dataset:
     """Rows of input_ids, token_type_ids, length and `document` (the split row each came from); see encode_texts."""
     recipe = f"{split._fingerprint}|{tokenizer_hash}|{max_seq_length}|{text_pair}|{windows}"
@@ -72,7 +77,7 @@ def tokenize_split(
         encoded = encode_texts(
             tokenizer, rows["text"], rows["text_pair"] if text_pair else None, max_seq_length, windows
         )
-        encoded["document"] = [indices[i] for i in encoded.pop("text")]
+        encoded["document"] = [indices[i] for i in encoded["document"]]  # batch position -> split row
         return encoded
 
     return split.map(
