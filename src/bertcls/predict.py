@@ -14,7 +14,7 @@ import numpy as np
 from flax import nnx
 
 from bertcls.data.batching import FILL, TokenizedSplit, collate, fit_buckets, plan_epoch
-from bertcls.data.tokenize import encode_texts
+from bertcls.data.tokenize import encode_texts, padded_matrix
 from bertcls.model.bert import BertClassifier
 from bertcls.model.weights import load_model
 from bertcls.tokenizer import load_tokenizer
@@ -57,14 +57,13 @@ class Predictor:
     def tokenize(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> TokenizedSplit:
         """Rows as the model was trained on them: truncated texts, or each text's overlapping windows."""
         encoded = encode_texts(self.tokenizer, texts, pairs, self.max_seq_length, self.windows)
-        n = len(encoded["input_ids"])
-        ids = np.zeros((n, self.max_seq_length), dtype=np.int32)
-        types = np.zeros_like(ids)
-        for i, (row, row_types) in enumerate(zip(encoded["input_ids"], encoded["token_type_ids"], strict=True)):
-            ids[i, : len(row)], types[i, : len(row)] = row, row_types
-        lengths = np.asarray(encoded["length"], dtype=np.int32)
-        documents = np.asarray(encoded["document"], dtype=np.int32) if self.windows else None
-        return TokenizedSplit(ids, types, lengths, np.zeros(n, dtype=np.int32), documents)
+        return TokenizedSplit(
+            input_ids=padded_matrix(encoded["input_ids"], self.max_seq_length),
+            token_type_ids=padded_matrix(encoded["token_type_ids"], self.max_seq_length),
+            lengths=np.asarray(encoded["length"], dtype=np.int32),
+            labels=np.zeros(len(encoded["length"]), dtype=np.int32),
+            documents=np.asarray(encoded["document"], dtype=np.int32) if self.windows else None,
+        )
 
     def outputs(self, split: TokenizedSplit) -> np.ndarray:
         """[T, num_labels] logits (classification) or [T, 1] scores (regression), one per text, in input order."""

@@ -139,8 +139,8 @@ def prepare_data(config: DataConfig, tokenizer) -> PreparedData:
         documents = np.asarray(tokenized["document"], dtype=np.int32)  # [N] text of each row
         labels = _encode_labels(split, name, task, source.label_names is not None)
         arrays[name] = TokenizedSplit(
-            input_ids=padded_matrix(tokenized, "input_ids", config.max_seq_length),
-            token_type_ids=padded_matrix(tokenized, "token_type_ids", config.max_seq_length),
+            input_ids=padded_matrix(tokenized["input_ids"], config.max_seq_length),
+            token_type_ids=padded_matrix(tokenized["token_type_ids"], config.max_seq_length),
             lengths=np.asarray(tokenized["length"], dtype=np.int32),
             labels=labels[documents],
             documents=documents if windows else None,

@@ -93,10 +93,9 @@ def tokenize_split(
     )
 
 
-def padded_matrix(split: datasets.Dataset, column: str, width: int) -> np.ndarray:
-    """[N, width] int32 matrix of a list column, zero-padded on the right."""
-    rows = split[column]
-    out = np.zeros((len(split), width), dtype=np.int32)
+def padded_matrix(rows: Sequence[Sequence[int]], width: int) -> np.ndarray:
+    """[N, width] int32 matrix of token rows, zero-padded on the right."""
+    out = np.zeros((len(rows), width), dtype=np.int32)
     for i, row in enumerate(rows):
         out[i, : len(row)] = row
     return out
