@@ -11,7 +11,7 @@ ARGS ?=
 # `mlflow run --env-manager local` runs `python` from PATH: put the venv first.
 RUN := PATH="$(abspath $(VENV))/bin:$$PATH"
 
-.PHONY: setup test lint train ui constraints
+.PHONY: setup test lint train ui constraints system-deps
 
 setup: $(STAMP)
 
@@ -25,8 +25,21 @@ $(STAMP): pyproject.toml constraints.txt
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: lint
+test: lint system-deps
 	$(PY) -m pytest -q
+
+# Debian's PostgreSQL server, which tests/test_server_e2e.py runs as a real tracking-server backend.
+# Installed only when missing and apt-get exists (sudo -n when not root); otherwise one line, and that test skips.
+system-deps:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "system-deps: no PostgreSQL and no apt-get: tests/test_server_e2e.py will skip"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; else \
+	  echo "system-deps: no PostgreSQL, not root and no sudo: tests/test_server_e2e.py will skip"; exit 0; fi; \
+	echo "system-deps: installing Debian's postgresql for tests/test_server_e2e.py"; \
+	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends postgresql >/dev/null \
+	  || echo "system-deps: could not install postgresql: tests/test_server_e2e.py will skip"
 
 train: setup
 	$(RUN) mlflow run . -e train --env-manager local $(ARGS)
