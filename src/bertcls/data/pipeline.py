@@ -11,8 +11,8 @@ import numpy as np
 from bertcls.config import DataConfig
 from bertcls.data.batching import TokenizedSplit, fit_buckets
 from bertcls.data.sources import GLUE, RawSource, load_source
-from bertcls.data.splits import CleaningStats, drop_empty_texts, make_splits
-from bertcls.data.tasks import TaskSpec, primary_metric_for
+from bertcls.data.splits import CleaningStats, drop_duplicate_texts, drop_incomplete_rows, make_splits
+from bertcls.data.tasks import TaskSpec, label_name, primary_metric_for
 from bertcls.data.tokenize import padded_matrix, tokenize_split, tokenizer_fingerprint
 from bertcls.errors import DataError
 
@@ -29,8 +29,56 @@ class PreparedData:
     source: RawSource
 
 
+def _describe(feature) -> str:
+    """A column's value type in words: int64, string, list, dict, mixed-type JSON, ..."""
+    if isinstance(feature, datasets.Value):
+        return feature.dtype
+    name = type(feature).__name__
+    return "mixed-type JSON" if name == "Json" else name.lower()
+
+
+def _as_text(split: datasets.Dataset, column: str, name: str, original: str) -> datasets.Dataset:
+    """The column as strings (numbers and booleans become their text); an error for lists, dicts and the like."""
+    feature = split.features[column]
+    if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+        return split
+    problem = f"Column {original!r} of the {name} split holds {_describe(feature)} values, not text."
+    if not isinstance(feature, datasets.Value):
+        raise DataError(f"{problem} Set text_column / text_pair_column to a column of strings.")
+    try:
+        return split.cast_column(column, datasets.Value("string"))
+    except (ValueError, TypeError, NotImplementedError) as err:
+        raise DataError(
+            f"{problem} They cannot be read as text ({(str(err).splitlines() or [type(err).__name__])[0][:160]}). "
+            "Set text_column / text_pair_column to a column of strings."
+        ) from None
+
+
+_LABEL_DTYPES = ("string", "large_string", "bool", "null", "int", "uint", "float")
+
+
+def _check_label_type(split: datasets.Dataset, name: str, original: str) -> None:
+    """Labels are strings, booleans, numbers (or all missing); a ClassLabel brings its own names."""
+    feature = split.features["label"]
+    if isinstance(feature, datasets.ClassLabel):
+        return
+    if isinstance(feature, datasets.Value) and feature.dtype.rstrip("0123456789") in _LABEL_DTYPES:
+        return
+    raise DataError(
+        f"The label column {original!r} of the {name} split holds {_describe(feature)} values; labels must be "
+        "strings, whole numbers or (for regression) numbers, one type per column. Set label_column to such a "
+        "column, or fix its values."
+    )
+
+
 def _standardize(source: RawSource) -> datasets.DatasetDict:
     """Rename the source's columns to text / text_pair / label, with a clear error for unknown ones."""
+    named = [c for c in (source.text_column, source.text_pair_column, source.label_column) if c]
+    if len(set(named)) < len(named):
+        raise DataError(
+            f"text_column, text_pair_column and label_column must name different columns; got "
+            f"{', '.join(repr(c) for c in named)}. Set each to its own column."
+        )
     wanted = {source.text_column: "text", source.label_column: "label"}
     if source.text_pair_column:
         wanted[source.text_pair_column] = "text_pair"
@@ -44,8 +92,25 @@ def _standardize(source: RawSource) -> datasets.DatasetDict:
                 "label_column to one of them."
             )
         split = split.select_columns(list(wanted)).rename_columns({k: v for k, v in wanted.items() if k != v})
+        for original, column in wanted.items():
+            if column != "label":
+                split = _as_text(split, column, name, original)
+        _check_label_type(split, name, source.label_column)
         out[name] = split
     return datasets.DatasetDict(out)
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_finite_labels(split: datasets.Dataset, name: str, original: str) -> None:
+    """Numeric labels must be finite float32 values (regression targets are float32 arrays)."""
+    bad = sum(1 for v in split["label"] if isinstance(v, float) and not abs(v) <= _FLOAT32_MAX)
+    if bad:
+        raise DataError(
+            f"The {name} split has {bad} infinite or out-of-range value(s) (beyond ±3.4e38) in the label column "
+            f"{original!r}. Fix or remove those rows."
+        )
 
 
 def _is_regression(source: RawSource, labels: list) -> bool:
@@ -53,15 +118,15 @@ def _is_regression(source: RawSource, labels: list) -> bool:
         return GLUE[source.glue_task][2]
     if source.label_names is not None:
         return False
-    values = [v for v in labels if v is not None]
-    return bool(values) and all(isinstance(v, float) for v in values) and any(v != int(v) for v in values)
+    return bool(labels) and all(isinstance(v, float) for v in labels) and not all(v.is_integer() for v in labels)
 
 
 def _label_names(source: RawSource, train_labels: list) -> tuple[str, ...]:
+    """Sorted distinct train labels by value (whole-number floats as ints), named by `label_name`."""
     if source.label_names is not None:
         return source.label_names
-    distinct = set(train_labels)
-    return tuple(str(v) for v in sorted(distinct, key=lambda v: (str(type(v)), v)))
+    distinct = {int(v) if isinstance(v, float) else v for v in train_labels}
+    return tuple(label_name(v) for v in sorted(distinct, key=lambda v: (str(type(v)), v)))
 
 
 def _encode_labels(split: datasets.Dataset, name: str, task: TaskSpec, from_class_label: bool) -> np.ndarray:
@@ -74,18 +139,57 @@ def _encode_labels(split: datasets.Dataset, name: str, task: TaskSpec, from_clas
             raise DataError(f"The {name} split has label ids outside 0..{task.num_labels - 1}.")
         return ids
     index = {label: i for i, label in enumerate(task.label_names)}
-    unseen = sorted({str(v) for v in raw} - index.keys())
+    unseen = sorted({label_name(v) for v in raw} - index.keys())
     if unseen:
         raise DataError(
             f"The {name} split has labels never seen in train: {', '.join(unseen[:10])}. Train labels: "
             f"{', '.join(task.label_names)}. Fix the labels, or put examples of these classes in train."
         )
-    return np.asarray([index[str(v)] for v in raw], dtype=np.int32)
+    return np.asarray([index[label_name(v)] for v in raw], dtype=np.int32)
 
 
 def _unlabelled(split: datasets.Dataset, source: RawSource) -> bool:
     """GLUE-style hidden test labels (-1 everywhere)."""
     return source.label_names is not None and len(split) > 0 and all(v == -1 for v in split["label"])
+
+
+def _clean(
+    splits: datasets.DatasetDict, source: RawSource, text_columns: list[str], max_dropped_fraction: float
+) -> tuple[datasets.DatasetDict, CleaningStats]:
+    """Drop rows without text or label (counted, share checked), check label values, drop duplicate texts
+    of train when we make the held-out splits (so no text is in two splits)."""
+    stats = CleaningStats()
+    splits = datasets.DatasetDict(
+        {
+            name: drop_incomplete_rows(split, name, text_columns, source.label_column, stats, max_dropped_fraction)
+            for name, split in splits.items()
+        }
+    )
+    if stats.dropped_summary():
+        log.warning("%s: rows without text or label dropped: %s", source.name, stats.dropped_summary())
+    for name, split in splits.items():
+        _check_finite_labels(split, name, source.label_column)
+    if "validation" not in splits:
+        splits["train"] = drop_duplicate_texts(splits["train"], text_columns, stats)
+    return splits, stats
+
+
+def _task_for(source: RawSource, train_labels: list, has_text_pair: bool) -> TaskSpec:
+    """Classification (named classes, at least two) or regression, from the cleaned train labels."""
+    is_regression = _is_regression(source, train_labels)
+    task = TaskSpec(
+        name=source.name,
+        label_names=() if is_regression else _label_names(source, train_labels),
+        is_regression=is_regression,
+        primary_metric=primary_metric_for(source.glue_task, is_regression),
+        has_text_pair=has_text_pair,
+    )
+    if not is_regression and task.num_labels < 2:
+        raise DataError(
+            f"The train split of {source.name} has a single class ({task.label_names[0]!r}); a classifier "
+            "needs at least two. Check label_column, or add examples of the other classes."
+        )
+    return task
 
 
 def prepare_data(config: DataConfig, tokenizer) -> PreparedData:
@@ -95,30 +199,15 @@ def prepare_data(config: DataConfig, tokenizer) -> PreparedData:
     if "test" in splits and _unlabelled(splits["test"], source):
         log.info("dropping the test split of %s: its labels are hidden", source.name)
         del splits["test"]
-    if len(splits["train"]) == 0:
-        raise DataError(f"The train split of {source.name} is empty. Point at a file or dataset with examples.")
+    for name, split in splits.items():
+        if len(split) == 0:
+            raise DataError(f"The {name} split of {source.name} is empty. Point at a file or dataset with examples.")
 
     text_columns = ["text", "text_pair"] if "text_pair" in splits["train"].column_names else ["text"]
-    stats = CleaningStats()
-    splits = datasets.DatasetDict(
-        {name: drop_empty_texts(split, name, text_columns, stats) for name, split in splits.items()}
-    )
-    train_labels = list(splits["train"]["label"])
-    is_regression = _is_regression(source, train_labels)
-    task = TaskSpec(
-        name=source.name,
-        label_names=() if is_regression else _label_names(source, train_labels),
-        is_regression=is_regression,
-        primary_metric=primary_metric_for(source.glue_task, is_regression),
-        has_text_pair=len(text_columns) == 2,
-    )
-    if not is_regression and task.num_labels < 2:
-        raise DataError(
-            f"The train split of {source.name} has a single class ({task.label_names[0]!r}); a classifier "
-            "needs at least two. Check label_column, or add examples of the other classes."
-        )
-    stratify = None if is_regression else (lambda split: [str(v) for v in split["label"]])
-    splits = make_splits(splits, text_columns, stratify, config.split_seed, stats)
+    splits, stats = _clean(splits, source, text_columns, config.max_dropped_fraction)
+    task = _task_for(source, list(splits["train"]["label"]), has_text_pair=len(text_columns) == 2)
+    stratify = None if task.is_regression else (lambda split: [label_name(v) for v in split["label"]])
+    splits = make_splits(splits, stratify, config.split_seed, stats)
     if config.max_train_samples:
         splits["train"] = splits["train"].select(range(min(config.max_train_samples, len(splits["train"]))))
     if config.max_eval_samples:

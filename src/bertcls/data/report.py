@@ -16,9 +16,11 @@ def data_report(config: DataConfig, tokenizer, batch_size: int) -> str:
         f"dataset: {data.source.name}  ({data.source.uri})",
         f"task: {'regression' if data.task.is_regression else 'classification'}  "
         f"labels: {', '.join(data.task.label_names) or '-'}  primary metric: {data.task.primary_metric}",
-        f"cleaning: empty texts dropped {data.stats.empty_text_dropped}, duplicate texts dropped "
-        f"{data.stats.duplicates_dropped}, splits created {list(data.stats.created_splits) or 'none'} "
-        f"(seed {config.split_seed}, stratified {data.stats.stratified})",
+        f"cleaning: rows read {data.stats.rows_read}, empty texts dropped {data.stats.empty_text_dropped}, "
+        f"missing labels dropped {data.stats.missing_label_dropped} "
+        f"(max_dropped_fraction {config.max_dropped_fraction:g})",
+        f"splitting: duplicate texts dropped {data.stats.duplicates_dropped}, splits created "
+        f"{list(data.stats.created_splits) or 'none'} (seed {config.split_seed}, stratified {data.stats.stratified})",
         f"max_seq_length {config.max_seq_length}, batch_size {batch_size}, buckets {list(buckets)}",
         f"long texts: {config.long_text}"
         + (

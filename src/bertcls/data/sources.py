@@ -5,6 +5,7 @@ Every source returns a `RawSource`: a `datasets.DatasetDict` plus which columns 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import importlib.util
@@ -92,6 +93,95 @@ def _bbc_news() -> RawSource:
 _FORMATS = {".csv": "csv", ".tsv": "csv", ".tab": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
+# What a readable file of each format holds, for error messages.
+_HOW_TO_WRITE = {
+    "csv": "a header line, then one row per line with as many cells as the header (commas in .csv, tabs in "
+    ".tsv/.tab; a cell holding the delimiter, a quote or a newline in double quotes, a quote inside doubled)",
+    "json": 'one list of objects ([{"text": ..., "label": ...}, ...]) in a .json file, or one such object per line '
+    "in a .jsonl file",
+    "parquet": "a table as written by pandas or pyarrow",
+}
+
+
+def _check_not_empty(split: str, path: Path) -> None:
+    """An error for a file with nothing but whitespace (or a byte order mark) in it."""
+    if path.stat().st_size > 4096:
+        return
+    if not path.read_bytes().removeprefix(b"\xef\xbb\xbf").strip():
+        raise DataError(
+            f"The {split} file {path} is empty (nothing but whitespace). Point at a file with examples, or fill it."
+        )
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    """The innermost exception of a chain (datasets wraps the pandas / pyarrow parse error)."""
+    for _ in range(20):
+        inner = err.__cause__ or err.__context__
+        if inner is None:
+            break
+        err = inner
+    return err
+
+
+def _utf8_error(path: Path) -> str | None:
+    """Where the file stops being UTF-8 (read in 1 MiB chunks), or None when all of it is."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                return f"{err.reason} at byte {offset + err.start}"
+            offset += len(chunk)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as err:
+        return f"{err.reason} at the end of the file"
+    return None
+
+
+def _not_utf8(files: dict[str, Path]) -> DataError | None:
+    """A DataError naming the first file that is not UTF-8 (and what it looks like instead), or None."""
+    for split, path in files.items():
+        problem = _utf8_error(path)
+        if problem is None:
+            continue
+        with path.open("rb") as file:
+            utf16 = file.read(2) in (b"\xff\xfe", b"\xfe\xff")
+        guess, source = ("UTF-16 (Excel's 'Unicode text')", "utf-16") if utf16 else ("Latin-1 / cp1252", "latin1")
+        return DataError(
+            f"The {split} file {path} is not valid UTF-8 ({problem}); it looks like {guess}. Re-save it as "
+            f"UTF-8, e.g. iconv -f {source} -t utf-8 {path.name} > utf8-{path.name}."
+        )
+    return None
+
+
+def _load_files(builder: str, files: dict[str, Path], kwargs: dict) -> datasets.DatasetDict:
+    """datasets.load_dataset on local files; every parse failure becomes one DataError naming files and fix."""
+    not_utf8 = _not_utf8(files) if builder != "parquet" else None  # pyarrow's JSON reader lets bad bytes through
+    if not_utf8 is not None:
+        raise not_utf8
+    try:
+        return datasets.load_dataset(builder, data_files={k: str(v) for k, v in files.items()}, **kwargs)
+    except Exception as err:  # noqa: BLE001 - pandas / pyarrow / datasets parse errors come in many types
+        root = _root_cause(err)
+        names = ", ".join(map(str, files.values()))
+        needs = f"A {builder} data file needs {_HOW_TO_WRITE[builder]}"
+        if "corresponds to no data" in str(err):
+            raise DataError(f"No rows in {names}. {needs}.") from None
+        if isinstance(root, OverflowError) or "Value is too" in str(root):  # ujson: "too big" / "too small"
+            needs = "A column holds whole numbers beyond 64 bits; write such ids as text (e.g. with a letter in front)"
+        raise DataError(
+            f"Could not read {names} as {builder} ({type(root).__name__}: {_first_line(root)}). "
+            f"{needs}; fix the file or convert it."
+        ) from None
+
+
 def _local_files(config: DataConfig) -> RawSource:
     files = {
         split: Path(path)
@@ -122,23 +212,9 @@ def _local_files(config: DataConfig) -> RawSource:
         kwargs["delimiter"] = "\t" if suffix in (".tsv", ".tab") else ","
         if headerless:
             kwargs["header"] = None
-    try:
-        splits = datasets.load_dataset(builder, data_files={k: str(v) for k, v in files.items()}, **kwargs)
-    except UnicodeDecodeError as err:
-        raise DataError(
-            f"A data file is not valid UTF-8 ({err.reason} at byte {err.start}). Re-save it as UTF-8, e.g. "
-            "iconv -f latin1 -t utf-8 in.csv > out.csv."
-        ) from None
-    except Exception as err:  # noqa: BLE001 - pyarrow/pandas parse errors come in many types
-        if isinstance(err.__cause__, UnicodeDecodeError) or "utf-8" in str(err).lower():
-            raise DataError(
-                f"A data file is not valid UTF-8 ({str(err).splitlines()[0][:160]}). Re-save it as UTF-8, e.g. "
-                "iconv -f latin1 -t utf-8 in.csv > out.csv."
-            ) from None
-        raise DataError(
-            f"Could not parse the data files {', '.join(map(str, files.values()))} as {builder}: "
-            f"{type(err).__name__}: {str(err).splitlines()[0][:200]}. Check the format and delimiter."
-        ) from None
+    for split, path in files.items():
+        _check_not_empty(split, path)
+    splits = _load_files(builder, files, kwargs)
     name = files["train"].name
     return RawSource(
         splits,

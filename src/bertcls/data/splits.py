@@ -1,6 +1,7 @@
 """Cleaning and deterministic splitting, reproducible by any tool with scikit-learn.
 
-Rows with empty text are dropped (counted). When we must create validation/test ourselves, exact
+Rows with an empty text or a missing label are dropped (counted per split and reason; more than
+`max_dropped_fraction` of a split is an error). When we must create validation/test ourselves, exact
 duplicate texts are dropped first (keep the first; counted) so no text lands in two splits, then
 `train_test_split(test_size=0.2, stratify=label, random_state=seed)` and the held-out 20% again with
 `test_size=0.5` give 80/10/10. A source with train+test but no validation gets 10% of train as validation.
@@ -19,28 +20,85 @@ from bertcls.errors import DataError
 
 @dataclasses.dataclass
 class CleaningStats:
-    empty_text_dropped: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Rows read and dropped per split and reason, duplicates dropped, and how splits were made."""
+
+    rows_read: dict[str, int] = dataclasses.field(default_factory=dict)
+    empty_text_dropped: dict[str, int] = dataclasses.field(default_factory=dict)  # missing text or text pair
+    missing_label_dropped: dict[str, int] = dataclasses.field(default_factory=dict)  # text present, label missing
     duplicates_dropped: int = 0
     stratified: bool = True
     created_splits: tuple[str, ...] = ()
+
+    def dropped(self, split: str) -> int:
+        return self.empty_text_dropped.get(split, 0) + self.missing_label_dropped.get(split, 0)
+
+    def dropped_summary(self) -> str:
+        """One line per split that lost rows to a missing text or label; "" when none did."""
+        return "; ".join(
+            f"{split}: dropped {self.dropped(split)} of {rows} rows ({self.empty_text_dropped.get(split, 0)} "
+            f"empty text, {self.missing_label_dropped.get(split, 0)} missing label)"
+            for split, rows in self.rows_read.items()
+            if self.dropped(split)
+        )
 
 
 def _is_empty(value) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or not str(value).strip()
 
 
-def drop_empty_texts(split: datasets.Dataset, name: str, text_columns: list[str], stats: CleaningStats):
-    """Drop rows whose text (or text pair) is missing or blank; an error when nothing is left."""
-    columns = [list(split[c]) for c in text_columns]
-    keep = [i for i, row in enumerate(zip(*columns, strict=True)) if not any(_is_empty(v) for v in row)]
-    dropped = len(split) - len(keep)
-    stats.empty_text_dropped[name] = dropped
-    if len(split) and not keep:
+def _is_missing_label(value) -> bool:
+    """None, NaN, or a blank string; 0, False and other values are labels."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return bool(np.isnan(value))
+    return isinstance(value, str) and not value.strip()
+
+
+def _check_dropped_share(name: str, rows: int, stats: CleaningStats, label_column: str, max_fraction: float):
+    dropped = stats.dropped(name)
+    if rows and dropped / rows > max_fraction:
         raise DataError(
-            f"Every row of the {name} split has an empty text in {', '.join(text_columns)} ({dropped} rows). "
+            f"{dropped} of the {rows} rows ({dropped / rows:.1%}) of the {name} split were dropped "
+            f"({stats.empty_text_dropped[name]} with an empty text, {stats.missing_label_dropped[name]} without a "
+            f"label in {label_column!r}), more than max_dropped_fraction={max_fraction:g} allows: the columns, "
+            "delimiter or file are probably wrong. Fix the rows or the column names, or raise max_dropped_fraction to "
+            "train on the rest (-P max_dropped_fraction=0.2, or --max-dropped-fraction 0.2 with the bertcls command)."
+        )
+
+
+def drop_incomplete_rows(
+    split: datasets.Dataset,
+    name: str,
+    text_columns: list[str],
+    label_column: str,
+    stats: CleaningStats,
+    max_fraction: float,
+) -> datasets.Dataset:
+    """Drop rows with an empty text (or text pair) or a missing label; count each row once, text first.
+
+    An error when every text or every label is missing, or when more than `max_fraction` of the rows go.
+    `label_column` is the label's name in the source, for messages.
+    """
+    texts = [list(split[c]) for c in text_columns]
+    has_text = [not any(_is_empty(v) for v in row) for row in zip(*texts, strict=True)]
+    has_label = [not _is_missing_label(v) for v in split["label"]]
+    keep = [i for i, (text, label) in enumerate(zip(has_text, has_label, strict=True)) if text and label]
+    stats.rows_read[name] = len(split)
+    stats.empty_text_dropped[name] = has_text.count(False)
+    stats.missing_label_dropped[name] = len(split) - len(keep) - stats.empty_text_dropped[name]
+    if len(split) and not any(has_text):
+        raise DataError(
+            f"Every row of the {name} split has an empty text in {', '.join(text_columns)} ({len(split)} rows). "
             "Check text_column / text_pair_column: they probably name the wrong columns."
         )
-    return split.select(keep) if dropped else split
+    if len(split) and not any(has_label):
+        raise DataError(
+            f"Every row of the {name} split has a missing label in {label_column!r} ({len(split)} rows). "
+            "Check label_column: it probably names the wrong column."
+        )
+    _check_dropped_share(name, len(split), stats, label_column, max_fraction)
+    return split.select(keep) if len(keep) < len(split) else split
 
 
 def drop_duplicate_texts(split: datasets.Dataset, text_columns: list[str], stats: CleaningStats):
@@ -65,23 +123,24 @@ def _split_indices(n: int, labels, test_size: float, seed: int, stats: CleaningS
 
 
 def make_splits(
-    splits: datasets.DatasetDict, text_columns: list[str], labels_for_stratify, seed: int, stats: CleaningStats
+    splits: datasets.DatasetDict, labels_for_stratify, seed: int, stats: CleaningStats
 ) -> datasets.DatasetDict:
-    """Add the validation (and test) split a source lacks; see the module docstring for the recipe."""
+    """Add the validation (and test) split a source lacks, from a train split without duplicate texts."""
     if "validation" in splits:
         return splits
-    train = drop_duplicate_texts(splits["train"], text_columns, stats)
+    train = splits["train"]
     strat = labels_for_stratify(train) if labels_for_stratify else None
     stats.stratified = strat is not None
+    if len(train) < 10:
+        raise DataError(
+            f"Only {len(train)} usable training rows: too few to split "
+            f"{'off a validation set' if 'test' in splits else '80/10/10'}. Provide more data or validation_file"
+            f"{'' if 'test' in splits else ' / test_file'}."
+        )
     if "test" in splits:
         keep, held = _split_indices(len(train), strat, 0.1, seed, stats)
         stats.created_splits = ("validation",)
         return datasets.DatasetDict(train=train.select(keep), validation=train.select(held), test=splits["test"])
-    if len(train) < 10:
-        raise DataError(
-            f"Only {len(train)} usable training rows: too few to split 80/10/10. Provide more data or "
-            "validation_file / test_file."
-        )
     keep, held = _split_indices(len(train), strat, 0.2, seed, stats)
     held_strat = None if strat is None or not stats.stratified else np.asarray(strat)[held]
     val_pos, test_pos = _split_indices(len(held), held_strat, 0.5, seed, stats)

@@ -28,6 +28,13 @@ class TaskSpec:
         return (*names, "f1") if self.num_labels == 2 else names
 
 
+def label_name(value) -> str:
+    """A class label's name; whole-number floats read as ints (pandas reads an int column with a gap as floats)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def primary_metric_for(glue_task: str | None, is_regression: bool) -> str:
     """GLUE's own metric per task; accuracy for other classification, Pearson for regression."""
     if glue_task:
