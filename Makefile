@@ -41,8 +41,13 @@ system-deps:
 	  apt-get install -y -qq --no-install-recommends postgresql >/dev/null \
 	  || echo "system-deps: could not install postgresql: tests/test_server_e2e.py will skip"
 
+# One experiment for train, register and evaluate: `register` looks in `bertcls` by default.
+# The store is created first under a lock (`bertcls.store`), so two `make train` at once both start.
+EXPERIMENT ?= bertcls
+
 train: setup
-	$(RUN) mlflow run . -e train --env-manager local $(ARGS)
+	$(RUN) python -m bertcls.store $(EXPERIMENT)
+	$(RUN) mlflow run . -e train --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
 
 ui: setup
 	$(RUN) mlflow ui --host 127.0.0.1 --port 5000

@@ -66,3 +66,27 @@ def make_small_minilm(minilm_dir: Path, target: Path, layers: int = 1) -> Path:
 @pytest.fixture(scope="session")
 def small_model_dir(minilm_dir, tmp_path_factory) -> Path:
     return make_small_minilm(minilm_dir, tmp_path_factory.mktemp("models") / "minilm-1layer")
+
+
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory) -> Path:
+    """One migrated, empty sqlite tracking store per session (MLflow's schema migrations take ~3 s)."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("store-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def empty_store(tmp_path, monkeypatch, store_template) -> str:
+    """A fresh copy of the template store in the test's temp dir, set as the tracking URI; returns the URI."""
+    import shutil
+
+    import mlflow
+
+    shutil.copy(store_template, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    return uri

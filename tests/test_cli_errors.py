@@ -10,17 +10,14 @@ from bertcls.cli import main
 
 
 @pytest.fixture
-def tracking(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    return mlflow.MlflowClient(uri)
+def tracking(empty_store):
+    return mlflow.MlflowClient(empty_store)
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--lr", "0"], "lr must be a positive learning rate"),
+        (["--lr", "0"], "lr must be a positive learning rate.*or --lr 2e-5 with the bertcls command"),
         (["--lr", "-1e-5"], "lr must be a positive learning rate"),
         (["--epochs", "0"], "epochs must be at least 1"),
         (["--batch-size", "12"], "batch_size 12 is not divisible by the 8 devices"),

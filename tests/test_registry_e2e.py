@@ -8,16 +8,15 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import mlflow
 import pytest
-from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from bertcls import jobs
-from bertcls.cli import main
 from bertcls.errors import BertclsError
 
 pytestmark = pytest.mark.slow
@@ -85,6 +84,14 @@ def _history(client, name):
     return [json.loads(tags[k]) for k in sorted(tags) if k.startswith("alias_history.")]
 
 
+def _crashed_run(client, better_than: float) -> str:
+    """A run left RUNNING by a killed process, with a better metric and a model tag than any real run."""
+    experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    run = client.create_run(experiment_id, tags={"bertcls_job": "train", "model_uri": "models:/m-gone"})
+    client.log_metric(run.info.run_id, "best_val_mcc", min(1.0, better_than + 0.5))
+    return run.info.run_id
+
+
 def test_gated_promotion_flow(store):
     client = store.client
     good_value = client.get_run(store.good).data.metrics["best_val_mcc"]
@@ -99,6 +106,10 @@ def test_gated_promotion_flow(store):
 
     again = jobs.register(EXPERIMENT, METRIC)  # nothing new since the champion: no second version
     assert again.alias is None and len(client.search_model_versions(f"name = '{name}'")) == 1
+
+    crashed = _crashed_run(client, better_than=good_value)  # RUNNING forever: never a candidate
+    assert jobs.register(EXPERIMENT, METRIC).alias is None
+    assert client.get_model_version_by_alias(name, "champion").run_id not in (crashed, None)
 
     worse = store.train("1e-6")
     third = jobs.register(EXPERIMENT, METRIC)
@@ -159,6 +170,20 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _post(port: int, payload: dict) -> tuple[int, dict]:
+    """POST JSON to /invocations: (HTTP status, decoded body), also for error statuses."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
 def test_serve_champion_over_rest(store):
     client = store.client
     name = "bertcls-serve"
@@ -208,30 +233,21 @@ def test_serve_champion_over_rest(store):
             predictions = json.loads(reply.read())["predictions"]
         assert [p["label"] for p in predictions] == ["spam", "ham"]
         assert all(abs(p["prob_ham"] + p["prob_spam"] - 1) < 1e-6 for p in predictions)
+
+        # records: the text column is read by name wherever it stands, never the first column
+        status, records = _post(port, {"dataframe_records": [{"id": "7", "text": "see you at lunch tomorrow"}]})
+        assert status == 200 and records["predictions"][0]["prob_ham"] == pytest.approx(predictions[1]["prob_ham"])
+        for bad, message in (
+            ({"dataframe_records": [{"id": "7", "body": "free entry"}]}, "expected 'text', received 'id', 'body'"),
+            ({"inputs": ["fine", None]}, "rows 1 (null)"),
+            ({"inputs": [3]}, "rows 0 (int 3)"),
+        ):
+            status, reply = _post(port, bad)
+            assert status == 400 and message in reply["message"], (status, reply)
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
     assert client.get_model_version_by_alias(name, "champion").run_id == store.good
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["register", "--experiment", "nope"], "No experiment named 'nope'.*registry-e2e"),
-        (["register", "--experiment", "empty"], "has no FINISHED training runs"),
-        (["register", "--experiment", EXPERIMENT, "--metric", "val_bleu"], "No finished run .* logged the metric"),
-        (["evaluate", "--model-uri", "runs:/abc"], "Malformed model URI 'runs:/abc'"),
-        (["evaluate", "--model-uri", "s3://bucket/model"], "Malformed model URI"),
-        (["evaluate", "--model-uri", "runs:/0123456789abcdef0123456789abcdef/model"], "not found"),
-        (["evaluate", "--model-uri", "models:/no-such-model@champion"], "not found"),
-    ],
-)
-def test_bad_input(store, args, message):
-    import re
-
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and re.search(message, result.output), result.output
 
 
 def test_labels_mismatch(store):

@@ -9,12 +9,9 @@ from bertcls import tracking
 
 
 @pytest.fixture
-def client(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.MlflowClient(uri).create_experiment("t", artifact_location=str(tmp_path / "artifacts"))
-    return mlflow.MlflowClient(uri)
+def client(empty_store, tmp_path):
+    mlflow.MlflowClient(empty_store).create_experiment("t", artifact_location=str(tmp_path / "artifacts"))
+    return mlflow.MlflowClient(empty_store)
 
 
 def test_params_logged_by_mlflow_run_are_not_logged_again(client):
@@ -29,11 +26,27 @@ def test_params_logged_by_mlflow_run_are_not_logged_again(client):
     ("error", "status"), [(None, "FINISHED"), (RuntimeError, "FAILED"), (tracking.RunInterrupted, "KILLED")]
 )
 def test_run_status_follows_the_block(client, error, status):
-    try:
+    if error is None:
         with tracking.tracked_run("t") as run:
-            if error:
-                raise error("stop")
-    except (RuntimeError, KeyboardInterrupt):
-        pass
+            pass
+    else:
+        with pytest.raises(error, match="stop"), tracking.tracked_run("t") as run:  # re-raised, never swallowed
+            raise error("stop")
     assert client.get_run(run.info.run_id).info.status == status
     assert mlflow.active_run() is None
+
+
+def test_a_signal_during_the_model_write_waits_for_the_write(client, tmp_path):
+    """SIGTERM inside signals_deferred(): the write finishes, then the run ends KILLED."""
+    import os
+    import signal
+
+    written = tmp_path / "model.bin"
+    with pytest.raises(tracking.RunInterrupted, match="SIGTERM"), tracking.tracked_run("t") as run:
+        with tracking.signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)  # delivered now, while "writing"
+            with open(written, "wb") as handle:
+                handle.write(b"x" * 1_000_000)
+        raise AssertionError("the deferred signal must be raised when the critical section ends")
+    assert written.stat().st_size == 1_000_000
+    assert client.get_run(run.info.run_id).info.status == "KILLED"

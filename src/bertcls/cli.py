@@ -100,6 +100,13 @@ def _data_option_decorator(with_defaults: bool):
                 ),
                 click.option("--window-overlap", default=64, show_default=True, type=INT, help="Tokens shared."),
                 click.option("--max-windows", default=8, show_default=True, type=INT, help="Windows kept per text."),
+                click.option(
+                    "--max-dropped-fraction",
+                    default=0.05,
+                    show_default=True,
+                    type=float,
+                    help="Largest share of a split's rows that may be dropped for a missing text or label.",
+                ),
             ]
         for option in reversed(options):
             command = option(command)
@@ -133,6 +140,7 @@ def data_config_from(kwargs: dict):
         long_text=kwargs.pop("long_text"),
         window_overlap=kwargs.pop("window_overlap"),
         max_windows=kwargs.pop("max_windows"),
+        max_dropped_fraction=kwargs.pop("max_dropped_fraction"),
     )
 
 
@@ -312,6 +320,32 @@ def register(experiment, metric, name, force, dataset, run_id) -> None:
         f"  python -c \"import mlflow; m = mlflow.pyfunc.load_model('models:/{outcome.name}@champion'); "
         f"print(m.predict(['free entry!!']))\""
     )
+
+
+@main.command("runs")
+@click.option("--experiment", default=None, help="Only this experiment (default: all).")
+@click.option("--stale", is_flag=True, help="Only RUNNING runs whose process is gone or silent.")
+@click.option("--mark-failed", is_flag=True, help="End the stale runs FAILED (implies --stale).")
+@click.option(
+    "--heartbeat-timeout",
+    default=120,
+    show_default=True,
+    type=INT,
+    help="Minutes without a heartbeat after which a run of another host counts as stale.",
+)
+@friendly_errors
+def runs(experiment, stale, mark_failed, heartbeat_timeout) -> None:
+    """List RUNNING runs with the process that owns each; --stale --mark-failed ends the dead ones FAILED."""
+    from bertcls import jobs
+
+    found = jobs.running_runs(experiment, heartbeat_timeout * 60.0, mark_failed=mark_failed)
+    shown = [r for r in found if r.stale_reason or not (stale or mark_failed)]
+    if not shown:
+        click.echo("no stale runs" if stale or mark_failed else "no RUNNING runs")
+    for run in shown:
+        state = f"STALE: {run.stale_reason}" if run.stale_reason else "alive"
+        done = " -> marked FAILED" if run.marked_failed else ""
+        click.echo(f"{run.run_id}  {run.experiment}  {run.name}  {run.owner}  {state}{done}")
 
 
 if __name__ == "__main__":

@@ -7,15 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bertcls.errors import ConfigError
+from bertcls.errors import ConfigError, setting
 
 HEADS = ("linear", "mean", "mlp")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu")
 SUPPORTED_MODEL_TYPES = ("bert", "distilbert")
-# How an unset optional value arrives: MLproject defaults are "none", and `mlflow run` records an empty
-# -P value as the shell-quoted "''".
-UNSET_SPELLINGS = ("", "''", '""', "none", "None", "null")
+# How an unset optional value arrives: MLproject defaults are "none" (/dev/null for `path` parameters,
+# which MLflow requires to exist), and `mlflow run` records an empty -P value as the shell-quoted "''".
+UNSET_SPELLINGS = ("", "''", '""', "none", "None", "null", "/dev/null")
 
 
 def is_unset(value: Any) -> bool:
@@ -188,6 +188,8 @@ class DataConfig:
     long_text: str = "truncate"
     window_overlap: int = 64  # tokens shared by consecutive windows
     max_windows: int = 8  # windows kept per text (the first ones)
+    # Rows without text or label are dropped; more than this share of any split is an error (bad columns or file).
+    max_dropped_fraction: float = 0.05
 
     def __post_init__(self) -> None:
         if self.max_seq_length < 8:
@@ -205,6 +207,11 @@ class DataConfig:
             )
         if self.max_windows < 1:
             raise ConfigError(f"max_windows must be at least 1, got {self.max_windows}.")
+        if not 0 <= self.max_dropped_fraction < 1:
+            raise ConfigError(
+                f"max_dropped_fraction must be in [0, 1), got {self.max_dropped_fraction}: the share of a split's "
+                "rows that may be dropped for a missing text or label. Try 0.05."
+            )
         if self.windowed and not 0 <= self.window_overlap <= self.max_seq_length // 2:
             raise ConfigError(
                 f"window_overlap must be between 0 and half of max_seq_length ({self.max_seq_length // 2}), "
@@ -230,7 +237,7 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
-            raise ConfigError(f"lr must be a positive learning rate, got {self.lr}. Try -P lr=2e-5.")
+            raise ConfigError(f"lr must be a positive learning rate, got {self.lr}. Try {setting('lr', '2e-5')}.")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}.")
         if not 0 <= self.warmup_ratio < 1:

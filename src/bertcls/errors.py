@@ -21,3 +21,12 @@ class CheckpointError(BertclsError):
 
 class DataError(BertclsError):
     """A dataset is missing, malformed or unusable for the task."""
+
+
+class InputError(BertclsError):
+    """Input given to a loaded model for prediction is not texts it can read."""
+
+
+def setting(name: str, value: object) -> str:
+    """How to pass a setting in both front ends: `-P lr=2e-5` (mlflow run) or `--lr 2e-5` (bertcls)."""
+    return f"-P {name}={value} (or --{name.replace('_', '-')} {value} with the bertcls command)"

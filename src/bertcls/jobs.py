@@ -71,6 +71,7 @@ def train(config: TrainConfig, experiment: str | None = "bertcls", run_name: str
                 "params_initialized": " ".join(report.initialized) or "none",
             }
         )
+        tracking.set_job_tag("train")
         tracking.set_environment_tags()
         tracking.log_dataset_inputs(data)
         result = fit(steps, data, config, [tracking.MlflowCallback()], process_index=jax.process_index())
@@ -79,6 +80,7 @@ def train(config: TrainConfig, experiment: str | None = "bertcls", run_name: str
         primary = data.task.primary_metric
         final = {"best_epoch": float(result.best_epoch)}
         final.update({f"best_val_{k}": v for k, v in result.best_validation.metrics.items()})
+        final["best_val_loss"] = result.best_validation.loss  # register -P metric=val_loss ranks by it
         if "test" in data.splits:
             test = predict_split(steps, data.splits["test"], data.task, config.eval_batch_size, data.buckets)
             final.update({f"test_{k}": v for k, v in test.metrics.items()})
@@ -163,7 +165,7 @@ def _data_config_for(source_params: dict[str, str], overrides: dict) -> DataConf
         if is_unset(raw) or (name.startswith("max_") and name.endswith("_samples") and raw in ("0", "0.0")):
             continue  # unset (mlflow run logs MLproject's 0 for "all examples")
         kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
-        values[name] = int(float(raw)) if "int" in kind else raw
+        values[name] = int(float(raw)) if "int" in kind else float(raw) if kind == "float" else raw
     values.update({k: v for k, v in overrides.items() if v is not None})
     return DataConfig(**values)
 
@@ -311,6 +313,7 @@ def register(
     from bertcls import registry
 
     client = MlflowClient()
+    registry.tag_job_run(client, "register")  # under `mlflow run`: this run must never be a candidate
     if run_id:
         candidate = registry.candidate_from_run(client, run_id, metric)
     else:
@@ -326,8 +329,8 @@ def register(
                 champion.version,
                 False,
                 None,
-                f"No finished runs in {experiment!r} since champion version {champion.version} "
-                "was registered: nothing to promote. Train a new run, or pass run_id=...",
+                f"Nothing changed: no training run in {experiment!r} finished since champion version "
+                f"{champion.version} was registered. Train a new run, or pass run_id=... to register one.",
             )
         candidate = newer
     version, created = registry.register_run(client, name, candidate)
@@ -343,7 +346,9 @@ def register(
             f"version {version.version} is the first champion ({candidate.metric_key} = {candidate.value:.4f})",
         )
     if champion.version == version.version:
-        return RegisterOutcome(name, version.version, created, None, f"version {version.version} is already champion")
+        return RegisterOutcome(
+            name, version.version, created, None, f"Nothing changed: version {version.version} is already champion."
+        )
 
     champion_params = client.get_run(champion.run_id).data.params
     champion_metrics = client.get_run(champion.run_id).data.metrics
@@ -378,3 +383,32 @@ def register(
         f"version {version.version} is challenger: {compared} {mine:.4f} does not beat champion "
         f"version {champion.version} ({theirs:.4f}, {basis}); pass force=true to promote anyway",
     )
+
+
+@dataclasses.dataclass
+class RunningRun:
+    run_id: str
+    experiment: str
+    name: str
+    owner: str  # host:pid, or "?" for runs without process tags
+    stale_reason: str | None
+    marked_failed: bool = False
+
+
+def running_runs(experiment: str | None, heartbeat_timeout_s: float, mark_failed: bool = False) -> list[RunningRun]:
+    """RUNNING runs with a liveness verdict; with mark_failed, the stale ones are ended FAILED."""
+    import socket
+
+    from bertcls import liveness, tracking
+
+    host, now, out = socket.gethostname(), time.time(), []
+    for run in tracking.running_runs(experiment):
+        tags = run.data.tags
+        reason = liveness.stale_reason(tags, run.info.start_time, now, host, heartbeat_timeout_s)
+        owner = f"{tags[liveness.HOST]}:{tags.get(liveness.PID, '?')}" if liveness.HOST in tags else "?"
+        found = RunningRun(run.info.run_id, run.info.experiment_id, run.info.run_name or "", owner, reason)
+        if reason and mark_failed:
+            tracking.mark_failed(found.run_id, reason)
+            found.marked_failed = True
+        out.append(found)
+    return out

@@ -16,9 +16,11 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from bertcls.data.tasks import metric_direction
-from bertcls.errors import BertclsError
+from bertcls.errors import BertclsError, setting
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+# Runs of these jobs never compete for registration: they log no model of their own.
+NON_CANDIDATE_JOBS = ("register", "evaluate", "sweep")
 # Params that define "the same dataset and split": runs agreeing on all of them have comparable figures.
 SPLIT_PARAMS = (
     "dataset",
@@ -50,7 +52,8 @@ def _experiment_id(client: MlflowClient, experiment: str) -> str:
         names = [e.name for e in client.search_experiments()]
         raise RegistryError(
             f"No experiment named {experiment!r} in {mlflow.get_tracking_uri()}. Experiments there: "
-            f"{', '.join(names) or 'none'}. Pass -P experiment=<name> (or set MLFLOW_TRACKING_URI)."
+            f"{', '.join(names) or 'none'}. Pass {setting('experiment', '<name>')}, or set MLFLOW_TRACKING_URI "
+            "to the store that has it (`mlflow run` without --experiment-name logs to 'Default')."
         )
     return found.experiment_id
 
@@ -73,8 +76,7 @@ def best_run(
     query = "attributes.status = 'FINISHED'"
     if dataset:
         query += f" and tags.dataset = '{dataset}'"
-    runs = client.search_runs([experiment_id], query, max_results=5000)
-    runs = [r for r in runs if not r.data.tags.get("bertcls_job")]  # train runs only (evaluate runs are tagged)
+    runs = [r for r in client.search_runs([experiment_id], query, max_results=5000) if is_candidate(r)]
     if finished_after is not None:
         runs = [r for r in runs if (r.info.end_time or 0) > finished_after]
         if not runs and missing_ok:
@@ -90,11 +92,17 @@ def best_run(
         logged = sorted({k for r in runs for k in r.data.metrics if k.startswith(("best_val_", "test_"))})
         raise RegistryError(
             f"No finished run in {experiment!r} logged the metric {metric!r} (looked for {key!r}). Metrics "
-            f"they logged: {', '.join(logged) or 'none'}. Pass one of them as -P metric=..."
+            f"they logged: {', '.join(logged) or 'none'}. Pass one of them as {setting('metric', '<name>')}."
         )
     sign = 1 if metric_direction(key) == "max" else -1
     winner = max(scored, key=lambda r: (sign * r.data.metrics[key], -r.info.start_time))
     return Candidate(winner.info.run_id, key, winner.data.metrics[key], winner.data.params)
+
+
+def is_candidate(run) -> bool:
+    """A training run that logged a model (not a register / evaluate / sweep-parent run)."""
+    tags = run.data.tags
+    return tags.get("bertcls_job", "train") not in NON_CANDIDATE_JOBS and "model_uri" in tags
 
 
 def candidate_from_run(client: MlflowClient, run_id: str, metric: str) -> Candidate:
@@ -104,6 +112,11 @@ def candidate_from_run(client: MlflowClient, run_id: str, metric: str) -> Candid
     except MlflowException:
         raise RegistryError(f"No run with id {run_id!r} in {mlflow.get_tracking_uri()}.") from None
     key = metric_key_for(metric)
+    if not is_candidate(run):
+        raise RegistryError(
+            f"Run {run_id} is a {run.data.tags.get('bertcls_job', 'non-bertcls')} run without a logged bertcls "
+            "model; only training runs can be registered. Pass the run id of a train run."
+        )
     if run.info.status != "FINISHED" or key not in run.data.metrics:
         raise RegistryError(
             f"Run {run_id} is {run.info.status} and logged {key!r}: "
@@ -121,17 +134,26 @@ def register_run(client: MlflowClient, name: str, candidate: Candidate):
     existing = client.search_model_versions(f"name = '{name}' and run_id = '{candidate.run_id}'")
     if existing:
         return existing[0], False
-    # The run's logged model (MLflow 3 logged-model URI, tagged by train); runs:/ for older runs.
-    source = client.get_run(candidate.run_id).data.tags.get("model_uri") or f"runs:/{candidate.run_id}/model"
-    version = mlflow.register_model(source, name)
-    for key, value in {
+    # The run's logged model (an MLflow 3 logged-model URI models:/m-..., tagged by train).
+    source = client.get_run(candidate.run_id).data.tags["model_uri"]
+    tags = {
         "source_run_id": candidate.run_id,
         "metric": candidate.metric_key,
         "metric_value": str(candidate.value),
         "dataset": candidate.params.get("dataset", ""),
-    }.items():
-        client.set_model_version_tag(name, version.version, key, value)
+    }
+    model_id = source.removeprefix("models:/") if source.startswith("models:/m-") else None
+    version = client.create_model_version(name, source, run_id=candidate.run_id, tags=tags, model_id=model_id)
     return client.get_model_version(name, version.version), True
+
+
+def tag_job_run(client: MlflowClient, job: str) -> None:
+    """Under `mlflow run`, tag the run it made for this job so the run never competes as a candidate."""
+    import os
+
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id:
+        client.set_tag(run_id, "bertcls_job", job)
 
 
 def current_alias(client: MlflowClient, name: str, alias: str):

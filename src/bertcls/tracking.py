@@ -24,7 +24,9 @@ import pandas as pd  # noqa: E402
 from mlflow.models import infer_signature  # noqa: E402
 
 import bertcls  # noqa: E402
+from bertcls import liveness  # noqa: E402
 from bertcls.data.pipeline import PreparedData  # noqa: E402
+from bertcls.store import ensure_store  # noqa: E402
 
 RUNTIME_PACKAGES = (
     "jax",
@@ -79,6 +81,7 @@ def tracked_run(experiment: str | None, run_name: str | None = None) -> Iterator
     _signals.update(deferred=False, pending=None, raised=False)
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     if experiment and not mlflow.active_run() and "MLFLOW_RUN_ID" not in os.environ:
+        ensure_store(experiment)  # a new sqlite store is created under a lock: concurrent jobs both start
         mlflow.set_experiment(experiment)
     under_mlflow_run = "MLFLOW_RUN_ID" in os.environ  # read now: mlflow unsets it when the run ends
     run = mlflow.start_run(run_name=run_name)
@@ -135,7 +138,30 @@ def set_environment_tags() -> None:
     commit = _git_commit()
     if commit:
         tags["git_commit"] = commit
-    mlflow.set_tags(tags)
+    mlflow.set_tags({**tags, **liveness.process_tags()})
+
+
+def set_job_tag(job: str) -> None:
+    """`bertcls_job` on the active run: train runs compete for registration, other jobs never do."""
+    mlflow.set_tag("bertcls_job", job)
+
+
+def running_runs(experiment: str | None) -> list:
+    """RUNNING runs of one experiment, or of all experiments."""
+    client = mlflow.MlflowClient()
+    if experiment:
+        found = client.get_experiment_by_name(experiment)
+        ids = [found.experiment_id] if found else []
+    else:
+        ids = [e.experiment_id for e in client.search_experiments()]
+    return list(client.search_runs(ids, "attributes.status = 'RUNNING'", max_results=5000)) if ids else []
+
+
+def mark_failed(run_id: str, reason: str) -> None:
+    """End a stale run FAILED, saying why in a tag."""
+    client = mlflow.MlflowClient()
+    client.set_tag(run_id, "stale_reason", reason)
+    client.set_terminated(run_id, "FAILED")
 
 
 def log_dataset_inputs(data: PreparedData) -> None:
@@ -154,6 +180,7 @@ def log_dataset_inputs(data: PreparedData) -> None:
     cleaning = {
         "duplicates_dropped": data.stats.duplicates_dropped,
         "empty_texts_dropped": sum(data.stats.empty_text_dropped.values()),
+        "missing_labels_dropped": sum(data.stats.missing_label_dropped.values()),
         "split_created": ",".join(data.stats.created_splits) or "none",
         "task": "regression" if data.task.is_regression else "classification",
         "label_names": ",".join(data.task.label_names),
@@ -171,6 +198,7 @@ class MlflowCallback:
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         mlflow.log_metrics(metrics, step=epoch)
+        mlflow.set_tags(liveness.heartbeat_tag())
 
 
 def log_learning_curves(history: list[dict[str, float]], primary: str) -> None:
@@ -225,11 +253,12 @@ def log_model(model_dir: Path, example_texts: list[str], example_pairs: list[str
     from bertcls.predict import Predictor
     from bertcls.pyfunc import MODEL_ARTIFACT, predictions_frame
 
-    # Single-text models take an unnamed string column, so a plain list of strings passes the schema
-    # check as well as a one-column DataFrame; pair models take a DataFrame with text and text_pair.
-    example: Any = list(example_texts)
+    # The signature declares outputs only: inputs are checked by name in our predict (bertcls.inputs), so a
+    # list of strings and a DataFrame with a `text` column both work and a wrong column is refused.
+    columns = {"text": list(example_texts)}
     if example_pairs is not None:
-        example = pd.DataFrame({"text": example_texts, "text_pair": example_pairs})
+        columns["text_pair"] = list(example_pairs)
+    example = pd.DataFrame(columns)
     predictor = Predictor.from_dir(model_dir)
     output = predictions_frame(predictor, predictor.predict(example_texts, example_pairs))
     package = Path(bertcls.__file__).resolve().parent
@@ -240,7 +269,7 @@ def log_model(model_dir: Path, example_texts: list[str], example_pairs: list[str
             python_model=str(package / "pyfunc_model.py"),
             artifacts={MODEL_ARTIFACT: str(model_dir)},
             code_paths=[str(package)],
-            signature=infer_signature(example, output),
+            signature=infer_signature(model_output=output),
             input_example=example,
             pip_requirements=pip_requirements(),
         )

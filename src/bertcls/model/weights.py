@@ -265,12 +265,23 @@ def save_model(
             **(extra or {}),
         }
         (staging / OWN_CONFIG).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        _apply_umask(staging)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def _apply_umask(directory: Path) -> None:
+    """Give the directory and its files the modes the user's umask asks for (mkdtemp and safetensors use 0700/0600,
+    which would make a model on a shared store readable by its writer only)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    directory.chmod(0o777 & ~umask)
+    for path in directory.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def is_own_format(model_dir: Path) -> bool:

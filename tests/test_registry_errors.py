@@ -1,0 +1,49 @@
+"""Bad register / evaluate input: one paragraph, exit 2, no traceback; on a real store with no training."""
+
+from __future__ import annotations
+
+import re
+
+import mlflow
+import pytest
+from click.testing import CliRunner
+
+from bertcls.cli import main
+
+
+@pytest.fixture
+def store(empty_store, tmp_path):
+    """Experiment `runs` holds one finished training run record (metric best_val_mcc) and one register run."""
+    client = mlflow.MlflowClient(empty_store)
+    experiment = client.create_experiment("runs", artifact_location=str(tmp_path / "artifacts"))
+    client.create_experiment("empty", artifact_location=str(tmp_path / "artifacts-empty"))
+    trained = client.create_run(experiment, tags={"bertcls_job": "train", "model_uri": "models:/m-1"})
+    client.log_metric(trained.info.run_id, "best_val_mcc", 0.5)
+    client.set_terminated(trained.info.run_id, "FINISHED")
+    registering = client.create_run(experiment, tags={"bertcls_job": "register"})
+    client.set_terminated(registering.info.run_id, "FINISHED")
+    return client, registering.info.run_id
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["register", "--experiment", "nope"], "No experiment named 'nope'.*Experiments there: .*runs"),
+        (["register", "--experiment", "empty"], "has no FINISHED training runs"),
+        (["register", "--experiment", "runs", "--metric", "val_bleu"], "No finished run .* logged the metric"),
+        (["evaluate", "--model-uri", "runs:/abc"], "Malformed model URI 'runs:/abc'"),
+        (["evaluate", "--model-uri", "s3://bucket/model"], "Malformed model URI"),
+        (["evaluate", "--model-uri", "runs:/0123456789abcdef0123456789abcdef/model"], "not found"),
+        (["evaluate", "--model-uri", "models:/no-such-model@champion"], "not found"),
+    ],
+)
+def test_bad_input(store, args, message):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and re.search(message, result.output), result.output
+
+
+def test_a_register_run_is_never_a_candidate(store):
+    _, register_run = store
+    result = CliRunner().invoke(main, ["register", "--experiment", "runs", "--run-id", register_run])
+    assert result.exit_code == 2 and "only training runs can be registered" in result.output, result.output
