@@ -50,3 +50,39 @@ def test_a_signal_during_the_model_write_waits_for_the_write(client, tmp_path):
         raise AssertionError("the deferred signal must be raised when the critical section ends")
     assert written.stat().st_size == 1_000_000
     assert client.get_run(run.info.run_id).info.status == "KILLED"
+
+
+def _log_together(run_ids: list[str], dataset, context: str) -> list[Exception]:
+    """Each run logs `dataset` from its own thread, all released at once; the errors raised."""
+    import threading
+
+    barrier, errors = threading.Barrier(len(run_ids)), []
+
+    def log(run_id: str) -> None:
+        with mlflow.start_run(run_id=run_id):  # the active run is per thread
+            barrier.wait()
+            try:
+                tracking._log_input_once_shared(dataset, context)
+            except Exception as error:  # noqa: BLE001 - collected and asserted on by the caller
+                errors.append(error)
+
+    threads = [threading.Thread(target=log, args=(run_id,)) for run_id in run_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_runs_logging_the_same_dataset_at_once_all_get_it(client):
+    """Concurrent runs insert the same dataset row; the loser of the unique-key race retries (seen in CI)."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"text": ["a", "b"], "label": ["x", "y"]})
+    dataset = mlflow.data.from_pandas(frame, name="d", targets="label")
+    experiment_id = client.get_experiment_by_name("t").experiment_id
+    for round_number in range(5):  # without the retry, about half the rounds of 8 threads hit the race
+        run_ids = [client.create_run(experiment_id).info.run_id for _ in range(8)]
+        assert _log_together(run_ids, dataset, f"train{round_number}") == []
+        for run_id in run_ids:
+            assert [i.dataset.name for i in client.get_run(run_id).inputs.dataset_inputs] == ["d"]

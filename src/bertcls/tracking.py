@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.models import infer_signature  # noqa: E402
 
 import bertcls  # noqa: E402
@@ -164,6 +166,27 @@ def mark_failed(run_id: str, reason: str) -> None:
     client.set_terminated(run_id, "FAILED")
 
 
+# What a store says when two runs insert the same dataset row at once (PostgreSQL, sqlite, MySQL).
+_DATASET_RACE_MARKERS = ("UniqueViolation", "UNIQUE constraint failed", "duplicate key", "Duplicate entry")
+
+
+def _log_input_once_shared(dataset: Any, split: str, attempts: int = 5) -> None:
+    """log_input, retried when a concurrent run inserted the same dataset first.
+
+    MLflow's store looks a dataset up by (experiment, name, digest) and inserts it when absent, in one
+    transaction without a lock: two runs starting together on one experiment both insert, one fails on
+    the unique key. On retry the lookup finds the other run's row and only the input link is written.
+    """
+    for attempt in range(attempts):
+        try:
+            mlflow.log_input(dataset, context=split)
+            return
+        except MlflowException as error:
+            if attempt == attempts - 1 or not any(marker in str(error) for marker in _DATASET_RACE_MARKERS):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
 def log_dataset_inputs(data: PreparedData) -> None:
     """One MLflow dataset input per split (name, source, digest, row count as the profile)."""
     for split, rows in data.texts.items():
@@ -174,7 +197,7 @@ def log_dataset_inputs(data: PreparedData) -> None:
                 dataset = mlflow.data.from_pandas(frame, source=data.source.uri, name=data.source.name, targets="label")
             except Exception:  # noqa: BLE001 - a hub id is not a resolvable source URI for mlflow
                 dataset = mlflow.data.from_pandas(frame, name=data.source.name, targets="label")
-        mlflow.log_input(dataset, context=split)
+        _log_input_once_shared(dataset, split)
     sizes = {f"n_{split}": rows.num_texts for split, rows in data.splits.items()}
     sizes.update({f"n_{split}_windows": len(rows) for split, rows in data.splits.items() if rows.documents is not None})
     cleaning = {
@@ -188,6 +211,14 @@ def log_dataset_inputs(data: PreparedData) -> None:
     }
     log_params({**sizes, **cleaning})
     mlflow.set_tags({"dataset": data.source.name, "task": cleaning["task"]})
+
+
+def set_data_file_tags(config) -> None:
+    """Tag the absolute path of each data file read: the logged params hold them as the user typed them."""
+    from bertcls.registry import DATA_FILE_TAG
+
+    files = {"train": config.train_file, "validation": config.validation_file, "test": config.test_file}
+    mlflow.set_tags({DATA_FILE_TAG + split: str(Path(path).resolve()) for split, path in files.items() if path})
 
 
 class MlflowCallback:
