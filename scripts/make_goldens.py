@@ -2,7 +2,8 @@
 
 Needs torch and transformers:  python -m venv /tmp/golden && /tmp/golden/bin/pip install torch==2.13.0 \
     transformers safetensors numpy && /tmp/golden/bin/python scripts/make_goldens.py --minilm <dir>
-Writes tests/golden/: tiny random BERT / DistilBERT checkpoints (safetensors + config.json), their inputs,
+Writes tests/golden/: tiny random BERT / DistilBERT checkpoints (every parameter redrawn with std 0.3,
+LayerNorm scales around 1, so each tensor visibly shapes the output) as safetensors + config.json, their inputs,
 logits and last hidden states (.npz), the state-dict key names and shapes of the matching
 *ForSequenceClassification models (state_dict_keys.json), and the all-MiniLM-L6-v2 reference
 (minilm_reference.npz: CLS and masked-mean states plus a 16-dim slice of every token state).
@@ -27,6 +28,7 @@ from transformers import (
 )
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden"
+SPREAD = 0.3  # std of every redrawn parameter (HF's default init uses 0.02, zero biases, unit LayerNorm scales)
 MINILM_SENTENCES = [
     "Free entry!",
     "The quick brown fox jumps over the lazy dog.",
@@ -54,7 +56,20 @@ def tiny_inputs(vocab: int, with_token_types: bool) -> dict[str, np.ndarray]:
     return out
 
 
+def redraw_parameters(model: torch.nn.Module, seed: int, spread: float = SPREAD) -> None:
+    """Give every parameter a distinctive value: HF's init leaves biases at 0 and LayerNorm scales at 1,
+    so outputs barely depend on them and a swapped or misnamed tensor would still match the golden."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            for name, param in module.named_parameters(recurse=False):
+                noise = torch.randn(param.shape, generator=generator) * spread
+                centre = 1.0 if isinstance(module, torch.nn.LayerNorm) and name == "weight" else 0.0
+                param.copy_(centre + noise)
+
+
 def write_tiny(name: str, model: torch.nn.Module, with_token_types: bool, keys: dict) -> None:
+    redraw_parameters(model, seed=len(keys))
     model.eval()
     out_dir = GOLDEN / name
     model.save_pretrained(out_dir)

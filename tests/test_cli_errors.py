@@ -17,7 +17,7 @@ def tracking(empty_store):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--lr", "0"], "lr must be a positive learning rate.*or --lr 2e-5 with the bertcls command"),
+        (["--lr", "0"], "lr must be a positive learning rate.*Try --lr 2e-5"),
         (["--lr", "-1e-5"], "lr must be a positive learning rate"),
         (["--epochs", "0"], "epochs must be at least 1"),
         (["--batch-size", "12"], "batch_size 12 is not divisible by the 8 devices"),

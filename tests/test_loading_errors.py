@@ -89,3 +89,31 @@ def test_bad_head_and_dtype():
         ModelConfig(head="attention")
     with pytest.raises(ConfigError, match="compute dtype"):
         ModelConfig(compute_dtype="float16")
+
+
+def _reference_logits(model_dir):
+    import numpy as np
+
+    golden = np.load(GOLDEN / "tiny-bert.npz")
+    model, _ = load_hf_checkpoint(model_dir, ModelConfig.from_json_file(model_dir / "config.json"))
+    return np.asarray(model(golden["input_ids"], golden["attention_mask"], golden["token_type_ids"]))
+
+
+def test_sharded_checkpoint_with_gamma_beta_names_loads_the_same_model(tiny_copy):
+    """Two shards + model.safetensors.index.json, LayerNorm tensors named gamma/beta (old TF exports)."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    expected = _reference_logits(tiny_copy)
+    tensors = load_file(str(tiny_copy / "model.safetensors"))
+    renamed = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+               for k, v in tensors.items()}  # fmt: skip
+    assert sum(k.endswith((".gamma", ".beta")) for k in renamed) == 2 * 5  # embeddings + 2 per layer, 2 layers
+    keys = sorted(renamed)
+    shards = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
+    for shard, names in shards.items():
+        save_file({k: renamed[k] for k in names}, str(tiny_copy / shard))
+    weight_map = {k: shard for shard, names in shards.items() for k in names}
+    (tiny_copy / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (tiny_copy / "model.safetensors").unlink()
+    np.testing.assert_array_equal(_reference_logits(tiny_copy), expected)

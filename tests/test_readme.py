@@ -11,15 +11,15 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+
+from tests import e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -31,12 +31,6 @@ def quick_start_commands() -> list[str]:
     section = readme.split("## Quick start", 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     return [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_ping(port: int, server: subprocess.Popen, timeout: float = 180) -> None:
@@ -57,10 +51,9 @@ def test_readme_quick_start_runs_as_written(tmp_path, small_model_dir):
     kinds = [c.split()[0] + " " + c.split()[1] for c in commands]
     assert kinds == ["mlflow run", "mlflow run", "python -c", "mlflow run", "mlflow models", "curl -s"], kinds
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") and k != "XLA_FLAGS"}
-    env.update(MLFLOW_TRACKING_URI=uri, HF_HUB_OFFLINE="1", PATH=f"{Path(sys.executable).parent}:{env['PATH']}")
+    env = e2e.subprocess_env(uri)
     tiny = f" -P model={small_model_dir} -P max_train_samples=200 -P max_eval_samples=60 -P epochs=1 -P max_buckets=2"
-    port = str(_free_port())
+    port = str(e2e.free_port())
     server = None
     outputs = []
     try:
@@ -93,3 +86,18 @@ def test_readme_quick_start_runs_as_written(tmp_path, small_model_dir):
     assert re.search(r"label\s+prob_ham\s+prob_spam", outputs[2])
     served = json.loads(outputs[4])["predictions"]
     assert len(served) == 1 and served[0]["label"] in ("ham", "spam")
+
+
+def test_readme_padding_figures_are_what_data_stats_prints():
+    """The README's padding-efficiency row is reproduced by the command it names."""
+    from click.testing import CliRunner
+
+    from bertcls.cli import main
+
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| padding eff"))
+    command = re.search(r"`(bertcls data-stats[^`]*)`", row).group(1)
+    buckets, pad_to_max = re.search(r"([0-9.]+) fitted buckets vs ([0-9.]+) pad-to-128", row).groups()
+    result = CliRunner().invoke(main, command.split()[1:])
+    assert result.exit_code == 0, result.output
+    train = next(line for line in result.output.splitlines() if line.startswith("train "))
+    assert train.split()[-2:] == [buckets, pad_to_max], (train, row)

@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -18,17 +12,11 @@ from mlflow import MlflowClient
 
 from bertcls import jobs
 from bertcls.errors import BertclsError
+from tests import e2e
 
 pytestmark = pytest.mark.slow
 EXPERIMENT = "registry-e2e"
 METRIC = "val_mcc"
-
-
-def _env(uri: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") and k != "XLA_FLAGS"}
-    env.update(MLFLOW_TRACKING_URI=uri, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    return env
 
 
 class Store:
@@ -37,30 +25,11 @@ class Store:
         self.uri = f"sqlite:///{root / 'mlflow.db'}"
         self.client = MlflowClient(self.uri)
         self.client.create_experiment(EXPERIMENT, artifact_location=str(root / "artifacts"))
-        self.client.create_experiment("empty", artifact_location=str(root / "artifacts-empty"))
 
     def train(self, lr: str, **extra) -> str:
         """A real training run in a subprocess (one CPU device); returns its run id."""
-        args = {"max-train-samples": 300, "max-eval-samples": 100, "epochs": 2, "max-buckets": 2, **extra}
-        command = [
-            sys.executable,
-            "-m",
-            "bertcls.cli",
-            "train",
-            "--model",
-            str(self.model_dir),
-            "--experiment",
-            EXPERIMENT,
-            "--head",
-            "mean",
-            "--lr",
-            lr,
-        ]
-        for key, value in args.items():
-            command += [f"--{key}", str(value)]
-        done = subprocess.run(command, cwd=self.root, env=_env(self.uri), capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done.stdout.split("run ", 1)[1].split(":", 1)[0]
+        options = {"max_train_samples": 300, "max_eval_samples": 100, "epochs": 2, "max_buckets": 2, **extra}
+        return e2e.train(self.uri, self.root, EXPERIMENT, self.model_dir, head="mean", lr=lr, **options)
 
 
 @pytest.fixture(scope="module")
@@ -126,19 +95,28 @@ def test_gated_promotion_flow(store):
     assert client.get_model_version_by_alias(name, "champion").run_id == worse
 
     # A run on other evaluation data is not comparable by logged figures: both models are evaluated.
-    other = store.train("5e-4", **{"max-eval-samples": 60})
+    other = store.train("5e-4", max_eval_samples=60)
     evaluated = jobs.register(EXPERIMENT, METRIC, run_id=other)
     assert evaluated.alias == "champion" and "evaluated" in evaluated.message
 
+    # ... and a worse run on yet other evaluation data (80 examples, the champion's are 60) loses on the
+    # evaluated figures: challenger, champion stays
+    worse_other = store.train("1e-7", max_eval_samples=80)
+    lost = jobs.register(EXPERIMENT, METRIC, run_id=worse_other)
+    assert lost.alias == "challenger" and "evaluated" in lost.message, lost.message
+    assert client.get_model_version_by_alias(name, "champion").run_id == other
+
     history = _history(client, name)
-    assert [h["alias"] for h in history] == ["champion", "challenger", "champion", "champion"]
+    assert [h["alias"] for h in history] == ["champion", "challenger", "champion", "champion", "challenger"]
     assert [h["reason"] for h in history] == [
         "first champion",
         "did not beat the champion",
         "forced",
         "beat the champion",
+        "did not beat the champion",
     ]
     assert history[2]["from_version"] == first.version and history[3]["basis"] == "evaluated"
+    assert history[4]["basis"] == "evaluated" and history[4]["candidate_value"] < history[4]["champion_value"]
     for entry in history:
         assert {"time", "by", "metric", "to_version"} <= entry.keys()
 
@@ -164,89 +142,28 @@ def test_evaluate_reproduces_train_test_metrics(store):
     assert table["columns"] == ["label", "precision", "recall", "f1", "support"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _post(port: int, payload: dict) -> tuple[int, dict]:
-    """POST JSON to /invocations: (HTTP status, decoded body), also for error statuses."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations",
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
 def test_serve_champion_over_rest(store):
     client = store.client
     name = "bertcls-serve"
     jobs.register(EXPERIMENT, METRIC, name=name, run_id=store.good)
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            f"models:/{name}@champion",
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        env=_env(store.uri),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, server.stdout.read()[-3000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(1)
-        body = json.dumps(
-            {"inputs": ["WINNER!! claim your free cash prize, call 09061701461 now", "see you at lunch tomorrow"]}
-        ).encode()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=60) as reply:
-            predictions = json.loads(reply.read())["predictions"]
+    with e2e.served(store.uri, f"models:/{name}@champion") as port:
+        texts = ["WINNER!! claim your free cash prize, call 09061701461 now", "see you at lunch tomorrow"]
+        status, reply = e2e.post(port, {"inputs": texts})
+        assert status == 200, reply
+        predictions = reply["predictions"]
         assert [p["label"] for p in predictions] == ["spam", "ham"]
         assert all(abs(p["prob_ham"] + p["prob_spam"] - 1) < 1e-6 for p in predictions)
 
         # records: the text column is read by name wherever it stands, never the first column
-        status, records = _post(port, {"dataframe_records": [{"id": "7", "text": "see you at lunch tomorrow"}]})
+        status, records = e2e.post(port, {"dataframe_records": [{"id": "7", "text": "see you at lunch tomorrow"}]})
         assert status == 200 and records["predictions"][0]["prob_ham"] == pytest.approx(predictions[1]["prob_ham"])
         for bad, message in (
             ({"dataframe_records": [{"id": "7", "body": "free entry"}]}, "expected 'text', received 'id', 'body'"),
-            ({"inputs": ["fine", None]}, "rows 1 (null)"),
-            ({"inputs": [3]}, "rows 0 (int 3)"),
+            ({"inputs": ["fine", None]}, "row (0-based) 1 (null)"),
+            ({"inputs": [3]}, "row (0-based) 0 (int 3)"),
         ):
-            status, reply = _post(port, bad)
+            status, reply = e2e.post(port, bad)
             assert status == 400 and message in reply["message"], (status, reply)
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
     assert client.get_model_version_by_alias(name, "champion").run_id == store.good
 
 

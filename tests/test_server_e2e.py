@@ -15,7 +15,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+
+from tests import e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENT = "server-e2e"
@@ -58,20 +59,6 @@ pytestmark = [
         "or on PATH; `make system-deps` installs Debian's postgresql package",
     ),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    """This environment without MLflow settings or the 8-device XLA flag, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") and k != "XLA_FLAGS"}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", **extra)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    return env
 
 
 def _as_db_owner(command: list[str]) -> list[str]:
@@ -183,7 +170,7 @@ def postgres():
     try:
         if os.geteuid() == 0:
             shutil.chown(home, DB_OWNER)
-        cluster = Postgres(_free_port(), secrets.token_urlsafe(16))
+        cluster = Postgres(e2e.free_port(), secrets.token_urlsafe(16))
         data = _initdb(home, cluster.password)
         log = home / "postgres.log"
         command = [str(PG_BIN / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(cluster.port)]
@@ -207,7 +194,7 @@ def postgres():
 @contextlib.contextmanager
 def mlflow_server(args: list[str], home: Path, **env: str):
     """`mlflow server` on 127.0.0.1:<free port> with cwd `home`; yields its URL once /health answers."""
-    port = _free_port()
+    port = e2e.free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", "2", *args]
@@ -216,7 +203,12 @@ def mlflow_server(args: list[str], home: Path, **env: str):
     log = home / "server.log"
     with log.open("w") as out:
         server = subprocess.Popen(
-            command, cwd=home, env=_env(**env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=home,
+            env=e2e.subprocess_env(**env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         _wait_until(lambda: _healthy(url), server, log, "mlflow server", timeout_s=180)
@@ -246,7 +238,7 @@ class Shared:
         done = subprocess.run(
             [sys.executable, *args],
             cwd=self.work,
-            env=_env(MLFLOW_TRACKING_URI=self.url),
+            env=e2e.subprocess_env(MLFLOW_TRACKING_URI=self.url),
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -276,7 +268,7 @@ def _train_command(model_dir: Path, lr: str) -> list[str]:
 
 def _train_concurrently(server: Shared, model_dir: Path, lrs: tuple[str, ...]) -> list[str]:
     """One `bertcls train` subprocess per lr, all at once; returns their run ids in the same order."""
-    env = _env(MLFLOW_TRACKING_URI=server.url)
+    env = e2e.subprocess_env(MLFLOW_TRACKING_URI=server.url)
     logs = [server.work.parent / f"train-{i}.log" for i in range(len(lrs))]
     processes = []
     for lr, log in zip(lrs, logs, strict=True):

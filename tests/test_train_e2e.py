@@ -15,16 +15,10 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from tests import e2e
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
-
-
-def _env(tracking_uri: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(MLFLOW_TRACKING_URI=tracking_uri, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
-    env.pop("XLA_FLAGS", None)  # one CPU device, as a user has
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    return env
 
 
 @pytest.fixture
@@ -45,7 +39,9 @@ def _mlflow_run(
     command += ["--experiment-name", "e2e"]
     for key, value in params.items():
         command += ["-P", f"{key}={value}"]
-    return subprocess.run(command, cwd=cwd, env=_env(uri), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        command, cwd=cwd, env=e2e.subprocess_env(uri), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _only_run(client: MlflowClient, experiment_id: str):
@@ -142,7 +138,9 @@ def test_mlflow_run_train_logs_everything_and_model_loads(store, small_model_dir
         " 'Ok, see you at lunch tomorrow', 'URGENT! Free entry to win a brand new mobile, text WIN to 80086',"
         " 'Sorry I will be late, stuck in traffic']); print(json.dumps(out.to_dict(orient='list')))"
     )
-    fresh = subprocess.run([sys.executable, "-c", code], env=_env(uri), capture_output=True, text=True, timeout=300)
+    fresh = subprocess.run(
+        [sys.executable, "-c", code], env=e2e.subprocess_env(uri), capture_output=True, text=True, timeout=300
+    )
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     predicted = json.loads(fresh.stdout.strip().splitlines()[-1])
     assert predicted["label"] == ["spam", "ham", "spam", "ham"]
@@ -205,7 +203,7 @@ def test_interrupt_marks_run_killed_and_logs_no_model(store, small_model_dir, tm
     process = subprocess.Popen(
         command,
         cwd=tmp_path,
-        env=_env(uri),
+        env=e2e.subprocess_env(uri),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -236,7 +234,7 @@ def test_kill_9_leaves_a_stale_run_that_runs_mark_failed_ends(store, small_model
     uri, client, experiment_id = store
     command = [sys.executable, "-m", "bertcls.cli", "train", "--model", str(small_model_dir), "--experiment", "e2e"]
     command += ["--max-train-samples", "400", "--max-eval-samples", "50", "--epochs", "50", "--max-buckets", "2"]
-    process = subprocess.Popen(command, cwd=tmp_path, env=_env(uri), start_new_session=True,
+    process = subprocess.Popen(command, cwd=tmp_path, env=e2e.subprocess_env(uri), start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         run = _wait_for(lambda: client.search_runs([experiment_id]), 240, "the run to start")[0]
@@ -249,7 +247,7 @@ def test_kill_9_leaves_a_stale_run_that_runs_mark_failed_ends(store, small_model
     assert run.data.tags["pid"] == str(process.pid) and run.data.tags["heartbeat"].isdigit()
 
     def runs(*flags: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "bertcls.cli", "runs", *flags], env=_env(uri),
+        done = subprocess.run([sys.executable, "-m", "bertcls.cli", "runs", *flags], env=e2e.subprocess_env(uri),
                               capture_output=True, text=True, timeout=120)  # fmt: skip
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout
@@ -286,3 +284,15 @@ def test_data_file_resolves_from_where_mlflow_run_is_called(store, small_model_d
     assert run.info.status == "FINISHED" and run.data.params["train_file"] == "data.csv"
     assert run.data.params["label_names"] == "ham,spam"
     assert run.data.params["missing_labels_dropped"] == "2"
+    assert run.data.tags["data_file.train"] == str(caller / "data.csv")  # what was read, absolute
+
+    # Elsewhere, later: the model is named for its files (not the default dataset param `sms_spam`), and
+    # evaluate re-reads the file by its absolute path instead of `data.csv` relative to the new cwd.
+    registered = _mlflow_run(uri, {"experiment": "e2e"}, tmp_path, entry="register")
+    assert registered.returncode == 0, registered.stderr[-3000:]
+    assert "bertcls-data.csv" in registered.stdout + registered.stderr
+    assert [m.name for m in client.search_registered_models()] == ["bertcls-data.csv"]
+    evaluated = _mlflow_run(
+        uri, {"model_uri": f"runs:/{run.info.run_id}/model", "split": "validation"}, tmp_path, entry="evaluate"
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]

@@ -35,6 +35,25 @@ class WholeNumber(click.ParamType):
 INT = WholeNumber()
 
 
+class FloatOrUnset(click.ParamType):
+    """A float, or MLproject's "none" for "as the source run had it"."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        from bertcls.config import is_unset
+
+        if value is None or isinstance(value, float) or is_unset(value):
+            return None if is_unset(value) else value
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+
+
+FLOAT_OR_UNSET = FloatOrUnset()
+
+
 def friendly_errors(command):
     """Show a BertclsError as one paragraph on stderr and exit 2, without a traceback."""
 
@@ -86,6 +105,13 @@ def _data_option_decorator(with_defaults: bool):
                 type=INT,
                 help="Distinct padded lengths (compiled shapes), fitted to the training lengths.",
             ),
+            click.option(
+                "--max-dropped-fraction",
+                default=default(0.05),
+                show_default=with_defaults,
+                type=float if with_defaults else FLOAT_OR_UNSET,
+                help="Largest share of a split's rows that may be dropped for a missing text or label.",
+            ),
         ]
         if with_defaults:  # how text becomes model rows; a trained model keeps its own (evaluate has none)
             options += [
@@ -100,13 +126,6 @@ def _data_option_decorator(with_defaults: bool):
                 ),
                 click.option("--window-overlap", default=64, show_default=True, type=INT, help="Tokens shared."),
                 click.option("--max-windows", default=8, show_default=True, type=INT, help="Windows kept per text."),
-                click.option(
-                    "--max-dropped-fraction",
-                    default=0.05,
-                    show_default=True,
-                    type=float,
-                    help="Largest share of a split's rows that may be dropped for a missing text or label.",
-                ),
             ]
         for option in reversed(options):
             command = option(command)
@@ -342,10 +361,12 @@ def runs(experiment, stale, mark_failed, heartbeat_timeout) -> None:
     shown = [r for r in found if r.stale_reason or not (stale or mark_failed)]
     if not shown:
         click.echo("no stale runs" if stale or mark_failed else "no RUNNING runs")
+    else:
+        click.echo("run_id  experiment_id  run_name  host:pid  state")
     for run in shown:
         state = f"STALE: {run.stale_reason}" if run.stale_reason else "alive"
         done = " -> marked FAILED" if run.marked_failed else ""
-        click.echo(f"{run.run_id}  {run.experiment}  {run.name}  {run.owner}  {state}{done}")
+        click.echo(f"{run.run_id}  {run.experiment}  {run.name or '-'}  {run.owner}  {state}{done}")
 
 
 if __name__ == "__main__":

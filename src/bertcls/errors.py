@@ -1,5 +1,7 @@
 """User-facing errors: one paragraph naming the problem and the fix, shown without a traceback."""
 
+import os
+
 
 class BertclsError(Exception):
     """An error caused by the user's input or environment; entry points print it and exit 2."""
@@ -28,5 +30,7 @@ class InputError(BertclsError):
 
 
 def setting(name: str, value: object) -> str:
-    """How to pass a setting in both front ends: `-P lr=2e-5` (mlflow run) or `--lr 2e-5` (bertcls)."""
-    return f"-P {name}={value} (or --{name.replace('_', '-')} {value} with the bertcls command)"
+    """How to pass a setting in the front end in use: `-P lr=2e-5` under `mlflow run`, else `--lr 2e-5`."""
+    if os.environ.get("MLFLOW_RUN_ID"):  # set by `mlflow run` for the entry point's command
+        return f"-P {name}={value}"
+    return f"--{name.replace('_', '-')} {value}"

@@ -38,7 +38,8 @@ def _strings(values: Sequence, column: str) -> list[str]:
         shown = ", ".join(f"{i} ({_describe(values[i])})" for i in bad[:_SHOWN])
         more = f" and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
         raise InputError(
-            f"Column {column!r} must hold strings, but {len(bad)} of {len(values)} rows do not: rows {shown}{more}. "
+            f"Column {column!r} must hold strings, but {len(bad)} of {len(values)} rows "
+            f"{'does' if len(bad) == 1 else 'do'} not: {'row' if len(bad) == 1 else 'rows'} (0-based) {shown}{more}. "
             "Replace missing values with text (an empty string is allowed) or drop those rows; convert numbers "
             "and bytes to str yourself if they really are text."
         )

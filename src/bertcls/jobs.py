@@ -74,6 +74,7 @@ def train(config: TrainConfig, experiment: str | None = "bertcls", run_name: str
         tracking.set_job_tag("train")
         tracking.set_environment_tags()
         tracking.log_dataset_inputs(data)
+        tracking.set_data_file_tags(config.data)
         result = fit(steps, data, config, [tracking.MlflowCallback()], process_index=jax.process_index())
 
         steps.load_model_state(result.best_model_state)
@@ -187,10 +188,10 @@ def evaluate(
     from bertcls.errors import DataError
     from bertcls.metrics import compute_metrics, extra_metric, mean_loss, per_class_table
     from bertcls.predict import Predictor, softmax
-    from bertcls.registry import resolve_model_uri
+    from bertcls.registry import effective_params, resolve_model_uri
 
     ref = resolve_model_uri(model_uri)
-    source_params = MlflowClient().get_run(ref.source_run_id).data.params if ref.source_run_id else {}
+    source_params = effective_params(MlflowClient().get_run(ref.source_run_id)) if ref.source_run_id else {}
     data_config = _data_config_for(source_params, data_overrides or {})
     predictor = Predictor.from_dir(ref.local_dir, batch_size=batch_size)
     data_config = dataclasses.replace(data_config, **predictor.reading_settings())  # texts are read as in training
@@ -350,7 +351,7 @@ def register(
             name, version.version, created, None, f"Nothing changed: version {version.version} is already champion."
         )
 
-    champion_params = client.get_run(champion.run_id).data.params
+    champion_params = registry.effective_params(client.get_run(champion.run_id))
     champion_metrics = client.get_run(champion.run_id).data.metrics
     if registry.comparable(candidate.params, champion_params) and candidate.metric_key in champion_metrics:
         mine, theirs, basis = candidate.value, champion_metrics[candidate.metric_key], "logged"

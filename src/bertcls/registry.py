@@ -96,7 +96,26 @@ def best_run(
         )
     sign = 1 if metric_direction(key) == "max" else -1
     winner = max(scored, key=lambda r: (sign * r.data.metrics[key], -r.info.start_time))
-    return Candidate(winner.info.run_id, key, winner.data.metrics[key], winner.data.params)
+    return Candidate(winner.info.run_id, key, winner.data.metrics[key], effective_params(winner))
+
+
+DATA_FILE_TAG = "data_file."  # + split: the absolute path a training run read (its param is as typed)
+
+
+def effective_params(run) -> dict[str, str]:
+    """A run's params as the data it really read: files by absolute path, and the files' name as dataset.
+
+    `mlflow run` logs `-P train_file=data.csv` as typed and `dataset` at its default (`sms_spam`) even when
+    files were read; the run's tags say what was read, so comparisons, names and re-evaluation use them.
+    """
+    params, tags = dict(run.data.params), run.data.tags
+    files = {key.removeprefix(DATA_FILE_TAG): value for key, value in tags.items() if key.startswith(DATA_FILE_TAG)}
+    for split in ("train", "validation", "test"):
+        if files:
+            params[f"{split}_file"] = files.get(split, "")
+    if files and tags.get("dataset"):
+        params["dataset"] = tags["dataset"]
+    return params
 
 
 def is_candidate(run) -> bool:
@@ -122,7 +141,7 @@ def candidate_from_run(client: MlflowClient, run_id: str, metric: str) -> Candid
             f"Run {run_id} is {run.info.status} and logged {key!r}: "
             f"{key in run.data.metrics}. Only FINISHED runs with the metric can be registered."
         )
-    return Candidate(run_id, key, run.data.metrics[key], run.data.params)
+    return Candidate(run_id, key, run.data.metrics[key], effective_params(run))
 
 
 def register_run(client: MlflowClient, name: str, candidate: Candidate):

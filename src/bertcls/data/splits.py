@@ -15,7 +15,7 @@ import datasets
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from bertcls.errors import DataError
+from bertcls.errors import DataError, setting
 
 
 @dataclasses.dataclass
@@ -63,7 +63,7 @@ def _check_dropped_share(name: str, rows: int, stats: CleaningStats, label_colum
             f"({stats.empty_text_dropped[name]} with an empty text, {stats.missing_label_dropped[name]} without a "
             f"label in {label_column!r}), more than max_dropped_fraction={max_fraction:g} allows: the columns, "
             "delimiter or file are probably wrong. Fix the rows or the column names, or raise max_dropped_fraction to "
-            "train on the rest (-P max_dropped_fraction=0.2, or --max-dropped-fraction 0.2 with the bertcls command)."
+            f"train on the rest ({setting('max_dropped_fraction', 0.2)})."
         )
 
 

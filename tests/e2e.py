@@ -1,0 +1,88 @@
+"""Helpers for end-to-end tests: subprocess environment, trainings, a served model on loopback, REST calls."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def subprocess_env(tracking_uri: str | None = None, **extra: str) -> dict[str, str]:
+    """One CPU device (as a user has), this store (if given), offline, the venv first on PATH, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") and k != "XLA_FLAGS"}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", **extra)
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def train(tracking_uri: str, cwd: Path, experiment: str, model_dir: Path, **options) -> str:
+    """`bertcls train` in a subprocess with --key value options; returns the run id."""
+    command = [sys.executable, "-m", "bertcls.cli", "train", "--model", str(model_dir), "--experiment", experiment]
+    for key, value in options.items():
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    done = subprocess.run(command, cwd=cwd, env=subprocess_env(tracking_uri), capture_output=True, text=True,
+                          timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.split("run ", 1)[1].split(":", 1)[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served(tracking_uri: str, model_uri: str, timeout: float = 180) -> Iterator[int]:
+    """`mlflow models serve` on a free loopback port until the block ends; yields the port."""
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
+    server = subprocess.Popen(
+        [*command, "-h", "127.0.0.1", "-p", str(port)],
+        env=subprocess_env(tracking_uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert server.poll() is None, server.stdout.read()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(1)
+        yield port
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def post(port: int, payload: dict) -> tuple[int, dict]:
+    """POST JSON to /invocations: (HTTP status, decoded body), also for error statuses."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
