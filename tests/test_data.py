@@ -430,11 +430,15 @@ def test_train_fails_before_a_run_exists_when_too_many_rows_are_dropped(tmp_path
     assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
 
 
-def test_evaluate_reads_max_dropped_fraction_back_from_the_run_params():
+def test_evaluate_reads_max_dropped_fraction_back_from_the_run():
     from bertcls.jobs import _data_config_for
+    from bertcls.settings import train_config_from_params
 
-    config = _data_config_for({"dataset": "sms_spam", "max_dropped_fraction": "0.2", "split_seed": "42"}, {})
-    assert config.max_dropped_fraction == 0.2 and config.split_seed == 42
+    trained = DataConfig(max_dropped_fraction=0.2, split_seed=7)
+    assert _data_config_for(trained, {}).max_dropped_fraction == 0.2
+    assert _data_config_for(trained, {"max_dropped_fraction": 0.3}).max_dropped_fraction == 0.3
+    legacy = train_config_from_params({"dataset": "sms_spam", "max_dropped_fraction": "0.2", "split_seed": "42.0"})
+    assert legacy.data.max_dropped_fraction == 0.2 and legacy.data.split_seed == 42
 
 
 # --- file readers: what the fuzzer (tests/test_data_fuzz.py) found, pinned -----------------------------

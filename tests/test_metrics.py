@@ -61,3 +61,27 @@ def test_extra_metric_from_a_local_evaluate_script():
     assert extra_metric(str(script), np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0])) == {"error_rate": 0.25}
     with pytest.raises(ConfigError, match="pass a local path"):
         extra_metric("no-such-org/no-such-metric", np.array([0]), np.array([0]))
+
+
+def test_most_confident_mistakes_are_ordered_by_confidence_ties_in_row_order():
+    from bertcls.metrics import most_confident_mistakes
+
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.8, 0.2], [0.3, 0.7]])  # [T, C]
+    labels = np.array([0, 0, 0, 1, 0])  # rows 1, 2, 3, 4 are wrong; 2 and 4 tie at 0.7
+    texts = ["a", "b", "c", "d", "e"]
+    table = most_confident_mistakes(probs, labels, ("ham", "spam"), texts, None, top=3)
+    assert list(table.columns) == ["text", "label", "predicted", "confidence"]
+    assert list(table["text"]) == ["b", "d", "c"] and list(table["predicted"]) == ["spam", "ham", "spam"]
+    assert table["confidence"].tolist() == pytest.approx([0.8, 0.8, 0.7])
+    paired = most_confident_mistakes(probs, labels, ("ham", "spam"), texts, [t * 2 for t in texts], top=10)
+    assert list(paired.columns)[:2] == ["text", "text_pair"] and list(paired["text_pair"]) == ["bb", "dd", "cc", "ee"]
+
+
+def test_per_class_table_counts_each_class():
+    from bertcls.metrics import per_class_table
+
+    table = per_class_table(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), ("ham", "spam"))
+    assert list(table["label"]) == ["ham", "spam"] and list(table["support"]) == [3, 1]
+    assert table["precision"].tolist() == pytest.approx([1.0, 0.5]) and table["recall"].tolist() == pytest.approx(
+        [2 / 3, 1.0]
+    )

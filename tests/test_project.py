@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,17 +39,53 @@ def test_constraints_pin_every_dependency():
     assert not [n for n in names if n not in pins]
 
 
-def test_mlproject_train_passes_every_parameter_to_the_cli_with_its_default():
-    """Each MLproject train parameter reaches a `bertcls train` option of the same name and default."""
-    from bertcls.cli import train
+def test_mlproject_and_docs_tables_are_generated_from_the_definitions():
+    """MLproject and the docs parameter tables equal what `python -m bertcls.params` writes from config.py."""
+    from bertcls import params
 
-    entry = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]["train"]
-    options = {p.name: p for p in train.params}
-    for name, spec in entry["parameters"].items():
-        assert f"--{name.replace('_', '-')} {{{name}}}" in entry["command"], name
-        default = options[name].default
-        if default is None:
-            assert spec["default"] in ("none", 0, "/dev/null"), name  # unset spelled as MLproject can (path: /dev/null)
+    assert params.main(["--check"]) == 0, "run: python -m bertcls.params"
+
+
+@pytest.mark.parametrize("job", ["train", "evaluate", "register"])
+def test_every_parameter_reaches_the_cli_and_mlproject_with_one_default(job):
+    """Name, default, choices: the click command, MLproject and the definition agree, parameter by parameter."""
+    from bertcls import cli
+    from bertcls.params import job_params, mlproject_default
+
+    command = {"train": cli.train, "evaluate": cli.evaluate, "register": cli.register}[job]
+    options = {p.name: p for p in command.params}
+    entry = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"][job]
+    defined = job_params(job)
+    assert sorted(options) == sorted(p.name for p in defined)
+    for param in defined:
+        option = options[param.name]
+        assert option.default == param.default and option.required == param.required, param.name
+        assert getattr(option.type, "choices", param.choices) == param.choices, param.name
+        if not param.mlproject:
+            assert param.name not in entry["parameters"]
+            continue
+        spec = entry["parameters"][param.name]
+        assert f"--{param.name.replace('_', '-')} {{{param.name}}}" in entry["command"], param.name
+        if param.required:
+            assert "default" not in spec
         else:
-            assert type(default)(spec["default"]) == default, name
-    assert set(options) - set(entry["parameters"]) <= {"experiment", "run_name"}  # mlflow run chooses these
+            assert yaml.safe_load(mlproject_default(param)) == spec["default"], param.name
+            assert param.parse(spec["default"]) == param.default, param.name  # MLproject's default means ours
+    assert set(entry["parameters"]) == {p.name for p in defined if p.mlproject}
+
+
+def test_unset_spellings_are_normalised_at_the_edge():
+    from bertcls.params import job_params
+
+    train = {p.name: p for p in job_params("train")}
+    assert train["train_file"].parse("/dev/null") is None and train["text_column"].parse("none") is None
+    assert train["max_train_samples"].parse("0") is None and train["max_train_samples"].parse("200.0") == 200
+    assert train["epochs"].parse("3.0") == 3 and train["lr"].parse("2e-5") == 2e-5
+    with pytest.raises(ValueError, match="not a whole number"):
+        train["epochs"].parse("2.5")
+    with pytest.raises(ValueError, match="not one of"):
+        train["head"].parse("attention")
+    register = {p.name: p for p in job_params("register")}
+    assert register["force"].parse("true") is True and register["force"].parse("0") is False
+    evaluate = {p.name: p for p in job_params("evaluate")}
+    assert evaluate["split_seed"].parse("none") is None and evaluate["split_seed"].parse("0") == 0  # 0 is a seed

@@ -6,6 +6,7 @@ import mlflow
 import pytest
 
 from bertcls import tracking
+from bertcls.interrupts import RunInterrupted, signals_deferred
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def test_params_logged_by_mlflow_run_are_not_logged_again(client):
 
 
 @pytest.mark.parametrize(
-    ("error", "status"), [(None, "FINISHED"), (RuntimeError, "FAILED"), (tracking.RunInterrupted, "KILLED")]
+    ("error", "status"), [(None, "FINISHED"), (RuntimeError, "FAILED"), (RunInterrupted, "KILLED")]
 )
 def test_run_status_follows_the_block(client, error, status):
     if error is None:
@@ -42,8 +43,8 @@ def test_a_signal_during_the_model_write_waits_for_the_write(client, tmp_path):
     import signal
 
     written = tmp_path / "model.bin"
-    with pytest.raises(tracking.RunInterrupted, match="SIGTERM"), tracking.tracked_run("t") as run:
-        with tracking.signals_deferred():
+    with pytest.raises(RunInterrupted, match="SIGTERM"), tracking.tracked_run("t") as run:
+        with signals_deferred():
             os.kill(os.getpid(), signal.SIGTERM)  # delivered now, while "writing"
             with open(written, "wb") as handle:
                 handle.write(b"x" * 1_000_000)

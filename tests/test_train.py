@@ -122,9 +122,9 @@ def test_fit_on_eight_devices_learns_and_compiles_once_per_shape(small_setup):
     assert again.metrics == result.best_validation.metrics
 
 
-def test_one_device_and_eight_devices_agree(small_setup):
+def test_one_device_and_eight_devices_agree(one_shape_setup):
     """Data parallelism changes nothing numerically beyond float reassociation."""
-    config, data, build_model = small_setup
+    config, data, build_model = one_shape_setup
     config = dataclasses.replace(config, epochs=1)
     losses = []
     for devices in (jax.devices()[:1], jax.devices()):

@@ -284,7 +284,8 @@ def test_data_file_resolves_from_where_mlflow_run_is_called(store, small_model_d
     assert run.info.status == "FINISHED" and run.data.params["train_file"] == "data.csv"
     assert run.data.params["label_names"] == "ham,spam"
     assert run.data.params["missing_labels_dropped"] == "2"
-    assert run.data.tags["data_file.train"] == str(caller / "data.csv")  # what was read, absolute
+    saved = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/bertcls/train_config.json")
+    assert saved["config"]["data"]["train_file"] == str(caller / "data.csv")  # what was read, absolute
 
     # Elsewhere, later: the model is named for its files (not the default dataset param `sms_spam`), and
     # evaluate re-reads the file by its absolute path instead of `data.csv` relative to the new cwd.

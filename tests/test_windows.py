@@ -87,19 +87,21 @@ def test_predictor_windows_match_pooled_rows(tokenizer, small_model_dir):
     from bertcls.config import ModelConfig
     from bertcls.model.weights import load_hf_checkpoint
     from bertcls.predict import Predictor
+    from bertcls.settings import ReadingSettings
 
     config = ModelConfig.from_json_file(small_model_dir / "config.json", head="mean", num_labels=3)
     model, _ = load_hf_checkpoint(small_model_dir, config)
-    meta = {"label_names": ["a", "b", "c"], "max_seq_length": 64}
-    windowed = Predictor(model, tokenizer, {**meta, "long_text": "windows", "window_overlap": 16, "max_windows": 4})
-    truncating = Predictor(model, tokenizer, meta)
+    meta = {"label_names": ["a", "b", "c"], "max_seq_length": 64}  # a model saved before the settings object
+    windowed_meta = {**meta, "long_text": "windows", "window_overlap": 16, "max_windows": 4}
+    windowed = Predictor(model, tokenizer, ReadingSettings.from_model_meta(windowed_meta))
+    truncating = Predictor(model, tokenizer, ReadingSettings.from_model_meta(meta))
     split = windowed.tokenize([LONG, SHORT])
     assert split.num_texts == 2 and len(split) == 5  # 4 capped windows + 1
     rows = truncating.outputs(TokenizedSplit(split.input_ids, split.token_type_ids, split.lengths, split.labels))
     got = windowed.predict([LONG, SHORT])  # [2, 3]
     np.testing.assert_allclose(got, [rows[:4].mean(0), rows[4]], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got[1], truncating.predict([SHORT])[0], rtol=1e-5, atol=1e-6)
-    assert windowed.reading_settings() == {
+    assert windowed.settings.data_fields() == {
         "max_seq_length": 64,
         "long_text": "windows",
         "window_overlap": 16,
@@ -135,3 +137,33 @@ def test_inference_imports_nothing_the_logged_model_does_not_require():
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     )
     assert not loaded & {"datasets", "torch", "evaluate", "matplotlib"}
+
+
+def test_training_and_predictor_share_one_inference_loop(tokenizer, small_model_dir):
+    """predict_split (compiled eval step on the 8-device mesh) and Predictor agree on a windowed split whose
+    last batch is padded: the same plan, scatter and per-text pooling."""
+    import dataclasses as dc
+
+    import optax
+
+    from bertcls.config import ModelConfig
+    from bertcls.data.tasks import TaskSpec
+    from bertcls.model.weights import load_hf_checkpoint
+    from bertcls.predict import Predictor
+    from bertcls.settings import ReadingSettings
+    from bertcls.train.loop import predict_split
+    from bertcls.train.steps import Steps, make_data_mesh
+
+    config = ModelConfig.from_json_file(small_model_dir / "config.json", head="mean", num_labels=3)
+    model, _ = load_hf_checkpoint(small_model_dir, config)
+    meta = {"label_names": ["a", "b", "c"], "max_seq_length": 64, "buckets": [32, 64]}
+    settings = ReadingSettings.from_model_meta({**meta, "long_text": "windows", "window_overlap": 16, "max_windows": 4})
+    predictor = Predictor(model, tokenizer, settings, batch_size=8)
+    split = predictor.tokenize([LONG, SHORT, SHORT + " again", LONG[:300], "one more"])
+    assert len(split) % 8 != 0  # the last batch has padding rows
+    split = dc.replace(split, labels=np.zeros(len(split), np.int32))
+    task = TaskSpec("t", ("a", "b", "c"), False, "accuracy", False)
+    steps = Steps(model, optax.sgd(0.0), make_data_mesh(), regression=False, seed=0)
+    trained_path = predict_split(steps, split, task, 8, settings.buckets).outputs  # [T, 3]
+    np.testing.assert_allclose(trained_path, predictor.outputs(split), rtol=1e-5, atol=1e-6)
+    assert trained_path.shape == (5, 3)

@@ -8,19 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from bertcls.errors import ConfigError, setting
+from bertcls.params import flatten, option
 
 HEADS = ("linear", "mean", "mlp")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu")
 SUPPORTED_MODEL_TYPES = ("bert", "distilbert")
-# How an unset optional value arrives: MLproject defaults are "none" (/dev/null for `path` parameters,
-# which MLflow requires to exist), and `mlflow run` records an empty -P value as the shell-quoted "''".
-UNSET_SPELLINGS = ("", "''", '""', "none", "None", "null", "/dev/null")
-
-
-def is_unset(value: Any) -> bool:
-    """True for None and every spelling of "not given" that MLproject / mlflow run produce."""
-    return value is None or (isinstance(value, str) and value.strip() in UNSET_SPELLINGS)
+# The head of Hugging Face's *ForSequenceClassification classes: what a checkpoint's own architecture has,
+# so a converted checkpoint matches its reference. The training default is TrainConfig.head.
+HF_ARCHITECTURE_HEAD = "linear"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +38,7 @@ class ModelConfig:
     classifier_dropout: float = 0.1
     pad_token_id: int = 0
     use_pooler: bool = True  # BERT: dense+tanh on [CLS]; DistilBERT: pre_classifier dense+relu
-    head: str = "linear"
+    head: str = HF_ARCHITECTURE_HEAD
     num_labels: int = 2  # 1 = regression
     compute_dtype: str = "float32"
 
@@ -163,33 +159,46 @@ class ModelConfig:
 
 
 LONG_TEXT_MODES = ("truncate", "windows")
+DEFAULT_EXPERIMENT = "bertcls"  # train, make train, evaluate and register meet here
+SPLITS = ("train", "validation", "test")
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Which dataset, which columns, how to split and tokenize it."""
 
-    dataset: str = "sms_spam"  # bundled name, "glue/<task>", a hub id, or "" when files are given
-    dataset_config: str | None = None  # hub dataset configuration name
-    train_file: str | None = None
-    validation_file: str | None = None
-    test_file: str | None = None
-    text_column: str | None = None  # None: the source's default; a digit string selects a headerless column
-    text_pair_column: str | None = None
-    label_column: str | None = None
-    max_seq_length: int = 128
-    split_seed: int = 42
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    max_buckets: int = 12  # distinct padded lengths (compiled shapes), fitted to the training lengths
-    bucket_multiple: int = 4
-    # Texts longer than max_seq_length: "truncate" keeps the first window; "windows" cuts each text into
-    # overlapping windows (training examples of the text's label; predictions average their logits).
-    long_text: str = "truncate"
-    window_overlap: int = 64  # tokens shared by consecutive windows
-    max_windows: int = 8  # windows kept per text (the first ones)
-    # Rows without text or label are dropped; more than this share of any split is an error (bad columns or file).
-    max_dropped_fraction: float = 0.05
+    dataset: str = option(
+        "sms_spam", "bundled name (sms_spam, bbc_news), glue/<task>, or a Hugging Face hub dataset id",
+        docs="([data.md](data.md)); ignored when `train_file` is given",
+    )  # fmt: skip
+    dataset_config: str | None = option(None, "hub dataset configuration name")
+    train_file: str | None = option(
+        None, "local CSV/TSV/JSON/JSONL/Parquet training file", path=True,
+        docs="(MLproject `path`: a relative path resolves from where you run `mlflow run`; a remote URI is "
+        "downloaded first)",
+    )  # fmt: skip
+    validation_file: str | None = option(None, "validation file (same format as train_file)", path=True)
+    test_file: str | None = option(None, "test file (same format as train_file)", path=True)
+    text_column: str | None = option(None, "text column (default `text`; a digit for headerless TSV/CSV)")
+    text_pair_column: str | None = option(None, "second text column, for sentence-pair tasks")
+    label_column: str | None = option(None, "label column (default `label`; numbers that are not whole: regression)")
+    max_seq_length: int = option(128, "tokens per row; must not exceed the model's position limit", reading=True)
+    split_seed: int = option(42, "seed of the 80/10/10 split for sources without validation/test")
+    max_train_samples: int | None = option(None, "train on the first N examples only", unset_is_zero=True)
+    max_eval_samples: int | None = option(None, "validate / test on the first N examples only", unset_is_zero=True)
+    max_buckets: int = option(12, "distinct padded lengths (compiled shapes), fitted to the training lengths")
+    bucket_multiple: int = option(4, "padded lengths are multiples of this")
+    long_text: str = option(
+        "truncate", "texts over max_seq_length: keep the first window, or read all as overlapping windows "
+        "(trained on as examples; predictions average the windows' logits)", choices=LONG_TEXT_MODES,
+        reading=True, docs="([data.md](data.md#long-texts-truncate-or-windows))",
+    )  # fmt: skip
+    window_overlap: int = option(64, "tokens shared by consecutive windows", reading=True)
+    max_windows: int = option(8, "windows kept per text (the first ones)", reading=True)
+    max_dropped_fraction: float = option(
+        0.05, "largest share of a split's rows that may be dropped for an empty text or a missing label",
+        docs="(more is an error before the run starts: [data.md](data.md#splits-reproducible-anywhere))",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.max_seq_length < 8:
@@ -227,13 +236,13 @@ class DataConfig:
 class OptimConfig:
     """AdamW with decoupled weight decay, linear warmup then linear decay to zero, global-norm clipping."""
 
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0  # 0 disables clipping
-    adam_b1: float = 0.9
-    adam_b2: float = 0.999
-    adam_eps: float = 1e-8
+    lr: float = option(5e-5, "peak learning rate")
+    weight_decay: float = option(0.01, "AdamW decoupled weight decay, on matrices only (not biases or LayerNorm)")
+    warmup_ratio: float = option(0.1, "share of the steps with linear warmup, then linear decay to 0")
+    max_grad_norm: float = option(1.0, "global-norm gradient clipping; 0 disables it")
+    adam_b1: float = option(0.9, "AdamW beta1")
+    adam_b2: float = option(0.999, "AdamW beta2")
+    adam_eps: float = option(1e-8, "AdamW epsilon")
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
@@ -250,16 +259,25 @@ class OptimConfig:
 class TrainConfig:
     """Everything one training run needs; `flat_params()` is what MLflow records."""
 
-    model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    head: str = "linear"
-    compute_dtype: str = "float32"
-    epochs: int = 3
-    batch_size: int = 32  # global, split over all devices
-    eval_batch_size: int = 64
-    seed: int = 42
-    early_stopping_patience: int = 0  # epochs without improvement before stopping; 0 = never stop early
+    model: str = option(
+        "sentence-transformers/all-MiniLM-L6-v2", "local directory or Hugging Face hub id of a BERT-family checkpoint",
+        docs="([model.md](model.md)); under `mlflow run` give a local dir as an absolute path (this parameter "
+        "also takes hub ids, so MLflow cannot resolve it as a path)",
+    )  # fmt: skip
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    head: str = option(
+        "mean", "linear: pooler on [CLS]; mean: masked mean of token states; mlp: 2-layer MLP on [CLS]",
+        choices=HEADS, docs="([model.md](model.md#heads): which head suits which checkpoint)",
+    )  # fmt: skip
+    compute_dtype: str = option("float32", "matmul dtype (parameters stay float32)", choices=COMPUTE_DTYPES)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    epochs: int = option(3, "passes over the training split")
+    batch_size: int = option(32, "global batch, split over all devices (must divide by the device count)")
+    eval_batch_size: int = option(64, "global batch for validation and test")
+    seed: int = option(42, "init of new layers, dropout, batch order")
+    early_stopping_patience: int = option(
+        0, "stop after this many epochs without improvement of the validation metric; 0 = never"
+    )
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -275,5 +293,45 @@ class TrainConfig:
 
     def flat_params(self) -> dict[str, Any]:
         """One flat dict; keys match the MLproject parameter names so `mlflow run`'s own params line up."""
-        top = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("data", "optim")}
-        return {**top, **dataclasses.asdict(self.data), **dataclasses.asdict(self.optim)}
+        return flatten(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """Where a `bertcls train` run is logged (`mlflow run` chooses these itself: --experiment-name)."""
+
+    experiment: str = option(DEFAULT_EXPERIMENT, "MLflow experiment (under `mlflow run`: --experiment-name)",
+                             mlproject=False)  # fmt: skip
+    run_name: str | None = option(None, "MLflow run name", mlproject=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    """`evaluate`: which model, on which split; data options left unset are the training run's."""
+
+    model_uri: str = option(help="runs:/<run_id>/model, models:/<name>@<alias> or models:/<name>/<version>")
+    split: str = option("test", "split to evaluate on", choices=SPLITS)
+    batch_size: int = option(64, "batch size of the predictions")
+    top_mistakes: int = option(20, "most confident mistakes to log")
+    extra_metric: str | None = option(
+        None,
+        "Hugging Face `evaluate` metrics by local script path (offline) or hub id, space-separated, computed "
+        "on label ids",
+    )
+    experiment: str = option(DEFAULT_EXPERIMENT, "experiment of the evaluation run (under `mlflow run`: "
+                             "--experiment-name)", mlproject=False)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class RegisterConfig:
+    """`register`: which runs compete, by which metric, under which registered name."""
+
+    experiment: str = option(DEFAULT_EXPERIMENT, "experiment whose training runs compete")
+    metric: str = option(
+        "val_accuracy", "metric that ranks runs (val_* compares the logged best epoch; test_* too; losses and "
+        "mse: lower is better)",
+    )  # fmt: skip
+    name: str | None = option(None, "registered model name (default bertcls-<dataset>)")
+    force: bool = option(False, "promote to @champion even if the candidate loses")
+    dataset: str | None = option(None, "only runs on this dataset (their `dataset` tag)")
+    run_id: str | None = option(None, "register this run instead of the best new one")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
-from bertcls.config import DataConfig, ModelConfig, TrainConfig, is_unset
+from bertcls.config import DataConfig, ModelConfig, TrainConfig
 from bertcls.errors import ConfigError
 
 log = logging.getLogger("bertcls")
@@ -42,12 +43,15 @@ def train(config: TrainConfig, experiment: str | None = "bertcls", run_name: str
     from bertcls.hub import resolve_model
     from bertcls.model.weights import load_hf_checkpoint, save_model
     from bertcls.paths import cache_root
+    from bertcls.settings import ReadingSettings, train_config_to_dict
     from bertcls.tokenizer import load_tokenizer
     from bertcls.train.loop import fit, predict_split, steps_per_epoch
     from bertcls.train.optim import make_optimizer
+    from bertcls.train.progress import ProgressBar
     from bertcls.train.steps import Steps, enable_compilation_cache, make_data_mesh
 
     started = time.perf_counter()
+    config = dataclasses.replace(config, data=_with_absolute_files(config.data))  # later jobs read them anywhere
     # Everything that can be wrong with the input is checked before a run exists.
     check_batch_size(config.batch_size, jax.device_count())
     check_batch_size(config.eval_batch_size, jax.device_count())
@@ -71,11 +75,12 @@ def train(config: TrainConfig, experiment: str | None = "bertcls", run_name: str
                 "params_initialized": " ".join(report.initialized) or "none",
             }
         )
+        tracking.log_train_config(train_config_to_dict(config))
         tracking.set_job_tag("train")
         tracking.set_environment_tags()
         tracking.log_dataset_inputs(data)
-        tracking.set_data_file_tags(config.data)
-        result = fit(steps, data, config, [tracking.MlflowCallback()], process_index=jax.process_index())
+        progress = [ProgressBar()] if jax.process_index() == 0 else []  # one bar per job, not per host
+        result = fit(steps, data, config, [*progress, tracking.MlflowCallback()])
 
         steps.load_model_state(result.best_model_state)
         primary = data.task.primary_metric
@@ -86,7 +91,7 @@ def train(config: TrainConfig, experiment: str | None = "bertcls", run_name: str
             test = predict_split(steps, data.splits["test"], data.task, config.eval_batch_size, data.buckets)
             final.update({f"test_{k}": v for k, v in test.metrics.items()})
             final["test_loss"] = test.loss
-        tracking.mlflow.log_metrics(final)
+        tracking.log_metrics(final)
         tracking.log_learning_curves(result.history, primary)
         if not data.task.is_regression:
             tracking.log_confusion_matrix(
@@ -99,26 +104,28 @@ def train(config: TrainConfig, experiment: str | None = "bertcls", run_name: str
 
         with tracking.staging_dir() as staging:
             model_path = staging / "model"
+            reading = ReadingSettings(
+                task=data.task.name,
+                label_names=tuple(data.task.label_names),
+                primary_metric=primary,
+                max_seq_length=config.data.max_seq_length,
+                buckets=tuple(data.buckets),
+                has_text_pair=data.task.has_text_pair,
+                long_text=config.data.long_text,
+                window_overlap=config.data.window_overlap,
+                max_windows=config.data.max_windows,
+            )
             save_model(
                 steps.model(result.best_model_state),
                 model_path,
                 list(data.task.label_names),
-                extra={
-                    "max_seq_length": config.data.max_seq_length,
-                    "buckets": list(data.buckets),
-                    "has_text_pair": data.task.has_text_pair,
-                    "task": data.task.name,
-                    "primary_metric": primary,
-                    "long_text": config.data.long_text,
-                    "window_overlap": config.data.window_overlap,
-                    "max_windows": config.data.max_windows,
-                },
+                extra={"reading_settings": reading.to_dict()},
             )
             tokenizer.save_pretrained(str(model_path))
             examples = data.texts["validation"].select(range(min(3, len(data.texts["validation"]))))
             pairs = list(examples["text_pair"]) if data.task.has_text_pair else None
             model_uri = tracking.log_model(model_path, list(examples["text"]), pairs)
-            tracking.mlflow.set_tag("model_uri", model_uri)
+            tracking.set_tags({"model_uri": model_uri})
         run_id = run.info.run_id
     wall = time.perf_counter() - started
     log.info("run %s finished in %.1f s; best epoch %d", run_id, wall, result.best_epoch)
@@ -141,34 +148,25 @@ class EvalOutcome:
     metrics: dict[str, float]
 
 
-def _data_config_for(source_params: dict[str, str], overrides: dict) -> DataConfig:
-    """The source run's data settings (same split recipe), with whatever the user set explicitly."""
-    fields = {f.name: f for f in dataclasses.fields(DataConfig)}
+def _with_absolute_files(data: DataConfig) -> DataConfig:
+    """Data files by absolute path, resolved from where the user stands (as MLproject `path` params are)."""
+    files = {name: getattr(data, name) for name in ("train_file", "validation_file", "test_file")}
+    return dataclasses.replace(data, **{k: str(Path(v).resolve()) for k, v in files.items() if v})
+
+
+# Fields that name a dataset's files and columns: evaluating on another dataset inherits none of them.
+_DATASET_FIELDS = (
+    "dataset", "dataset_config", "train_file", "validation_file", "test_file", "text_column", "text_pair_column",
+    "label_column",
+)  # fmt: skip
+
+
+def _data_config_for(source: DataConfig | None, overrides: dict) -> DataConfig:
+    """The source run's data recipe (same split, same seed), with whatever the user set explicitly."""
+    base = source or DataConfig()
     if overrides.get("dataset") or overrides.get("train_file"):  # another dataset: inherit no columns or files
-        source_params = {
-            k: v
-            for k, v in source_params.items()
-            if k
-            not in (
-                "dataset",
-                "dataset_config",
-                "train_file",
-                "validation_file",
-                "test_file",
-                "text_column",
-                "text_pair_column",
-                "label_column",
-            )
-        }
-    values = {}
-    for name, field in fields.items():
-        raw = source_params.get(name)
-        if is_unset(raw) or (name.startswith("max_") and name.endswith("_samples") and raw in ("0", "0.0")):
-            continue  # unset (mlflow run logs MLproject's 0 for "all examples")
-        kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
-        values[name] = int(float(raw)) if "int" in kind else float(raw) if kind == "float" else raw
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return DataConfig(**values)
+        base = dataclasses.replace(base, **{name: getattr(DataConfig(), name) for name in _DATASET_FIELDS})
+    return _with_absolute_files(dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None}))
 
 
 def evaluate(
@@ -181,20 +179,20 @@ def evaluate(
     extra_metrics: tuple[str, ...] = (),
 ) -> EvalOutcome:
     """Evaluate a logged or registered model on a dataset split; log metrics, tables and figures to a new run."""
-    from mlflow import MlflowClient
 
     from bertcls import tracking
     from bertcls.data import prepare_data
     from bertcls.errors import DataError
-    from bertcls.metrics import compute_metrics, extra_metric, mean_loss, per_class_table
+    from bertcls.metrics import compute_metrics, extra_metric, mean_loss, most_confident_mistakes, per_class_table
     from bertcls.predict import Predictor, softmax
-    from bertcls.registry import effective_params, resolve_model_uri
+    from bertcls.registry import resolve_model_uri, run_train_config
 
     ref = resolve_model_uri(model_uri)
-    source_params = effective_params(MlflowClient().get_run(ref.source_run_id)) if ref.source_run_id else {}
-    data_config = _data_config_for(source_params, data_overrides or {})
+    source = run_train_config(ref.source_run_id) if ref.source_run_id else None
+    data_config = _data_config_for(source.data if source else None, data_overrides or {})
     predictor = Predictor.from_dir(ref.local_dir, batch_size=batch_size)
-    data_config = dataclasses.replace(data_config, **predictor.reading_settings())  # texts are read as in training
+    # Texts are read as the model was trained: its own saved settings decide, not the run's params.
+    data_config = dataclasses.replace(data_config, **predictor.settings.data_fields())
     data = prepare_data(data_config, predictor.tokenizer)
     if not data.task.is_regression and list(data.task.label_names) != predictor.label_names:
         raise DataError(
@@ -229,7 +227,7 @@ def evaluate(
                 **{k: v for k, v in dataclasses.asdict(data_config).items()},
             }
         )
-        tracking.mlflow.set_tags(
+        tracking.set_tags(
             {
                 "bertcls_job": "evaluate",
                 "evaluated_model_uri": model_uri,
@@ -240,13 +238,11 @@ def evaluate(
             }
         )
         tracking.set_environment_tags()
-        tracking.mlflow.log_metrics(metrics)
+        tracking.log_metrics(metrics)
         if not data.task.is_regression:
             probs = softmax(outputs.astype(np.float64))
             predicted = probs.argmax(-1)
-            tracking.mlflow.log_table(
-                per_class_table(predicted, labels, data.task.label_names), "per_class_metrics.json"
-            )
+            tracking.log_table(per_class_table(predicted, labels, data.task.label_names), "per_class_metrics.json")
             tracking.log_confusion_matrix(
                 labels,
                 predicted,
@@ -254,17 +250,11 @@ def evaluate(
                 split,
                 title=f"{split} confusion matrix, {model_uri}",
             )
-            wrong = np.flatnonzero(predicted != labels)
-            wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:top_mistakes]
-            mistakes = {"text": [texts[int(i)]["text"] for i in wrong]}
-            if data.task.has_text_pair:
-                mistakes["text_pair"] = [texts[int(i)]["text_pair"] for i in wrong]
-            mistakes.update(
-                label=[data.task.label_names[labels[i]] for i in wrong],
-                predicted=[data.task.label_names[predicted[i]] for i in wrong],
-                confidence=[float(probs[i, predicted[i]]) for i in wrong],
+            pair_texts = list(texts["text_pair"]) if data.task.has_text_pair else None
+            mistakes = most_confident_mistakes(
+                probs, labels, data.task.label_names, list(texts["text"]), pair_texts, top_mistakes
             )
-            tracking.mlflow.log_table(tracking.pd.DataFrame(mistakes), "most_confident_mistakes.json")
+            tracking.log_table(mistakes, "most_confident_mistakes.json")
         run_id = run.info.run_id
     return EvalOutcome(run_id, split, metrics)
 
@@ -278,17 +268,11 @@ class RegisterOutcome:
     message: str
 
 
-def _better(a: float, b: float, metric: str) -> bool:
-    from bertcls.data.tasks import metric_direction
-
-    return a > b if metric_direction(metric) == "max" else a < b
-
-
 def _evaluated_values(name: str, candidate_version, champion_version, candidate, metric_key: str, experiment: str):
     """Evaluate both versions on the candidate's dataset and split; returns (candidate, champion) values."""
     split = "validation" if metric_key.startswith("best_val_") else "test"
     metric = metric_key.removeprefix("best_val_").removeprefix("test_")
-    overrides = {k: v for k, v in _data_config_for(candidate.params, {}).__dict__.items()}
+    overrides = dataclasses.asdict(candidate.config.data)  # the candidate's dataset and split recipe
     values = []
     for version in (candidate_version, champion_version):
         outcome = evaluate(
@@ -306,84 +290,59 @@ def register(
     dataset: str | None = None,
     run_id: str | None = None,
 ) -> RegisterOutcome:
-    """Register the best new run's model; @champion moves only if it beats the current champion."""
+    """Register the best new run's model; @champion moves only if it beats the current champion.
+
+    The decisions are `bertcls.promotion`'s; this function gathers their inputs and applies them.
+    """
     import re
 
-    from mlflow import MlflowClient
+    from bertcls import promotion, registry
 
-    from bertcls import registry
-
-    client = MlflowClient()
+    client = registry.client()
     registry.tag_job_run(client, "register")  # under `mlflow run`: this run must never be a candidate
     if run_id:
         candidate = registry.candidate_from_run(client, run_id, metric)
     else:
         candidate = registry.best_run(client, experiment, metric, dataset)
-    name = name or "bertcls-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", candidate.params.get("dataset") or "model")
-    champion = registry.current_alias(client, name, registry.CHAMPION)
+    name = name or "bertcls-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", candidate.dataset or "model")
+    champion = registry.current_alias(client, name, promotion.CHAMPION)
     if champion is not None and not run_id:
         since = champion.creation_timestamp
         newer = registry.best_run(client, experiment, metric, dataset, finished_after=since, missing_ok=True)
         if newer is None:
-            return RegisterOutcome(
-                name,
-                champion.version,
-                False,
-                None,
-                f"Nothing changed: no training run in {experiment!r} finished since champion version "
-                f"{champion.version} was registered. Train a new run, or pass run_id=... to register one.",
-            )
+            decision = promotion.no_new_run(champion.version, experiment)
+            return RegisterOutcome(name, champion.version, False, None, decision.message)
         candidate = newer
     version, created = registry.register_run(client, name, candidate)
     values = {"metric": candidate.metric_key, "candidate_run": candidate.run_id, "candidate_value": candidate.value}
+    entry = promotion.Entry(version.version, candidate.value)
 
-    if champion is None:
-        registry.move_alias(client, name, registry.CHAMPION, version, None, "first champion", values)
-        return RegisterOutcome(
-            name,
-            version.version,
-            created,
-            registry.CHAMPION,
-            f"version {version.version} is the first champion ({candidate.metric_key} = {candidate.value:.4f})",
+    decision = promotion.without_comparison(entry, champion.version if champion else None, candidate.metric_key)
+    if decision is None:
+        champion_run = registry.get_run(client, champion.run_id)
+        basis = promotion.comparison_basis(
+            registry.comparable(candidate.config.data, registry.run_train_config(champion_run).data),
+            candidate.metric_key in champion_run.data.metrics,
         )
-    if champion.version == version.version:
-        return RegisterOutcome(
-            name, version.version, created, None, f"Nothing changed: version {version.version} is already champion."
+        if basis == promotion.LOGGED:
+            mine, theirs = candidate.value, champion_run.data.metrics[candidate.metric_key]
+            compared = candidate.metric_key
+        else:  # different data or split: evaluate both on the candidate's dataset and split
+            mine, theirs, compared = _evaluated_values(
+                name, version, champion, candidate, candidate.metric_key, experiment
+            )
+        values.update(compared=compared, candidate_value=mine, champion_value=theirs, basis=basis)
+        decision = promotion.after_comparison(
+            promotion.Entry(version.version, mine), promotion.Entry(champion.version, theirs), compared, basis, force
         )
-
-    champion_params = registry.effective_params(client.get_run(champion.run_id))
-    champion_metrics = client.get_run(champion.run_id).data.metrics
-    if registry.comparable(candidate.params, champion_params) and candidate.metric_key in champion_metrics:
-        mine, theirs, basis = candidate.value, champion_metrics[candidate.metric_key], "logged"
-        compared = candidate.metric_key
-    else:  # different data or split: evaluate both on the candidate's dataset and split
-        mine, theirs, compared = _evaluated_values(name, version, champion, candidate, candidate.metric_key, experiment)
-        basis = "evaluated"
-    values.update(compared=compared, candidate_value=mine, champion_value=theirs, basis=basis)
-    wins = _better(mine, theirs, compared)
-    if wins or force:
-        reason = "beat the champion" if wins else "forced"
-        registry.move_alias(client, name, registry.CHAMPION, version, champion, reason, values)
-        return RegisterOutcome(
-            name,
-            version.version,
-            created,
-            registry.CHAMPION,
-            f"version {version.version} is the new champion ({reason}: {compared} {mine:.4f} "
-            f"vs {theirs:.4f} of version {champion.version}, {basis})",
+    alias = decision.alias
+    if decision.alias is not None:
+        previous = (
+            champion if decision.alias == promotion.CHAMPION else registry.current_alias(client, name, decision.alias)
         )
-    previous = registry.current_alias(client, name, registry.CHALLENGER)
-    moved = registry.move_alias(
-        client, name, registry.CHALLENGER, version, previous, "did not beat the champion", values
-    )
-    return RegisterOutcome(
-        name,
-        version.version,
-        created,
-        registry.CHALLENGER if moved else None,
-        f"version {version.version} is challenger: {compared} {mine:.4f} does not beat champion "
-        f"version {champion.version} ({theirs:.4f}, {basis}); pass force=true to promote anyway",
-    )
+        moved = registry.move_alias(client, name, decision.alias, version, previous, decision.reason, values)
+        alias = decision.alias if moved or decision.alias == promotion.CHAMPION else None
+    return RegisterOutcome(name, version.version, created, alias, decision.message)
 
 
 @dataclasses.dataclass

@@ -91,3 +91,29 @@ def per_class_table(predictions: np.ndarray, labels: np.ndarray, names: tuple[st
     return pd.DataFrame(
         {"label": list(names), "precision": precision, "recall": recall, "f1": f1, "support": support.astype(int)}
     )
+
+
+def most_confident_mistakes(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    names: tuple[str, ...],
+    texts: list[str],
+    pairs: list[str] | None,
+    top: int,
+):
+    """The `top` wrong predictions, most confident first (ties in row order): text(, text_pair), label,
+    predicted, confidence, as a pandas DataFrame. probs: [T, C]; labels: [T]."""
+    import pandas as pd
+
+    predicted = probs.argmax(-1)  # [T]
+    wrong = np.flatnonzero(predicted != labels)
+    wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:top]
+    table = {"text": [texts[i] for i in wrong]}
+    if pairs is not None:
+        table["text_pair"] = [pairs[i] for i in wrong]
+    table.update(
+        label=[names[labels[i]] for i in wrong],
+        predicted=[names[predicted[i]] for i in wrong],
+        confidence=[float(probs[i, predicted[i]]) for i in wrong],
+    )
+    return pd.DataFrame(table)

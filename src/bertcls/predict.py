@@ -13,25 +13,27 @@ import jax
 import numpy as np
 from flax import nnx
 
-from bertcls.data.batching import FILL, TokenizedSplit, collate, fit_buckets, plan_epoch
+from bertcls.data.batching import TokenizedSplit
 from bertcls.data.tokenize import encode_texts, padded_matrix
+from bertcls.inference import infer_outputs
 from bertcls.model.bert import BertClassifier
 from bertcls.model.weights import load_model
+from bertcls.settings import ReadingSettings
 from bertcls.tokenizer import load_tokenizer
 
 
 class Predictor:
     """A loaded classifier plus its tokenizer, label names and padding buckets."""
 
-    def __init__(self, model: BertClassifier, tokenizer, meta: dict, batch_size: int = 32):
+    def __init__(self, model: BertClassifier, tokenizer, settings: ReadingSettings, batch_size: int = 32):
         self.tokenizer = tokenizer
-        self.label_names: list[str] = list(meta.get("label_names") or [])
+        self.settings = settings  # how the model reads text: saved with it, never taken from run params
+        self.label_names: list[str] = list(settings.label_names)
         self.is_regression = model.config.num_labels == 1
-        self.max_seq_length = int(meta.get("max_seq_length") or 128)
-        self.buckets = tuple(meta.get("buckets") or fit_buckets(np.array([self.max_seq_length]), self.max_seq_length))
-        self.has_text_pair = bool(meta.get("has_text_pair", False))
-        windowed = meta.get("long_text") == "windows"
-        self.windows = (int(meta["window_overlap"]), int(meta["max_windows"])) if windowed else None
+        self.max_seq_length = settings.max_seq_length
+        self.buckets = settings.buckets
+        self.has_text_pair = settings.has_text_pair
+        self.windows = settings.windows
         self.batch_size = batch_size
         graphdef, state = nnx.split(model)
         self._state = state
@@ -42,17 +44,10 @@ class Predictor:
 
         self._forward = forward
 
-    def reading_settings(self) -> dict:
-        """The DataConfig fields that decide how a text becomes model rows (length, truncation or windows)."""
-        settings = {"max_seq_length": self.max_seq_length, "long_text": "windows" if self.windows else "truncate"}
-        if self.windows:
-            settings.update(window_overlap=self.windows[0], max_windows=self.windows[1])
-        return settings
-
     @classmethod
     def from_dir(cls, model_dir: Path, batch_size: int = 32) -> Predictor:
         model, meta = load_model(model_dir)
-        return cls(model, load_tokenizer(model_dir), meta, batch_size)
+        return cls(model, load_tokenizer(model_dir), ReadingSettings.from_model_meta(meta), batch_size)
 
     def tokenize(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> TokenizedSplit:
         """Rows as the model was trained on them: truncated texts, or each text's overlapping windows."""
@@ -67,13 +62,12 @@ class Predictor:
 
     def outputs(self, split: TokenizedSplit) -> np.ndarray:
         """[T, num_labels] logits (classification) or [T, 1] scores (regression), one per text, in input order."""
-        out = np.zeros((len(split), 1 if self.is_regression else len(self.label_names)), dtype=np.float32)
-        for plan in plan_epoch(split.lengths, self.batch_size, self.buckets, shuffle=False):
-            batch = collate(split, plan, self.buckets)
-            logits = self._forward(self._state, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-            real = plan != FILL
-            out[plan[real]] = np.asarray(logits)[real]
-        return split.text_outputs(out)
+
+        def forward(batch):
+            return self._forward(self._state, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+
+        num_outputs = 1 if self.is_regression else len(self.label_names)
+        return infer_outputs(split, forward, self.batch_size, self.buckets, num_outputs)
 
     def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> np.ndarray:
         return self.outputs(self.tokenize(texts, pairs)) if len(texts) else np.zeros((0, 1), np.float32)

@@ -15,14 +15,14 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from bertcls.config import DataConfig, TrainConfig
 from bertcls.data.tasks import metric_direction
 from bertcls.errors import BertclsError, setting
 
-CHAMPION, CHALLENGER = "champion", "challenger"
 # Runs of these jobs never compete for registration: they log no model of their own.
 NON_CANDIDATE_JOBS = ("register", "evaluate", "sweep")
-# Params that define "the same dataset and split": runs agreeing on all of them have comparable figures.
-SPLIT_PARAMS = (
+# DataConfig fields that define "the same dataset and split": runs agreeing on all of them have comparable figures.
+SPLIT_FIELDS = (
     "dataset",
     "dataset_config",
     "train_file",
@@ -38,12 +38,22 @@ class RegistryError(BertclsError):
     """The experiment, its runs or the registry cannot give what was asked."""
 
 
+def client() -> MlflowClient:
+    """A client of the current tracking store (MLFLOW_TRACKING_URI, else ./mlflow.db)."""
+    return MlflowClient()
+
+
+def get_run(client: MlflowClient, run_id: str):
+    return client.get_run(run_id)
+
+
 @dataclasses.dataclass
 class Candidate:
     run_id: str
     metric_key: str  # the run metric actually compared (best_val_* for per-epoch val_* metrics)
     value: float
-    params: dict[str, str]
+    config: TrainConfig  # as the run logged it (its config artifact), not re-parsed from string params
+    dataset: str  # the data's name as the run tagged it (a file's name when files were read)
 
 
 def _experiment_id(client: MlflowClient, experiment: str) -> str:
@@ -96,26 +106,25 @@ def best_run(
         )
     sign = 1 if metric_direction(key) == "max" else -1
     winner = max(scored, key=lambda r: (sign * r.data.metrics[key], -r.info.start_time))
-    return Candidate(winner.info.run_id, key, winner.data.metrics[key], effective_params(winner))
+    return _candidate(winner, key)
 
 
-DATA_FILE_TAG = "data_file."  # + split: the absolute path a training run read (its param is as typed)
+def run_train_config(run_or_id) -> TrainConfig:
+    """A training run's resolved TrainConfig: its JSON artifact, or (runs logged before it) its params."""
+    from bertcls.settings import TRAIN_CONFIG_ARTIFACT, train_config_from_dict, train_config_from_params
+
+    run = MlflowClient().get_run(run_or_id) if isinstance(run_or_id, str) else run_or_id
+    try:
+        saved = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{TRAIN_CONFIG_ARTIFACT}")
+    except (MlflowException, OSError):
+        return train_config_from_params(run.data.params)
+    return train_config_from_dict(saved)
 
 
-def effective_params(run) -> dict[str, str]:
-    """A run's params as the data it really read: files by absolute path, and the files' name as dataset.
-
-    `mlflow run` logs `-P train_file=data.csv` as typed and `dataset` at its default (`sms_spam`) even when
-    files were read; the run's tags say what was read, so comparisons, names and re-evaluation use them.
-    """
-    params, tags = dict(run.data.params), run.data.tags
-    files = {key.removeprefix(DATA_FILE_TAG): value for key, value in tags.items() if key.startswith(DATA_FILE_TAG)}
-    for split in ("train", "validation", "test"):
-        if files:
-            params[f"{split}_file"] = files.get(split, "")
-    if files and tags.get("dataset"):
-        params["dataset"] = tags["dataset"]
-    return params
+def _candidate(run, key: str) -> Candidate:
+    config = run_train_config(run)
+    dataset = run.data.tags.get("dataset") or config.data.dataset
+    return Candidate(run.info.run_id, key, run.data.metrics[key], config, dataset)
 
 
 def is_candidate(run) -> bool:
@@ -141,7 +150,7 @@ def candidate_from_run(client: MlflowClient, run_id: str, metric: str) -> Candid
             f"Run {run_id} is {run.info.status} and logged {key!r}: "
             f"{key in run.data.metrics}. Only FINISHED runs with the metric can be registered."
         )
-    return Candidate(run_id, key, run.data.metrics[key], effective_params(run))
+    return _candidate(run, key)
 
 
 def register_run(client: MlflowClient, name: str, candidate: Candidate):
@@ -159,7 +168,7 @@ def register_run(client: MlflowClient, name: str, candidate: Candidate):
         "source_run_id": candidate.run_id,
         "metric": candidate.metric_key,
         "metric_value": str(candidate.value),
-        "dataset": candidate.params.get("dataset", ""),
+        "dataset": candidate.dataset,
     }
     model_id = source.removeprefix("models:/") if source.startswith("models:/m-") else None
     version = client.create_model_version(name, source, run_id=candidate.run_id, tags=tags, model_id=model_id)
@@ -182,15 +191,9 @@ def current_alias(client: MlflowClient, name: str, alias: str):
         return None
 
 
-def comparable(a: dict[str, str], b: dict[str, str]) -> bool:
+def comparable(a: DataConfig, b: DataConfig) -> bool:
     """Same dataset and split recipe, so their metric values describe the same examples."""
-    from bertcls.config import is_unset
-
-    def norm(params: dict[str, str], key: str) -> str:
-        value = params.get(key)
-        return "" if is_unset(value) or (key == "max_eval_samples" and value in ("0", "0.0")) else str(value)
-
-    return all(norm(a, k) == norm(b, k) for k in SPLIT_PARAMS)
+    return all(getattr(a, name) == getattr(b, name) for name in SPLIT_FIELDS)
 
 
 def record_alias_move(client: MlflowClient, name: str, event: dict) -> None:

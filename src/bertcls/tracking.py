@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -14,21 +13,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
 
-matplotlib.use("Agg")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.models import infer_signature  # noqa: E402
-
-import bertcls  # noqa: E402
-from bertcls import liveness  # noqa: E402
-from bertcls.data.pipeline import PreparedData  # noqa: E402
-from bertcls.store import ensure_store  # noqa: E402
+import bertcls
+from bertcls import liveness
+from bertcls.data.pipeline import PreparedData
+from bertcls.interrupts import raising_interrupts, signals_deferred
+from bertcls.store import ensure_store
 
 RUNTIME_PACKAGES = (
     "jax",
@@ -46,64 +42,29 @@ RUNTIME_PACKAGES = (
 )
 
 
-class RunInterrupted(KeyboardInterrupt):
-    """SIGTERM/SIGINT during a run: the run is marked KILLED."""
-
-
-_signals = {"deferred": False, "pending": None, "raised": False}
-
-
-def _on_signal(signum, frame) -> None:
-    if _signals["raised"]:
-        return  # one interrupt is enough: a second one (mlflow run's SIGTERM after Ctrl-C) must not cut cleanup
-    if _signals["deferred"]:
-        _signals["pending"] = signum
-        return
-    _signals["raised"] = True
-    raise RunInterrupted(f"received {signal.Signals(signum).name}")
-
-
-@contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Finish a critical section (writing the model) before a pending SIGTERM/SIGINT takes effect."""
-    _signals["deferred"] = True
-    try:
-        yield
-    finally:
-        _signals["deferred"] = False
-        if _signals["pending"] is not None:
-            signum, _signals["pending"] = _signals["pending"], None
-            _signals["raised"] = True
-            raise RunInterrupted(f"received {signal.Signals(signum).name}")
-
-
 @contextlib.contextmanager
 def tracked_run(experiment: str | None, run_name: str | None = None) -> Iterator[mlflow.ActiveRun]:
     """Start (or, under `mlflow run`, resume) a run; end it FINISHED, KILLED on a signal, FAILED on error."""
-    _signals.update(deferred=False, pending=None, raised=False)
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    if experiment and not mlflow.active_run() and "MLFLOW_RUN_ID" not in os.environ:
-        ensure_store(experiment)  # a new sqlite store is created under a lock: concurrent jobs both start
-        mlflow.set_experiment(experiment)
-    under_mlflow_run = "MLFLOW_RUN_ID" in os.environ  # read now: mlflow unsets it when the run ends
-    run = mlflow.start_run(run_name=run_name)
-    try:
-        yield run
-    except KeyboardInterrupt:
-        mlflow.end_run(status="KILLED")
-        if under_mlflow_run:  # `mlflow run` would overwrite KILLED with FAILED: see bertcls.status_guard
-            from bertcls import status_guard
+    with raising_interrupts():
+        if experiment and not mlflow.active_run() and "MLFLOW_RUN_ID" not in os.environ:
+            ensure_store(experiment)  # a new sqlite store is created under a lock: concurrent jobs both start
+            mlflow.set_experiment(experiment)
+        under_mlflow_run = "MLFLOW_RUN_ID" in os.environ  # read now: mlflow unsets it when the run ends
+        run = mlflow.start_run(run_name=run_name)
+        try:
+            yield run
+        except KeyboardInterrupt:
+            mlflow.end_run(status="KILLED")
+            if under_mlflow_run:  # `mlflow run` would overwrite KILLED with FAILED: see bertcls.status_guard
+                from bertcls import status_guard
 
-            status_guard.start(run.info.run_id)
-        raise
-    except BaseException:
-        mlflow.end_run(status="FAILED")
-        raise
-    else:
-        mlflow.end_run(status="FINISHED")
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+                status_guard.start(run.info.run_id)
+            raise
+        except BaseException:
+            mlflow.end_run(status="FAILED")
+            raise
+        else:
+            mlflow.end_run(status="FINISHED")
 
 
 def log_params(params: dict[str, Any]) -> None:
@@ -111,6 +72,19 @@ def log_params(params: dict[str, Any]) -> None:
     run = mlflow.active_run()
     existing = mlflow.MlflowClient().get_run(run.info.run_id).data.params
     mlflow.log_params({k: "" if v is None else str(v) for k, v in params.items() if k not in existing})
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    mlflow.log_metrics(metrics, step=step)
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    mlflow.set_tags(tags)
+
+
+def log_table(table: pd.DataFrame, artifact_file: str) -> None:
+    """A table artifact the MLflow UI shows as a table (and compares across runs)."""
+    mlflow.log_table(table, artifact_file)
 
 
 def _git_commit() -> str | None:
@@ -213,12 +187,11 @@ def log_dataset_inputs(data: PreparedData) -> None:
     mlflow.set_tags({"dataset": data.source.name, "task": cleaning["task"]})
 
 
-def set_data_file_tags(config) -> None:
-    """Tag the absolute path of each data file read: the logged params hold them as the user typed them."""
-    from bertcls.registry import DATA_FILE_TAG
+def log_train_config(saved: dict[str, Any]) -> None:
+    """The resolved train config as one JSON artifact (beside the flat params, which stay for the UI)."""
+    from bertcls.settings import TRAIN_CONFIG_ARTIFACT
 
-    files = {"train": config.train_file, "validation": config.validation_file, "test": config.test_file}
-    mlflow.set_tags({DATA_FILE_TAG + split: str(Path(path).resolve()) for split, path in files.items() if path})
+    mlflow.log_dict(saved, TRAIN_CONFIG_ARTIFACT)
 
 
 class MlflowCallback:

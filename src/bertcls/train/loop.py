@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from typing import Any, Protocol
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from bertcls.config import TrainConfig
 from bertcls.data.batching import (
@@ -26,15 +24,29 @@ from bertcls.data.batching import (
 )
 from bertcls.data.pipeline import PreparedData
 from bertcls.data.tasks import TaskSpec, metric_direction
+from bertcls.inference import infer_outputs
 from bertcls.metrics import compute_metrics, mean_loss
 from bertcls.train.optim import learning_rate_schedule
 from bertcls.train.steps import Steps
 
 
 class Callback(Protocol):
+    """What fit() reports; a callback implements any of these (the others are skipped)."""
+
     def on_train_start(self, info: dict[str, Any]) -> None: ...
 
+    def on_epoch_start(self, epoch: int, epochs: int, batches: int) -> None: ...
+
+    def on_batch_end(self, index: int, stats: dict[str, Any]) -> None: ...  # stats: device scalars
+
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+
+def _notify(callbacks: list, event: str, *args) -> None:
+    for callback in callbacks:
+        method = getattr(callback, event, None)
+        if method is not None:
+            method(*args)
 
 
 @dataclasses.dataclass
@@ -60,16 +72,11 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 
 
 def predict_split(steps: Steps, split: TokenizedSplit, task: TaskSpec, batch_size: int, buckets) -> SplitPredictions:
-    """Eval-mode outputs per text of `split` (length-sorted batches; windows averaged per text)."""
-    outputs = np.zeros((len(split), task.num_labels), dtype=np.float32)  # [N, C] per row
-    pending = []
-    for plan in plan_epoch(split.lengths, batch_size, buckets, shuffle=False):  # compiles new shapes on first use
-        batch = place_on_mesh(collate(split, plan, buckets), steps.mesh)
-        pending.append((plan, steps.evaluate(batch)))  # dispatch all, then gather: keeps the device busy
-    for plan, batch_outputs in pending:
-        real = plan != FILL
-        outputs[plan[real]] = np.asarray(batch_outputs)[real]
-    outputs, labels = split.text_outputs(outputs), split.text_labels()  # [T, C], [T]
+    """Eval-mode outputs per text of `split` (windows averaged per text), with loss and metrics."""
+    outputs = infer_outputs(  # compiles new shapes on first use
+        split, lambda batch: steps.evaluate(place_on_mesh(batch, steps.mesh)), batch_size, buckets, task.num_labels
+    )  # [T, C]
+    labels = split.text_labels()  # [T]
     metrics = compute_metrics(task, outputs, labels, np.ones(len(labels)))
     return SplitPredictions(outputs, labels, mean_loss(task, outputs, labels), metrics)
 
@@ -80,16 +87,13 @@ def _is_better(value: float, best: float | None, direction: str) -> bool:
     return value > best if direction == "max" else value < best
 
 
-def fit(
-    steps: Steps, data: PreparedData, config: TrainConfig, callbacks: list[Callback], process_index: int = 0
-) -> FitResult:
+def fit(steps: Steps, data: PreparedData, config: TrainConfig, callbacks: list[Callback]) -> FitResult:
     train, validation = data.splits["train"], data.splits["validation"]
     total_steps = steps_per_epoch(len(train), config.batch_size) * config.epochs
     schedule = learning_rate_schedule(config.optim, total_steps)
     primary = data.task.primary_metric
     direction = metric_direction(primary)
-    for callback in callbacks:
-        callback.on_train_start({"total_steps": total_steps, "buckets": list(data.buckets)})
+    _notify(callbacks, "on_train_start", {"total_steps": total_steps, "buckets": list(data.buckets)})
 
     history: list[dict[str, float]] = []
     best_value: float | None = None
@@ -102,32 +106,17 @@ def fit(
         real_tokens = int(sum(int(train.lengths[p[p != FILL]].sum()) for p in plans))
         batches = (collate(train, plan, data.buckets) for plan in plans)  # gathered lazily, one at a time
 
+        _notify(callbacks, "on_epoch_start", epoch, config.epochs, len(plans))
         start = time.perf_counter()
         loss_parts, grad_norms = [], []
-        bar = tqdm(
-            total=len(plans),
-            desc=f"epoch {epoch}/{config.epochs}",
-            unit="batch",
-            file=sys.stderr,
-            disable=process_index != 0,
-            mininterval=0.5 if sys.stderr.isatty() else 10.0,
-            leave=True,
-        )
         for i, batch in enumerate(batches):
             stats = steps.train(place_on_mesh(batch, steps.mesh))
             loss_parts.append((stats["loss_sum"], stats["weight_sum"]))
             grad_norms.append(stats["grad_norm"])
-            bar.update(1)
-            if i % 20 == 19 or i == len(plans) - 1:  # a host sync only now and then
-                seen = sum(float(w) for _, w in loss_parts)
-                elapsed = time.perf_counter() - start
-                bar.set_postfix(
-                    loss=f"{sum(float(s) for s, _ in loss_parts) / max(seen, 1):.4f}", ex_per_s=f"{seen / elapsed:.1f}"
-                )
-        loss_sum = sum(float(s) for s, _ in loss_parts)
+            _notify(callbacks, "on_batch_end", i, stats)
+        loss_sum = sum(float(s) for s, _ in loss_parts)  # the epoch's one host sync
         weight_sum = sum(float(w) for _, w in loss_parts)
         epoch_time = time.perf_counter() - start
-        bar.close()
 
         val = predict_split(steps, validation, data.task, config.eval_batch_size, data.buckets)
         metrics = {
@@ -143,8 +132,7 @@ def fit(
             "compile_time_s": steps.compile_seconds,  # cumulative: grows only when a new shape appears
         }
         history.append(metrics)
-        for callback in callbacks:
-            callback.on_epoch_end(epoch, metrics)
+        _notify(callbacks, "on_epoch_end", epoch, metrics)
 
         if _is_better(val.metrics[primary], best_value, direction):
             best_value, best_epoch, best_validation, stale = val.metrics[primary], epoch, val, 0

