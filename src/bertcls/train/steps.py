@@ -51,7 +51,7 @@ def train_step(model_def, opt_def, regression: bool, model_state, opt_state, bat
         return loss_sum / jnp.maximum(weight_sum, 1.0), (loss_sum, weight_sum)
 
     (_, (loss_sum, weight_sum)), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-    stats = {"loss_sum": loss_sum, "weight_sum": weight_sum, "grad_norm": optax.global_norm(grads)}
+    stats = {"loss_sum": loss_sum, "weight_sum": weight_sum, "grad_norm": optax.tree.norm(grads)}
     optimizer.update(model, grads)
     return nnx.state(model), nnx.state(optimizer), stats
 
@@ -83,30 +83,33 @@ class Steps:
         self._compiled: dict[tuple, Callable] = {}
         self.compile_seconds = 0.0
 
-    def _train_args(self, batch: Batch) -> tuple:
-        return (self.model_state, self.opt_state, batch, self.base_key)
+    def _args(self, kind: str, batch: Batch) -> tuple:
+        """The step's traced arguments in its signature's order: the current device state, then the batch."""
+        if kind == "train":
+            return (self.model_state, self.opt_state, batch, self.base_key)
+        return (self.model_state, batch)
 
-    def _executable(self, kind: str, batch: Batch, args: tuple) -> Callable:
+    def _executable(self, kind: str, batch: Batch) -> Callable:
         """The compiled step for this kind and batch shape (compiled ahead of time on first use)."""
-        key = (kind, tuple(batch["input_ids"].shape))
+        key = (kind, tuple(batch["input_ids"].shape))  # [B, S]
         if key not in self._compiled:
             start = time.perf_counter()
-            self._compiled[key] = self._jitted[kind].lower(*args).compile()
+            self._compiled[key] = self._jitted[kind].lower(*self._args(kind, batch)).compile()
             self.compile_seconds += time.perf_counter() - start
         return self._compiled[key]
 
     def precompile(self, kind: str, batch: Batch) -> None:
         """Compile for this batch's shape now, so epoch timings exclude compilation."""
-        self._executable(kind, batch, self._train_args(batch) if kind == "train" else (self.model_state, batch))
+        self._executable(kind, batch)
 
     def train(self, batch: Batch) -> dict[str, jax.Array]:
-        args = self._train_args(batch)
-        self.model_state, self.opt_state, stats = self._executable("train", batch, args)(*args)
+        """One optimizer step; the old state is donated and replaced. Stats stay on device."""
+        self.model_state, self.opt_state, stats = self._executable("train", batch)(*self._args("train", batch))
         return stats
 
-    def evaluate(self, batch: Batch):
-        args = (self.model_state, batch)
-        return self._executable("eval", batch, args)(*args)
+    def evaluate(self, batch: Batch) -> jax.Array:
+        """Eval-mode outputs [B, L] for a batch placed on the mesh."""
+        return self._executable("eval", batch)(*self._args("eval", batch))
 
     @property
     def compiled_shapes(self) -> list[tuple]:
