@@ -203,3 +203,46 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(one_shap
     stopped = _fit_history(one_shape_setup, epochs=5, patience=2, lr=1e-12)
     assert stopped.stopped_early and len(stopped.history) == 3 and stopped.best_epoch == 1
     assert stopped.history[0]["val_accuracy"] == stopped.history[2]["val_accuracy"]
+
+
+def test_hyperparameters_are_traced_so_other_values_compile_the_same_train_step():
+    """lr, epochs (schedule length), warmup and weight decay are optimizer-state arrays, not constants:
+    the lowered train step is identical, so XLA's persistent cache serves a second run or sweep trial."""
+    from flax import nnx
+
+    from bertcls.model.bert import BertClassifier
+
+    def lowered(optim: OptimConfig, total_steps: int) -> str:
+        config = ModelConfig(vocab_size=50, hidden_size=32, num_layers=1, num_heads=4, intermediate_size=48,
+                             max_position_embeddings=40, num_labels=2)  # fmt: skip
+        steps = Steps(BertClassifier(config, rngs=nnx.Rngs(0)), make_optimizer(optim, total_steps),
+                      make_data_mesh(jax.devices()[:1]), False, 0)  # fmt: skip
+        batch = {"input_ids": np.ones((8, 16), np.int32), "attention_mask": np.ones((8, 16), np.int32),
+                 "token_type_ids": np.zeros((8, 16), np.int32), "labels": np.zeros(8, np.int32),
+                 "weights": np.ones(8, np.float32)}  # fmt: skip
+        return steps._jitted["train"].lower(*steps._args("train", batch)).as_text()
+
+    first = lowered(OptimConfig(lr=5e-5), total_steps=300)
+    assert lowered(OptimConfig(lr=1e-4, weight_decay=0.0, warmup_ratio=0.3), total_steps=500) == first
+    assert lowered(OptimConfig(lr=5e-5, max_grad_norm=0.0), total_steps=300) != first  # no clipping: another graph
+
+
+def test_optimizer_equals_optax_adamw_with_the_schedule():
+    """The traced-hyperparameter chain gives exactly optax's adamw + join_schedules updates."""
+    config = OptimConfig(lr=1e-3, weight_decay=0.1, warmup_ratio=0.2, max_grad_norm=1.0)
+    schedule = optax.join_schedules(
+        [optax.linear_schedule(0.0, 1e-3, 2), optax.linear_schedule(1e-3, 0.0, 8)], boundaries=[2]
+    )
+    reference = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=0.1, mask=decay_mask))
+    ours = make_optimizer(config, total_steps=10)
+    rng = np.random.default_rng(0)
+    params = {"w": rng.normal(size=(4, 3)).astype(np.float32), "b": rng.normal(size=3).astype(np.float32)}
+    state_ref, state_ours, p_ref, p_ours = reference.init(params), ours.init(params), params, params
+    for _ in range(12):  # past the end of the schedule
+        grads = {"w": rng.normal(size=(4, 3)).astype(np.float32), "b": rng.normal(size=3).astype(np.float32)}
+        update, state_ref = reference.update(grads, state_ref, p_ref)
+        p_ref = optax.apply_updates(p_ref, update)
+        update, state_ours = jax.jit(ours.update)(grads, state_ours, p_ours)
+        p_ours = optax.apply_updates(p_ours, update)
+    for key in params:
+        np.testing.assert_allclose(p_ours[key], p_ref[key], rtol=1e-6, atol=1e-7)
