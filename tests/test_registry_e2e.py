@@ -61,7 +61,7 @@ def _crashed_run(client, better_than: float) -> str:
     return run.info.run_id
 
 
-def test_gated_promotion_flow(store):
+def test_gated_promotion_flow(store, monkeypatch):
     client = store.client
     good_value = client.get_run(store.good).data.metrics["best_val_mcc"]
     assert good_value > client.get_run(store.bad).data.metrics["best_val_mcc"]
@@ -96,8 +96,14 @@ def test_gated_promotion_flow(store):
 
     # A run on other evaluation data is not comparable by logged figures: both models are evaluated.
     other = store.train("5e-4", max_eval_samples=60)
+    # as under `mlflow run -e register`: the job's own run is in MLFLOW_RUN_ID; evaluations get runs of their own
+    job_run = client.create_run(client.get_experiment_by_name(EXPERIMENT).experiment_id).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", job_run)
     evaluated = jobs.register(EXPERIMENT, METRIC, run_id=other)
+    monkeypatch.delenv("MLFLOW_RUN_ID")
     assert evaluated.alias == "champion" and "evaluated" in evaluated.message
+    job = client.get_run(job_run)
+    assert job.data.tags["bertcls_job"] == "register" and job.data.metrics == {} and job.info.status == "RUNNING"
 
     # ... and a worse run on yet other evaluation data (80 examples, the champion's are 60) loses on the
     # evaluated figures: challenger, champion stays

@@ -17,7 +17,7 @@ def store(empty_store, tmp_path):
     client = mlflow.MlflowClient(empty_store)
     experiment = client.create_experiment("runs", artifact_location=str(tmp_path / "artifacts"))
     client.create_experiment("empty", artifact_location=str(tmp_path / "artifacts-empty"))
-    trained = client.create_run(experiment, tags={"bertcls_job": "train", "model_uri": "models:/m-1"})
+    trained = client.create_run(experiment, tags={"bertcls_job": "train", "model_uri": "models:/m-1", "dataset": "sms"})
     client.log_metric(trained.info.run_id, "best_val_mcc", 0.5)
     client.set_terminated(trained.info.run_id, "FINISHED")
     registering = client.create_run(experiment, tags={"bertcls_job": "register"})
@@ -47,3 +47,17 @@ def test_a_register_run_is_never_a_candidate(store):
     _, register_run = store
     result = CliRunner().invoke(main, ["register", "--experiment", "runs", "--run-id", register_run])
     assert result.exit_code == 2 and "only training runs can be registered" in result.output, result.output
+
+
+def test_runs_on_several_datasets_are_not_ranked_together(store):
+    """A data.csv run must not become a version of bertcls-sms_spam: without a dataset, register asks for one."""
+    client, _ = store
+    experiment = client.get_experiment_by_name("runs").experiment_id
+    trained = client.create_run(
+        experiment, tags={"bertcls_job": "train", "model_uri": "models:/m-2", "dataset": "data.csv"}
+    )
+    client.log_metric(trained.info.run_id, "best_val_mcc", 0.9)
+    client.set_terminated(trained.info.run_id, "FINISHED")
+    result = CliRunner().invoke(main, ["register", "--experiment", "runs", "--metric", "val_mcc"])
+    assert result.exit_code == 2 and "training runs on several datasets (data.csv, sms)" in result.output, result.output
+    assert "--dataset" in result.output and "Traceback" not in result.output

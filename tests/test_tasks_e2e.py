@@ -68,7 +68,7 @@ def test_regression_trains_serves_scores_and_ranks_by_mse(store):
     mse = {run_id: r.metrics["best_val_mse"] for run_id, r in runs.items()}
     assert mse[good] < mse[bad] and runs[good].metrics["best_val_pearson"] > 0.5, mse
 
-    outcome = jobs.register(EXPERIMENT, "val_mse", name="scores")  # lower is better for mse
+    outcome = jobs.register(EXPERIMENT, "val_mse", name="scores", dataset="scores.csv")  # lower is better for mse
     assert outcome.alias == "champion"
     assert client.get_model_version_by_alias("scores", "champion").run_id == good
     model = mlflow.pyfunc.load_model("models:/scores@champion")

@@ -170,7 +170,8 @@ def runs(experiment, stale, mark_failed, heartbeat_timeout) -> None:
     else:
         click.echo("run_id  experiment_id  run_name  host:pid  state")
     for run in shown:
-        state = f"STALE: {run.stale_reason}" if run.stale_reason else "alive"
+        alive = "alive" if run.owner != "?" else "unknown (no process tags: not a bertcls run, or MLflow's own orphan)"
+        state = f"STALE: {run.stale_reason}" if run.stale_reason else alive
         done = " -> marked FAILED" if run.marked_failed else ""
         click.echo(f"{run.run_id}  {run.experiment}  {run.name or '-'}  {run.owner}  {state}{done}")
 

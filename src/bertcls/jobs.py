@@ -177,6 +177,7 @@ def evaluate(
     top_mistakes: int = 20,
     experiment: str | None = "bertcls",
     extra_metrics: tuple[str, ...] = (),
+    fresh_run: bool = False,
 ) -> EvalOutcome:
     """Evaluate a logged or registered model on a dataset split; log metrics, tables and figures to a new run."""
 
@@ -218,7 +219,8 @@ def evaluate(
     for name in extra_metrics:  # optional `evaluate` modules, by local path or hub id
         metrics.update({f"{split}_{k}": v for k, v in extra_metric(name, predictions, labels).items()})
     metrics["predict_texts_per_s"] = texts_per_s
-    with tracking.tracked_run(experiment, run_name=f"evaluate {ref.name or ref.source_run_id} on {split}") as run:
+    run_name = f"evaluate {ref.name or ref.source_run_id} on {split}"
+    with tracking.tracked_run(experiment, run_name=run_name, fresh=fresh_run) as run:
         tracking.log_params(
             {
                 "model_uri": model_uri,
@@ -275,8 +277,12 @@ def _evaluated_values(name: str, candidate_version, champion_version, candidate,
     overrides = dataclasses.asdict(candidate.config.data)  # the candidate's dataset and split recipe
     values = []
     for version in (candidate_version, champion_version):
-        outcome = evaluate(
-            f"models:/{name}/{version.version}", split=split, data_overrides=overrides, experiment=experiment
+        outcome = evaluate(  # its own run: never the one `mlflow run -e register` made for this job
+            f"models:/{name}/{version.version}",
+            split=split,
+            data_overrides=overrides,
+            experiment=experiment,
+            fresh_run=True,
         )
         values.append(outcome.metrics[f"{split}_{metric}"])
     return values[0], values[1], f"{split}_{metric}"
@@ -307,8 +313,8 @@ def register(
     name = name or "bertcls-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", candidate.dataset or "model")
     champion = registry.current_alias(client, name, promotion.CHAMPION)
     if champion is not None and not run_id:
-        since = champion.creation_timestamp
-        newer = registry.best_run(client, experiment, metric, dataset, finished_after=since, missing_ok=True)
+        since, on = champion.creation_timestamp, dataset or candidate.dataset  # newer runs on the same data only
+        newer = registry.best_run(client, experiment, metric, on, finished_after=since, missing_ok=True)
         if newer is None:
             decision = promotion.no_new_run(champion.version, experiment)
             return RegisterOutcome(name, champion.version, False, None, decision.message)

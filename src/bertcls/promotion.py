@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from bertcls.data.tasks import metric_direction
+from bertcls.errors import setting
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 LOGGED, EVALUATED = "logged", "evaluated"
@@ -46,7 +47,8 @@ def no_new_run(champion_version: str, experiment: str) -> Decision:
         None,
         None,
         f"Nothing changed: no training run in {experiment!r} finished since champion version "
-        f"{champion_version} was registered. Train a new run, or pass run_id=... to register one.",
+        f"{champion_version} was registered. Train a new run, or pass {setting('run_id', '<id>')} to register "
+        "one.",
     )
 
 

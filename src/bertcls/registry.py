@@ -104,6 +104,13 @@ def best_run(
             f"No finished run in {experiment!r} logged the metric {metric!r} (looked for {key!r}). Metrics "
             f"they logged: {', '.join(logged) or 'none'}. Pass one of them as {setting('metric', '<name>')}."
         )
+    datasets = sorted({r.data.tags.get("dataset", "") for r in scored})
+    if dataset is None and len(datasets) > 1:  # figures on different data do not rank: ask which dataset
+        raise RegistryError(
+            f"Experiment {experiment!r} has training runs on several datasets ({', '.join(datasets)}), whose "
+            f"{key} values are not comparable. Register one dataset at a time: pass "
+            f"{setting('dataset', datasets[0])} (or {setting('run_id', '<id>')} for one run)."
+        )
     sign = 1 if metric_direction(key) == "max" else -1
     winner = max(scored, key=lambda r: (sign * r.data.metrics[key], -r.info.start_time))
     return _candidate(winner, key)

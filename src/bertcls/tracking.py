@@ -43,9 +43,22 @@ RUNTIME_PACKAGES = (
 
 
 @contextlib.contextmanager
-def tracked_run(experiment: str | None, run_name: str | None = None) -> Iterator[mlflow.ActiveRun]:
-    """Start (or, under `mlflow run`, resume) a run; end it FINISHED, KILLED on a signal, FAILED on error."""
-    with raising_interrupts():
+def _without_env(name: str) -> Iterator[None]:
+    saved = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[name] = saved
+
+
+@contextlib.contextmanager
+def tracked_run(experiment: str | None, run_name: str | None = None, fresh: bool = False) -> Iterator[mlflow.ActiveRun]:
+    """Start (or, under `mlflow run`, resume) a run; end it FINISHED, KILLED on a signal, FAILED on error.
+
+    fresh: a new run even under `mlflow run` (an evaluation inside `register` must not fill the register run).
+    """
+    with _without_env("MLFLOW_RUN_ID") if fresh else contextlib.nullcontext(), raising_interrupts():
         if experiment and not mlflow.active_run() and "MLFLOW_RUN_ID" not in os.environ:
             ensure_store(experiment)  # a new sqlite store is created under a lock: concurrent jobs both start
             mlflow.set_experiment(experiment)
