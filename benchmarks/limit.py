@@ -1,0 +1,133 @@
+"""How close bertcls training runs to this machine's limit: fp32 matmul peak and model FLOPs utilization.
+
+    python benchmarks/limit.py [--train-samples 1024] [--out benchmarks/results/limit.json]
+
+1. Peak: the best sustained fp32 GFLOP/s of a large jitted `jnp.dot` (several square sizes).
+2. Steady-state training of the default model (all-MiniLM-L6-v2) on sms_spam, batch 32, max_seq_length 128,
+   fitted buckets as shipped: one epoch after every shape is compiled (fit() compiles ahead of each epoch
+   and excludes it from `epoch_time_s`), real tokens/s and examples/s from its own metrics.
+3. MFU = (6 N + 12 L H S) FLOPs per real token x real tokens/s / peak, N = non-embedding parameters,
+   L layers, H hidden size, S the mean padded length of the epoch's batches.
+Prints a table and writes JSON. Nothing here is asserted: it is a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def matmul_peak_gflops(sizes=(1024, 2048, 3072), repeats: int = 5) -> dict[str, float]:
+    """Best fp32 GFLOP/s of an n x n @ n x n product per size (compiled once, timed after a warm-up)."""
+    results = {}
+    for n in sizes:
+        a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
+        dot = jax.jit(jnp.dot)
+        dot(a, a).block_until_ready()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            dot(a, a).block_until_ready()
+            best = min(best, time.perf_counter() - start)
+        results[str(n)] = 2 * n**3 / best / 1e9
+    return results
+
+
+def non_embedding_params(model) -> int:
+    """Parameters outside the embedding tables (the N of the 6N FLOPs-per-token rule)."""
+    from bertcls.model.weights import flat_params
+
+    return int(sum(v.size for k, v in flat_params(model).items() if not k.startswith("encoder.embeddings.")))
+
+
+def steady_state_training(train_samples: int, seed: int = 42) -> dict:
+    """One epoch of the default model on sms_spam after compilation: its logged throughput and shapes."""
+    from bertcls.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
+    from bertcls.data import prepare_data
+    from bertcls.data.batching import FILL, bucket_for, plan_epoch
+    from bertcls.hub import resolve_model
+    from bertcls.model.weights import load_hf_checkpoint
+    from bertcls.tokenizer import load_tokenizer
+    from bertcls.train.loop import fit, steps_per_epoch
+    from bertcls.train.optim import make_optimizer
+    from bertcls.train.steps import Steps, make_data_mesh
+
+    config = TrainConfig(epochs=1, data=DataConfig(max_train_samples=train_samples), optim=OptimConfig(), seed=seed)
+    model_dir = resolve_model(config.model)
+    data = prepare_data(config.data, load_tokenizer(model_dir))
+    arch = ModelConfig.from_json_file(model_dir / "config.json", head=config.head, num_labels=data.task.num_labels)
+    model, _ = load_hf_checkpoint(model_dir, arch, seed=seed)
+    n_params = non_embedding_params(model)  # before training: the train step donates the model's buffers
+    train = data.splits["train"]
+    total = steps_per_epoch(len(train), config.batch_size) * config.epochs
+    steps = Steps(model, make_optimizer(config.optim, total), make_data_mesh(), False, config.seed)
+    history = fit(steps, data, config, []).history[0]
+    plans = plan_epoch(train.lengths, config.batch_size, data.buckets, shuffle=True, seed=config.seed, epoch=1)
+    padded = [bucket_for(int(train.lengths[p[p != FILL]].max()), data.buckets) for p in plans]
+    return {
+        "examples_per_s": history["train_examples_per_s"],
+        "real_tokens_per_s": history["train_tokens_per_s"],
+        "epoch_time_s": history["epoch_time_s"],
+        "compile_time_s": history["compile_time_s"],
+        "padding_efficiency": history["padding_efficiency"],
+        "mean_padded_length": float(np.mean(padded)),
+        "batches": len(plans),
+        "layers": arch.num_layers,
+        "hidden": arch.hidden_size,
+        "non_embedding_params": n_params,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-samples", type=int, default=1024)
+    parser.add_argument("--out", default="benchmarks/results/limit.json")
+    args = parser.parse_args()
+
+    peak_by_size = matmul_peak_gflops()
+    peak = max(peak_by_size.values())
+    run = steady_state_training(args.train_samples)
+    flops_per_token = 6 * run["non_embedding_params"] + 12 * run["layers"] * run["hidden"] * run["mean_padded_length"]
+    achieved = flops_per_token * run["real_tokens_per_s"] / 1e9  # GFLOP/s on real tokens
+    result = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "backend": jax.default_backend(),
+            "devices": jax.device_count(),
+            "jax": jax.__version__,
+        },  # fmt: skip
+        "matmul_peak_gflops": peak,
+        "matmul_gflops_by_size": peak_by_size,
+        "training": run,
+        "flops_per_real_token": flops_per_token,
+        "achieved_gflops": achieved,
+        "mfu": achieved / peak,
+    }
+    rows = [
+        ("fp32 matmul peak", f"{peak:.1f} GFLOP/s"),
+        ("training examples/s", f"{run['examples_per_s']:.1f}"),
+        ("training real tokens/s", f"{run['real_tokens_per_s']:.0f}"),
+        ("mean padded length", f"{run['mean_padded_length']:.1f} (padding efficiency {run['padding_efficiency']:.3f})"),
+        ("FLOPs per real token", f"{flops_per_token / 1e6:.1f} M (N = {run['non_embedding_params'] / 1e6:.2f} M)"),
+        ("achieved", f"{achieved:.1f} GFLOP/s"),
+        ("MFU", f"{100 * achieved / peak:.1f} % of the measured peak"),
+        ("compile (excluded above)", f"{run['compile_time_s']:.1f} s"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
