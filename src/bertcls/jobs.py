@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bertcls.config import DataConfig, ModelConfig, TrainConfig
+from bertcls.config import DEFAULT_EXPERIMENT, DataConfig, ModelConfig, TrainConfig
 from bertcls.errors import ConfigError
 
 log = logging.getLogger("bertcls")
@@ -33,7 +33,9 @@ def _check_model_against_data(model_config: ModelConfig, config: TrainConfig) ->
         )
 
 
-def train(config: TrainConfig, experiment: str | None = "bertcls", run_name: str | None = None) -> TrainOutcome:
+def train(
+    config: TrainConfig, experiment: str | None = DEFAULT_EXPERIMENT, run_name: str | None = None
+) -> TrainOutcome:
     """Fine-tune, evaluate each epoch, log everything and the best epoch's model to MLflow."""
     import jax
 
@@ -175,7 +177,7 @@ def evaluate(
     data_overrides: dict | None = None,
     batch_size: int = 64,
     top_mistakes: int = 20,
-    experiment: str | None = "bertcls",
+    experiment: str | None = DEFAULT_EXPERIMENT,
     extra_metrics: tuple[str, ...] = (),
     fresh_run: bool = False,
 ) -> EvalOutcome:
