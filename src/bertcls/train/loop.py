@@ -101,8 +101,10 @@ def fit(steps: Steps, data: PreparedData, config: TrainConfig, callbacks: list[C
     for epoch in range(1, config.epochs + 1):
         plans = plan_epoch(train.lengths, config.batch_size, data.buckets, shuffle=True, seed=config.seed, epoch=epoch)
         one_plan_per_width = {bucket_for(int(train.lengths[p[p != FILL]].max()), data.buckets): p for p in plans}
-        for plan in one_plan_per_width.values():  # compile every shape of this epoch before its timer starts
-            steps.precompile("train", place_on_mesh(collate(train, plan, data.buckets), steps.mesh))
+        # compile every shape of this epoch before its timer starts
+        steps.precompile(
+            "train", [place_on_mesh(collate(train, p, data.buckets), steps.mesh) for p in one_plan_per_width.values()]
+        )
         real_tokens = int(sum(int(train.lengths[p[p != FILL]].sum()) for p in plans))
         batches = (collate(train, plan, data.buckets) for plan in plans)  # gathered lazily, one at a time
 
