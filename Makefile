@@ -11,7 +11,7 @@ ARGS ?=
 # `mlflow run --env-manager local` runs `python` from PATH: put the venv first.
 RUN := PATH="$(abspath $(VENV))/bin:$$PATH"
 
-.PHONY: setup test lint train ui constraints system-deps bench
+.PHONY: setup test lint train ui constraints system-deps bench bench-peer-env
 
 setup: $(STAMP)
 
@@ -22,9 +22,23 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --no-deps $(ASSETS)
 	touch $@
 
-# Benchmarks print a table and write benchmarks/results/*.json; never run by `make test`.
-bench: setup
+# Benchmarks print a table and write benchmarks/results/*.json; never run by `make test` (docs/benchmarks.md).
+# limit: matmul peak and MFU; peer: bertcls vs the Hugging Face Trainer and pipeline (its own torch venv);
+# quality: bertcls vs TF-IDF + logistic regression. About 30 minutes on 2 CPU cores.
+bench: setup bench-peer-env
 	$(PY) benchmarks/limit.py
+	$(PY) benchmarks/peer.py
+	$(PY) benchmarks/quality.py
+
+# The peer's venv: torch (CPU build), transformers, accelerate; kept apart so bertcls's venv never holds torch.
+PEER_VENV := benchmarks/.venv-peer
+bench-peer-env: $(PEER_VENV)/.setup
+
+$(PEER_VENV)/.setup: benchmarks/peer-requirements.txt
+	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEER_VENV)/bin/python -m pip install -q -r benchmarks/peer-requirements.txt
+	touch $@
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -48,6 +48,27 @@ def non_embedding_params(model) -> int:
     return int(sum(v.size for k, v in flat_params(model).items() if not k.startswith("encoder.embeddings.")))
 
 
+def model_size(model_dir, head: str = "mean", num_labels: int = 2) -> dict[str, int]:
+    """N (non-embedding parameters), layers and hidden size of a checkpoint with bertcls's head."""
+    from bertcls.config import ModelConfig
+    from bertcls.model.weights import load_hf_checkpoint
+
+    arch = ModelConfig.from_json_file(model_dir / "config.json", head=head, num_labels=num_labels)
+    model, _ = load_hf_checkpoint(model_dir, arch, seed=0)
+    return {"non_embedding_params": non_embedding_params(model), "layers": arch.num_layers, "hidden": arch.hidden_size}
+
+
+def flops_per_real_token(size: dict[str, int], mean_padded_length: float) -> float:
+    """Training FLOPs per token: 6 N (forward + backward matmuls) + 12 L H S (attention scores and context)."""
+    return 6 * size["non_embedding_params"] + 12 * size["layers"] * size["hidden"] * mean_padded_length
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "backend": jax.default_backend(),
+            "devices": jax.device_count(), "jax": jax.__version__}  # fmt: skip
+
+
 def steady_state_training(train_samples: int, seed: int = 42) -> dict:
     """One epoch of the default model on sms_spam after compilation: its logged throughput and shapes."""
     from bertcls.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
@@ -65,7 +86,7 @@ def steady_state_training(train_samples: int, seed: int = 42) -> dict:
     data = prepare_data(config.data, load_tokenizer(model_dir))
     arch = ModelConfig.from_json_file(model_dir / "config.json", head=config.head, num_labels=data.task.num_labels)
     model, _ = load_hf_checkpoint(model_dir, arch, seed=seed)
-    n_params = non_embedding_params(model)  # before training: the train step donates the model's buffers
+    size = model_size(model_dir, config.head, data.task.num_labels)
     train = data.splits["train"]
     total = steps_per_epoch(len(train), config.batch_size) * config.epochs
     steps = Steps(model, make_optimizer(config.optim, total), make_data_mesh(), False, config.seed)
@@ -80,9 +101,7 @@ def steady_state_training(train_samples: int, seed: int = 42) -> dict:
         "padding_efficiency": history["padding_efficiency"],
         "mean_padded_length": float(np.mean(padded)),
         "batches": len(plans),
-        "layers": arch.num_layers,
-        "hidden": arch.hidden_size,
-        "non_embedding_params": n_params,
+        **size,
     }
 
 
@@ -95,16 +114,10 @@ def main() -> None:
     peak_by_size = matmul_peak_gflops()
     peak = max(peak_by_size.values())
     run = steady_state_training(args.train_samples)
-    flops_per_token = 6 * run["non_embedding_params"] + 12 * run["layers"] * run["hidden"] * run["mean_padded_length"]
+    flops_per_token = flops_per_real_token(run, run["mean_padded_length"])
     achieved = flops_per_token * run["real_tokens_per_s"] / 1e9  # GFLOP/s on real tokens
     result = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "backend": jax.default_backend(),
-            "devices": jax.device_count(),
-            "jax": jax.__version__,
-        },  # fmt: skip
+        "machine": machine(),
         "matmul_peak_gflops": peak,
         "matmul_gflops_by_size": peak_by_size,
         "training": run,
