@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/quality.json")
     args = parser.parse_args()
     store = args.store or f"sqlite:///{tempfile.mkdtemp(prefix='bertcls-quality-')}/mlflow.db"
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
     result = {}
     for dataset in args.datasets.split():
