@@ -102,3 +102,39 @@ def test_train_config_round_trips_and_old_runs_are_read_from_their_params():
     params = {"epochs": "5.0", "train_file": "/data/a.csv", "max_train_samples": "200.0", "max_eval_samples": "0",
               "text_column": "none", "validation_file": "/dev/null", "head": "mean", "lr": "5e-05"}  # fmt: skip
     assert train_config_from_params(params) == dataclasses.replace(config)
+
+
+@pytest.mark.slow
+def test_partial_finetune_through_the_job_logs_a_model_whose_frozen_weights_are_the_checkpoints(
+    empty_store, small_model_dir, sms_csv
+):
+    """finetune=partial, freeze_layers=1 on the 1-layer model: only the head trains, end to end through the job,
+    the logged model; the run records the split of parameters and the optimizer state it needed."""
+    import numpy as np
+    from flax import nnx
+
+    from bertcls.config import ModelConfig
+    from bertcls.model.weights import load_hf_checkpoint, load_model
+
+    config = TrainConfig(
+        model=str(small_model_dir), data=DataConfig(train_file=str(sms_csv), max_seq_length=32, max_buckets=1),
+        epochs=1, batch_size=16, eval_batch_size=16, finetune="partial", freeze_layers=1,
+    )  # fmt: skip
+    mlflow.create_experiment("strategies")
+    outcome = jobs.train(config, experiment="strategies")
+    params = MlflowClient().get_run(outcome.run_id).data.params
+    assert params["finetune"] == "partial" and params["freeze_layers"] == "1" and params["llrd"] == "1.0"
+    assert int(params["trainable_params"]) == 384 * 2 + 2 and int(params["frozen_params"]) > 1_000_000
+
+    trained, _ = load_model(resolve_model_uri(f"runs:/{outcome.run_id}/model").local_dir)
+    arch = ModelConfig.from_json_file(small_model_dir / "config.json", head="mean", num_labels=2)
+    original, _ = load_hf_checkpoint(small_model_dir, arch, seed=config.seed)
+
+    def flat(model) -> dict[str, np.ndarray]:
+        state = nnx.to_flat_state(nnx.state(model, nnx.Param))
+        return {".".join(map(str, path)): np.asarray(v.get_value()) for path, v in state}
+
+    after, before = flat(trained), flat(original)
+    encoder = [name for name in before if name.startswith("encoder.")]
+    assert encoder and all(np.array_equal(after[name], before[name]) for name in encoder)
+    assert not np.array_equal(after["head.output.kernel"], before["head.output.kernel"])

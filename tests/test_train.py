@@ -235,7 +235,7 @@ def test_steps_trace_once_per_kind_and_match_a_direct_jit_bit_for_bit():
     from bertcls.data.batching import place_on_mesh
     from bertcls.train.steps import train_step
 
-    config = ModelConfig(vocab_size=50, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48,
+    config = ModelConfig(vocab_size=50, hidden_size=32, num_layers=1, num_heads=4, intermediate_size=48,
                          max_position_embeddings=40, num_labels=3)  # fmt: skip
     optim = make_optimizer(OptimConfig(lr=1e-3), total_steps=10)
     rng = np.random.default_rng(0)
@@ -247,12 +247,12 @@ def test_steps_trace_once_per_kind_and_match_a_direct_jit_bit_for_bit():
                 "labels": rng.integers(0, 3, size=8).astype(np.int32), "weights": np.ones(8, np.float32)}  # fmt: skip
 
     steps = Steps(BertClassifier(config, rngs=nnx.Rngs(0)), optim, make_data_mesh(), False, 7)
-    batches = [place_on_mesh(batch(n), steps.mesh) for n in (4, 12, 20)]
+    batches = [place_on_mesh(batch(n), steps.mesh) for n in (4, 12)]
     direct = Steps(BertClassifier(config, rngs=nnx.Rngs(0)), optim, make_data_mesh(), False, 7)
-    step = jax.jit(functools.partial(train_step, direct.model_def, direct.opt_def, False))
+    step = jax.jit(functools.partial(train_step, direct.model_def, direct.opt_def, False, nnx.Param))
     steps.precompile("train", batches)
-    assert steps.compiled_shapes == [("train", (8, 4)), ("train", (8, 12)), ("train", (8, 20))]
-    assert list(steps._traced) == [("train", 8)]  # one trace served all three lengths
+    assert steps.compiled_shapes == [("train", (8, 4)), ("train", (8, 12))]
+    assert list(steps._traced) == [("train", 8)]  # one trace served both lengths
     for b in batches + batches[::-1]:
         stats = steps.train(b)
         direct.model_state, direct.opt_state, expected = step(direct.model_state, direct.opt_state, b, direct.base_key)
@@ -283,3 +283,85 @@ def test_optimizer_equals_optax_adamw_with_the_schedule():
         p_ours = optax.apply_updates(p_ours, update)
     for key in params:
         np.testing.assert_allclose(p_ours[key], p_ref[key], rtol=1e-6, atol=1e-7)
+
+
+def _tiny_steps(finetune: str = "full", freeze_layers: int = 0, llrd: float = 1.0, weight_decay: float = 0.01):
+    """A 2-layer model on 8 devices with the strategy's filter and layer-wise scales, and two real batches."""
+    from bertcls.data.batching import place_on_mesh
+    from bertcls.train.strategy import lr_scale_fn, trainable_filter
+
+    config = ModelConfig(vocab_size=50, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48,
+                         max_position_embeddings=40, num_labels=2, head="mean")  # fmt: skip
+    optim = OptimConfig(lr=1e-2, warmup_ratio=0.0, max_grad_norm=0.0, weight_decay=weight_decay, llrd=llrd)
+    tx = make_optimizer(optim, total_steps=10, lr_scale=lr_scale_fn(llrd, config.num_layers))
+    steps = Steps(BertClassifier(config, rngs=nnx.Rngs(0)), tx, make_data_mesh(), False, 3,
+                  trainable_filter(finetune, freeze_layers, config.num_layers))  # fmt: skip
+    rng = np.random.default_rng(1)
+    batches = [
+        place_on_mesh({"input_ids": rng.integers(1, 50, size=(8, 12)).astype(np.int32),
+                       "attention_mask": np.ones((8, 12), np.int32), "token_type_ids": np.zeros((8, 12), np.int32),
+                       "labels": rng.integers(0, 2, size=8).astype(np.int32), "weights": np.ones(8, np.float32)},
+                      steps.mesh)  # fmt: skip
+        for _ in range(2)
+    ]
+    return steps, batches
+
+
+def _flat(steps: Steps) -> dict[str, np.ndarray]:
+    flat = nnx.to_flat_state(steps.host_model_state())
+    return {".".join(map(str, path)): np.asarray(v.get_value()) for path, v in flat}
+
+
+@pytest.mark.parametrize(
+    ("finetune", "freeze_layers", "frozen_prefixes"),
+    [
+        ("head", 0, ("encoder.",)),
+        ("partial", 1, ("encoder.embeddings.", "encoder.layers.0.")),
+    ],
+)
+def test_frozen_parameters_stay_bit_identical_and_get_no_optimizer_state(finetune, freeze_layers, frozen_prefixes):
+    steps, batches = _tiny_steps(finetune, freeze_layers)
+    before = _flat(steps)
+    for batch in batches:
+        steps.train(batch)
+    after = _flat(steps)
+    frozen = {name for name in before if name.startswith(frozen_prefixes)}
+    assert frozen
+    for name in before:
+        if name in frozen:
+            np.testing.assert_array_equal(before[name], after[name], err_msg=name)  # bit for bit
+        else:
+            assert not np.array_equal(before[name], after[name]), f"{name} did not train"
+    counts = steps.parameter_counts()
+    assert counts["frozen_params"] == sum(before[name].size for name in frozen)
+    assert counts["trainable_params"] == sum(v.size for name, v in before.items() if name not in frozen)
+    adam_leaves = [leaf for leaf in jax.tree.leaves(steps.opt_state) if leaf.ndim > 0]  # moments and lr scales
+    assert sum(leaf.size for leaf in adam_leaves) == 2 * counts["trainable_params"]  # mu and nu of trained ones only
+
+
+def test_layer_wise_decay_scales_each_depth_by_llrd_per_layer_below_the_head():
+    """Same grads (same seed and batch), Adam's first step: the update at depth d is llrd^(L+1-d) of llrd=1's."""
+    updates = {}
+    for llrd in (1.0, 0.5):
+        steps, batches = _tiny_steps(llrd=llrd, weight_decay=0.0)
+        before = _flat(steps)
+        steps.train(batches[0])
+        updates[llrd] = {name: _flat(steps)[name] - value for name, value in before.items()}
+    expected_scale = {"encoder.embeddings.": 0.125, "encoder.layers.0.": 0.25, "encoder.layers.1.": 0.5, "head.": 1.0}
+    for name, update in updates[0.5].items():
+        scale = next(v for prefix, v in expected_scale.items() if name.startswith(prefix))
+        # atol: float32 rounding of p + d at the parameters' magnitude; a wrong power of llrd is 1e-3 off
+        np.testing.assert_allclose(update, scale * updates[1.0][name], rtol=1e-5, atol=2e-7, err_msg=name)
+
+
+def test_strategy_config_errors():
+    with pytest.raises(ConfigError, match="freeze_layers=2 applies only to finetune=partial"):
+        TrainConfig(freeze_layers=2)
+    with pytest.raises(ConfigError, match="Unknown finetune 'top'"):
+        TrainConfig(finetune="top")
+    with pytest.raises(ConfigError, match=r"llrd must be in \(0, 1\]"):
+        OptimConfig(llrd=1.5)
+    from bertcls.jobs import _check_model_against_data
+
+    with pytest.raises(ConfigError, match="freeze_layers 7 exceeds the depth of .* \\(6 layers\\)"):
+        _check_model_against_data(ModelConfig(num_layers=6), TrainConfig(finetune="partial", freeze_layers=7))

@@ -12,6 +12,7 @@ from bertcls.params import flatten, option
 
 HEADS = ("linear", "mean", "mlp")
 COMPUTE_DTYPES = ("float32", "bfloat16")
+FINETUNE_STRATEGIES = ("full", "partial", "head")  # see train/strategy.py
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu")
 SUPPORTED_MODEL_TYPES = ("bert", "distilbert")
 # The head of Hugging Face's *ForSequenceClassification classes: what a checkpoint's own architecture has,
@@ -243,6 +244,10 @@ class OptimConfig:
     adam_b1: float = option(0.9, "AdamW beta1")
     adam_b2: float = option(0.999, "AdamW beta2")
     adam_eps: float = option(1e-8, "AdamW epsilon")
+    llrd: float = option(
+        1.0, "layer-wise learning-rate decay: the head trains at lr, each layer below at llrd times the one above "
+        "(embeddings lowest); 1.0 = off",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
@@ -253,6 +258,10 @@ class OptimConfig:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}. Try 0.1.")
         if self.max_grad_norm < 0:
             raise ConfigError(f"max_grad_norm must be >= 0 (0 disables clipping), got {self.max_grad_norm}.")
+        if not 0 < self.llrd <= 1:
+            raise ConfigError(
+                f"llrd must be in (0, 1], got {self.llrd}. 1.0 turns layer-wise decay off; 0.8-0.95 is usual."
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,6 +279,12 @@ class TrainConfig:
         choices=HEADS, docs="([model.md](model.md#heads): which head suits which checkpoint)",
     )  # fmt: skip
     compute_dtype: str = option("float32", "matmul dtype (parameters stay float32)", choices=COMPUTE_DTYPES)
+    finetune: str = option(
+        "full", "full: train every parameter; partial: freeze the embeddings and the first freeze_layers layers; "
+        "head: freeze the whole encoder", choices=FINETUNE_STRATEGIES,
+        docs="(frozen parameters get no gradient and no optimizer state)",
+    )  # fmt: skip
+    freeze_layers: int = option(0, "encoder layers frozen (with the embeddings) under finetune=partial")
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     epochs: int = option(3, "passes over the training split")
     batch_size: int = option(32, "global batch, split over all devices (must divide by the device count)")
@@ -290,6 +305,15 @@ class TrainConfig:
             )
         if self.early_stopping_patience < 0:
             raise ConfigError("early_stopping_patience must be >= 0 (0 disables early stopping).")
+        if self.finetune not in FINETUNE_STRATEGIES:
+            raise ConfigError(f"Unknown finetune {self.finetune!r}; choose one of {', '.join(FINETUNE_STRATEGIES)}.")
+        if self.freeze_layers < 0:
+            raise ConfigError(f"freeze_layers must be >= 0, got {self.freeze_layers}.")
+        if self.freeze_layers and self.finetune != "partial":
+            raise ConfigError(
+                f"freeze_layers={self.freeze_layers} applies only to finetune=partial (got finetune={self.finetune}). "
+                f"Add {setting('finetune', 'partial')}, or leave freeze_layers at 0."
+            )
 
     def flat_params(self) -> dict[str, Any]:
         """One flat dict; keys match the MLproject parameter names so `mlflow run`'s own params line up."""

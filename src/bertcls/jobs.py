@@ -31,6 +31,12 @@ def _check_model_against_data(model_config: ModelConfig, config: TrainConfig) ->
             f"({model_config.max_position_embeddings} positions in {config.model}). Use max_seq_length <= "
             f"{model_config.max_position_embeddings}."
         )
+    if config.freeze_layers > model_config.num_layers:
+        raise ConfigError(
+            f"freeze_layers {config.freeze_layers} exceeds the depth of {config.model} ({model_config.num_layers} "
+            f"layers). Use freeze_layers <= {model_config.num_layers} ({model_config.num_layers} freezes the whole "
+            "encoder, as finetune=head does)."
+        )
 
 
 def train(
@@ -51,6 +57,7 @@ def train(
     from bertcls.train.optim import make_optimizer
     from bertcls.train.progress import ProgressBar
     from bertcls.train.steps import Steps, enable_compilation_cache, make_data_mesh
+    from bertcls.train.strategy import lr_scale_fn, trainable_filter
 
     started = time.perf_counter()
     config = dataclasses.replace(config, data=_with_absolute_files(config.data))  # later jobs read them anywhere
@@ -67,7 +74,9 @@ def train(
     enable_compilation_cache(cache_root("xla"))
     mesh = make_data_mesh()
     total_steps = steps_per_epoch(len(data.splits["train"]), config.batch_size) * config.epochs
-    steps = Steps(model, make_optimizer(config.optim, total_steps), mesh, data.task.is_regression, config.seed)
+    tx = make_optimizer(config.optim, total_steps, lr_scale_fn(config.optim.llrd, arch.num_layers))
+    trainable = trainable_filter(config.finetune, config.freeze_layers, arch.num_layers)
+    steps = Steps(model, tx, mesh, data.task.is_regression, config.seed, trainable)
 
     with tracking.tracked_run(experiment, run_name) as run:
         tracking.log_params(
@@ -75,6 +84,7 @@ def train(
                 **config.flat_params(),
                 "model_dir": str(model_dir),
                 "params_initialized": " ".join(report.initialized) or "none",
+                **steps.parameter_counts(),
             }
         )
         tracking.log_train_config(train_config_to_dict(config))

@@ -9,7 +9,8 @@ train step per batch shape.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -54,20 +55,25 @@ class TracedHyperparams(NamedTuple):
     warmup_steps: jax.Array  # [] float32
     total_steps: jax.Array  # [] float32
     weight_decay: jax.Array  # [] float32
+    lr_scales: Any  # per parameter, [] float32: its share of the learning rate (layer-wise decay; 1.0 = off)
 
 
-def decay_and_schedule(config: OptimConfig, total_steps: int) -> optax.GradientTransformation:
-    """Decoupled weight decay on matrices, then -lr(step) scaling: adamw's tail with traced values."""
+LrScale = Callable[[Sequence[Any]], float]  # a parameter's path -> its share of the learning rate
+
+
+def decay_and_schedule(config: OptimConfig, total_steps: int, lr_scale: LrScale | None = None):
+    """Decoupled weight decay on matrices, then -lr(step) x scale scaling: adamw's tail with traced values."""
 
     def init_fn(params):
-        del params
         as_f32 = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
+        scales = jax.tree_util.tree_map_with_path(lambda path, _: as_f32(lr_scale(path) if lr_scale else 1.0), params)
         return TracedHyperparams(
             jnp.zeros([], jnp.int32),
             as_f32(config.lr),
             as_f32(warmup_steps(config, total_steps)),
             as_f32(total_steps),
             as_f32(config.weight_decay),
+            scales,
         )
 
     def update_fn(updates, state: TracedHyperparams, params):
@@ -76,14 +82,18 @@ def decay_and_schedule(config: OptimConfig, total_steps: int) -> optax.GradientT
         decayed = jax.tree.map(
             lambda u, p, m: u + state.weight_decay * p if m else u, updates, params, decay_mask(params)
         )
-        scaled = jax.tree.map(lambda u: -lr * u, decayed)
+        scaled = jax.tree.map(lambda u, scale: -(lr * scale) * u, decayed, state.lr_scales)
         return scaled, state._replace(count=optax.safe_increment(state.count))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def make_optimizer(config: OptimConfig, total_steps: int) -> optax.GradientTransformation:
-    """Clip (unless max_grad_norm is 0) -> Adam moments -> decoupled decay -> scheduled learning rate."""
+def make_optimizer(config: OptimConfig, total_steps: int, lr_scale: LrScale | None = None):
+    """Clip (unless max_grad_norm is 0) -> Adam moments -> decoupled decay -> scheduled learning rate.
+
+    `lr_scale` (e.g. layer-wise decay, `train.strategy.lr_scale_fn`) sets each parameter's share of the rate;
+    the shares are optimizer-state arrays too, so another decay factor reuses the compiled step.
+    """
     parts = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm > 0 else []
     parts += [optax.scale_by_adam(b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)]
-    return optax.chain(*parts, decay_and_schedule(config, total_steps))
+    return optax.chain(*parts, decay_and_schedule(config, total_steps, lr_scale))

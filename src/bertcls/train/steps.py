@@ -43,9 +43,10 @@ def _forward(model: BertClassifier, batch: Batch, rngs: nnx.Rngs | None) -> jax.
     return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], rngs=rngs)
 
 
-def train_step(model_def, opt_def, regression: bool, model_state, opt_state, batch: Batch, base_key_data):
+def train_step(model_def, opt_def, regression: bool, wrt, model_state, opt_state, batch: Batch, base_key_data):
     """One optimizer step: a pure function of (graph defs, states, batch, key) -> (new states, stats).
 
+    Only the parameters `wrt` selects (an NNX filter: the fine-tuning strategy) get gradients and updates.
     The dropout key is folded from the optimizer step, so repeating a step repeats its dropout masks.
     The base key comes as raw key data (uint32), which `jax.export` takes as an argument.
     """
@@ -58,7 +59,8 @@ def train_step(model_def, opt_def, regression: bool, model_state, opt_state, bat
         loss_sum, weight_sum = weighted_loss(outputs, batch["labels"], batch["weights"], regression)
         return loss_sum / jnp.maximum(weight_sum, 1.0), (loss_sum, weight_sum)
 
-    (_, (loss_sum, weight_sum)), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+    grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)
+    (_, (loss_sum, weight_sum)), grads = grad_fn(model)
     stats = {"loss_sum": loss_sum, "weight_sum": weight_sum, "grad_norm": optax.tree.norm(grads)}
     optimizer.update(model, grads)
     return nnx.state(model), nnx.state(optimizer), stats
@@ -76,12 +78,24 @@ def _spec(array, seq_len=None) -> jax.ShapeDtypeStruct:
 
 
 class Steps:
-    """Holds the device state and one compiled executable per (step kind, batch shape)."""
+    """Holds the device state and one compiled executable per (step kind, batch shape).
 
-    def __init__(self, model: BertClassifier, tx: optax.GradientTransformation, mesh, regression: bool, seed: int):
+    `trainable`: the NNX filter of the parameters that train (`train.strategy`); the rest get no gradient
+    and no optimizer state.
+    """
+
+    def __init__(
+        self, model: BertClassifier, tx: optax.GradientTransformation, mesh, regression: bool, seed: int,
+        trainable=nnx.Param,
+    ):  # fmt: skip
         self.mesh = mesh
+        size = lambda tree: sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))  # noqa: E731
+        trained, everything = size(nnx.state(model, trainable)), size(nnx.state(model, nnx.Param))
         self.model_def, model_state = nnx.split(model)
-        self.opt_def, opt_state = nnx.split(nnx.Optimizer(model, tx, wrt=nnx.Param))
+        self.opt_def, opt_state = nnx.split(nnx.Optimizer(model, tx, wrt=trainable))
+        optimizer_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(opt_state))
+        self._counts = {"trainable_params": trained, "frozen_params": everything - trained,
+                        "optimizer_state_mib": round(optimizer_bytes / 2**20, 1)}  # fmt: skip
         replicated = NamedSharding(mesh, PartitionSpec())
         self.model_state = jax.device_put(model_state, replicated)
         self.opt_state = jax.device_put(opt_state, replicated)
@@ -89,7 +103,7 @@ class Steps:
         # The graph defs and the task kind are bound here; everything traced is an explicit argument.
         self._jitted = {
             "train": jax.jit(
-                functools.partial(train_step, self.model_def, self.opt_def, regression),
+                functools.partial(train_step, self.model_def, self.opt_def, regression, trainable),
                 donate_argnames=("model_state", "opt_state"),
             ),
             "eval": jax.jit(functools.partial(eval_step, self.model_def)),
@@ -167,6 +181,10 @@ class Steps:
 
     def model(self, host_state=None) -> BertClassifier:
         return nnx.merge(self.model_def, host_state if host_state is not None else self.host_model_state())
+
+    def parameter_counts(self) -> dict[str, int | float]:
+        """Trainable and frozen parameter counts and the optimizer state's size (what freezing saves)."""
+        return dict(self._counts)
 
     def optimizer_step(self) -> int:
         return int(jax.device_get(nnx.merge(self.opt_def, self.opt_state).step[...]))
