@@ -109,7 +109,8 @@ def test_partial_finetune_through_the_job_logs_a_model_whose_frozen_weights_are_
     empty_store, small_model_dir, sms_csv
 ):
     """finetune=partial, freeze_layers=1 on the 1-layer model: only the head trains, end to end through the job,
-    the logged model; the run records the split of parameters and the optimizer state it needed."""
+    the logged model; the run records the split of parameters and the optimizer state it needed. With
+    gradient accumulation (2 x 8) on the way."""
     import numpy as np
     from flax import nnx
 
@@ -118,12 +119,13 @@ def test_partial_finetune_through_the_job_logs_a_model_whose_frozen_weights_are_
 
     config = TrainConfig(
         model=str(small_model_dir), data=DataConfig(train_file=str(sms_csv), max_seq_length=32, max_buckets=1),
-        epochs=1, batch_size=16, eval_batch_size=16, finetune="partial", freeze_layers=1,
+        epochs=1, batch_size=8, grad_accum_steps=2, eval_batch_size=16, finetune="partial", freeze_layers=1,
     )  # fmt: skip
     mlflow.create_experiment("strategies")
     outcome = jobs.train(config, experiment="strategies")
     params = MlflowClient().get_run(outcome.run_id).data.params
     assert params["finetune"] == "partial" and params["freeze_layers"] == "1" and params["llrd"] == "1.0"
+    assert params["grad_accum_steps"] == "2" and params["effective_batch_size"] == "16"
     assert int(params["trainable_params"]) == 384 * 2 + 2 and int(params["frozen_params"]) > 1_000_000
 
     trained, _ = load_model(resolve_model_uri(f"runs:/{outcome.run_id}/model").local_dir)

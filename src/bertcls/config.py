@@ -288,6 +288,9 @@ class TrainConfig:
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     epochs: int = option(3, "passes over the training split")
     batch_size: int = option(32, "global batch, split over all devices (must divide by the device count)")
+    grad_accum_steps: int = option(
+        1, "batches whose gradients are summed into one optimizer step (effective batch = batch_size x this)"
+    )
     eval_batch_size: int = option(64, "global batch for validation and test")
     seed: int = option(42, "init of new layers, dropout, batch order")
     early_stopping_patience: int = option(
@@ -305,6 +308,11 @@ class TrainConfig:
             )
         if self.early_stopping_patience < 0:
             raise ConfigError("early_stopping_patience must be >= 0 (0 disables early stopping).")
+        if self.grad_accum_steps < 1:
+            raise ConfigError(
+                f"grad_accum_steps must be at least 1 (1 = no accumulation), got {self.grad_accum_steps}. "
+                "The optimizer steps once per batch_size x grad_accum_steps examples."
+            )
         if self.finetune not in FINETUNE_STRATEGIES:
             raise ConfigError(f"Unknown finetune {self.finetune!r}; choose one of {', '.join(FINETUNE_STRATEGIES)}.")
         if self.freeze_layers < 0:
@@ -314,6 +322,11 @@ class TrainConfig:
                 f"freeze_layers={self.freeze_layers} applies only to finetune=partial (got finetune={self.finetune}). "
                 f"Add {setting('finetune', 'partial')}, or leave freeze_layers at 0."
             )
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Examples per optimizer step."""
+        return self.batch_size * self.grad_accum_steps
 
     def flat_params(self) -> dict[str, Any]:
         """One flat dict; keys match the MLproject parameter names so `mlflow run`'s own params line up."""

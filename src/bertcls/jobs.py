@@ -73,7 +73,7 @@ def train(
     model, report = load_hf_checkpoint(model_dir, model_config, seed=config.seed)
     enable_compilation_cache(cache_root("xla"))
     mesh = make_data_mesh()
-    total_steps = steps_per_epoch(len(data.splits["train"]), config.batch_size) * config.epochs
+    total_steps = steps_per_epoch(len(data.splits["train"]), config.effective_batch_size) * config.epochs
     tx = make_optimizer(config.optim, total_steps, lr_scale_fn(config.optim.llrd, arch.num_layers))
     trainable = trainable_filter(config.finetune, config.freeze_layers, arch.num_layers)
     steps = Steps(model, tx, mesh, data.task.is_regression, config.seed, trainable)
@@ -85,6 +85,7 @@ def train(
                 "model_dir": str(model_dir),
                 "params_initialized": " ".join(report.initialized) or "none",
                 **steps.parameter_counts(),
+                "effective_batch_size": config.effective_batch_size,
             }
         )
         tracking.log_train_config(train_config_to_dict(config))

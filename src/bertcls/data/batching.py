@@ -170,10 +170,18 @@ def pad_to_max_efficiency(lengths: np.ndarray, batch_size: int, max_seq_length: 
     return int(lengths.sum()) / (batches * batch_size * max_seq_length) if batches else 1.0
 
 
-def place_on_mesh(batch: dict[str, np.ndarray], mesh) -> dict:
-    """Shard a host batch over the mesh's 'data' axis (each process passes its local rows)."""
+def place_on_mesh(batch: dict[str, np.ndarray], mesh, micro_batches: int = 1) -> dict:
+    """Shard a host batch over the mesh's 'data' axis (each process passes its local rows).
+
+    With `micro_batches` k > 1, rows [k x B] become [k, B] (micro-batch i = rows i*B..(i+1)*B-1) and each
+    micro-batch is sharded over the devices, for gradient accumulation inside the train step.
+    """
     import jax
     from jax.sharding import NamedSharding, PartitionSpec
 
-    sharding = NamedSharding(mesh, PartitionSpec("data"))
+    if micro_batches > 1:
+        batch = {k: v.reshape(micro_batches, -1, *v.shape[1:]) for k, v in batch.items()}  # [k, B, ...]
+        sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
+    else:
+        sharding = NamedSharding(mesh, PartitionSpec("data"))
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}

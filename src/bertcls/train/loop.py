@@ -89,7 +89,9 @@ def _is_better(value: float, best: float | None, direction: str) -> bool:
 
 def fit(steps: Steps, data: PreparedData, config: TrainConfig, callbacks: list[Callback]) -> FitResult:
     train, validation = data.splits["train"], data.splits["validation"]
-    total_steps = steps_per_epoch(len(train), config.batch_size) * config.epochs
+    total_steps = steps_per_epoch(len(train), config.effective_batch_size) * config.epochs
+    micro = config.grad_accum_steps
+    on_mesh = lambda batch: place_on_mesh(batch, steps.mesh, micro)  # noqa: E731  [k, B, S] when accumulating
     schedule = learning_rate_schedule(config.optim, total_steps)
     primary = data.task.primary_metric
     direction = metric_direction(primary)
@@ -99,12 +101,12 @@ def fit(steps: Steps, data: PreparedData, config: TrainConfig, callbacks: list[C
     best_value: float | None = None
     best_epoch, best_state, best_validation, stale = 0, None, None, 0
     for epoch in range(1, config.epochs + 1):
-        plans = plan_epoch(train.lengths, config.batch_size, data.buckets, shuffle=True, seed=config.seed, epoch=epoch)
+        plans = plan_epoch(
+            train.lengths, config.effective_batch_size, data.buckets, shuffle=True, seed=config.seed, epoch=epoch
+        )
         one_plan_per_width = {bucket_for(int(train.lengths[p[p != FILL]].max()), data.buckets): p for p in plans}
         # compile every shape of this epoch before its timer starts
-        steps.precompile(
-            "train", [place_on_mesh(collate(train, p, data.buckets), steps.mesh) for p in one_plan_per_width.values()]
-        )
+        steps.precompile("train", [on_mesh(collate(train, p, data.buckets)) for p in one_plan_per_width.values()])
         real_tokens = int(sum(int(train.lengths[p[p != FILL]].sum()) for p in plans))
         batches = (collate(train, plan, data.buckets) for plan in plans)  # gathered lazily, one at a time
 
@@ -112,7 +114,7 @@ def fit(steps: Steps, data: PreparedData, config: TrainConfig, callbacks: list[C
         start = time.perf_counter()
         loss_parts, grad_norms = [], []
         for i, batch in enumerate(batches):
-            stats = steps.train(place_on_mesh(batch, steps.mesh))
+            stats = steps.train(on_mesh(batch))
             loss_parts.append((stats["loss_sum"], stats["weight_sum"]))
             grad_norms.append(stats["grad_norm"])
             _notify(callbacks, "on_batch_end", i, stats)

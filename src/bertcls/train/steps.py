@@ -59,11 +59,43 @@ def train_step(model_def, opt_def, regression: bool, wrt, model_state, opt_state
         loss_sum, weight_sum = weighted_loss(outputs, batch["labels"], batch["weights"], regression)
         return loss_sum / jnp.maximum(weight_sum, 1.0), (loss_sum, weight_sum)
 
-    grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)
-    (_, (loss_sum, weight_sum)), grads = grad_fn(model)
+    if batch["input_ids"].ndim == 3:  # [k, B, S]: k micro-batches, gradients summed
+        loss_sum, weight_sum, grads = _accumulated_gradients(model, wrt, batch, key, regression)
+    else:
+        grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)
+        (_, (loss_sum, weight_sum)), grads = grad_fn(model)
     stats = {"loss_sum": loss_sum, "weight_sum": weight_sum, "grad_norm": optax.tree.norm(grads)}
     optimizer.update(model, grads)
     return nnx.state(model), nnx.state(optimizer), stats
+
+
+def _accumulated_gradients(model, wrt, batch: Batch, key, regression: bool):
+    """Gradients of the whole [k, B] batch's mean loss, one micro-batch [B] at a time (lax.scan).
+
+    Each micro-batch's loss sum is divided by the weight of all k micro-batches, so the summed gradient
+    is the one a single batch of k x B rows would give (up to float summation order; tested).
+    """
+    graphdef, params, rest = nnx.split(model, wrt, ...)
+    total_weight = jnp.maximum(batch["weights"].sum(), 1.0)
+
+    def micro_step(carry, inputs):
+        grads, loss_sum, weight_sum = carry
+        micro_batch, index = inputs
+
+        def loss_of(params):
+            micro_model = nnx.merge(graphdef, params, rest)
+            outputs = _forward(micro_model, micro_batch, nnx.Rngs(dropout=jax.random.fold_in(key, index)))  # [B, L]
+            part_sum, part_weight = weighted_loss(outputs, micro_batch["labels"], micro_batch["weights"], regression)
+            return part_sum / total_weight, (part_sum, part_weight)
+
+        (_, (part_sum, part_weight)), part_grads = jax.value_and_grad(loss_of, has_aux=True)(params)
+        grads = jax.tree.map(jnp.add, grads, part_grads)
+        return (grads, loss_sum + part_sum, weight_sum + part_weight), None
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    steps = jnp.arange(batch["input_ids"].shape[0])  # [k]
+    (grads, loss_sum, weight_sum), _ = jax.lax.scan(micro_step, (zeros, 0.0, 0.0), (batch, steps))
+    return loss_sum, weight_sum, grads
 
 
 def eval_step(model_def, model_state, batch: Batch) -> jax.Array:
@@ -71,9 +103,9 @@ def eval_step(model_def, model_state, batch: Batch) -> jax.Array:
     return _forward(nnx.merge(model_def, model_state), batch, None)
 
 
-def _spec(array, seq_len=None) -> jax.ShapeDtypeStruct:
-    """The array's abstract value; with `seq_len`, a [B, S] array gets that (symbolic) S."""
-    shape = (array.shape[0], seq_len) if seq_len is not None and array.ndim == 2 else array.shape
+def _spec(array, seq_len=None, token_ndim: int = 2) -> jax.ShapeDtypeStruct:
+    """The array's abstract value; with `seq_len`, a token array ([B, S] or [k, B, S]) gets that (symbolic) S."""
+    shape = (*array.shape[:-1], seq_len) if seq_len is not None and array.ndim == token_ndim else array.shape
     return jax.ShapeDtypeStruct(shape, array.dtype, sharding=array.sharding)
 
 
@@ -122,19 +154,20 @@ class Steps:
 
     def _traced_once(self, kind: str, batch: Batch) -> Callable:
         """The step traced for this batch size with a symbolic sequence length, as a jitted callable."""
-        key = (kind, batch["input_ids"].shape[0])
+        key = (kind, batch["input_ids"].shape[:-1])  # (B,) or (k, B)
         if key not in self._traced:
             (seq_len,) = export.symbolic_shape("seq_len")
             specs = list(jax.tree.map(_spec, self._args(kind, batch)))
             at = self._batch_position[kind]
-            specs[at] = {name: _spec(a, seq_len) for name, a in batch.items()}  # [B, S] arrays: S symbolic
+            token_ndim = batch["input_ids"].ndim
+            specs[at] = {name: _spec(a, seq_len, token_ndim) for name, a in batch.items()}  # S symbolic
             exported = export.export(self._jitted[kind])(*specs)
             self._traced[key] = jax.jit(exported.call, donate_argnums=self._donated[kind])
         return self._traced[key]
 
     def _executable(self, kind: str, batch: Batch) -> Callable:
         """The compiled step for this kind and batch shape (compiled ahead of time on first use)."""
-        key = (kind, tuple(batch["input_ids"].shape))  # [B, S]
+        key = (kind, tuple(batch["input_ids"].shape))  # [B, S] or [k, B, S]
         if key not in self._compiled:
             start = time.perf_counter()
             self._compiled[key] = self._traced_once(kind, batch).lower(*self._args(kind, batch)).compile()
