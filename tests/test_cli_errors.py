@@ -26,6 +26,13 @@ def tracking(empty_store):
         (["--model", "./missing/model/dir"], "does not exist"),
         (["--dataset", "sms_spma"], "Unknown dataset 'sms_spma'"),
         (["--epochs", "2.5"], "is not a whole number"),
+        (["--compute-dtype", "bfloat16"], "compute_dtype was renamed precision. Use --precision bf16"),
+        (["--compute_dtype", "float32"], "compute_dtype was renamed precision. Use --precision fp32"),
+        (["--freeze-layers", "2"], "freeze_layers=2 applies only to finetune=partial"),
+        (["--finetune", "partial", "--freeze-layers", "9"], "freeze_layers 9 exceeds the depth of .* \\(6 layers\\)"),
+        (["--grad-accum-steps", "0"], "grad_accum_steps must be at least 1"),
+        (["--early-stopping-patience", "-1"], "early_stopping_patience must be >= 0"),
+        (["--llrd", "0"], "llrd must be in \\(0, 1\\]"),
     ],
 )
 def test_train_bad_input(tracking, args, message):

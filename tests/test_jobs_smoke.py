@@ -106,11 +106,11 @@ def test_train_config_round_trips_and_old_runs_are_read_from_their_params():
 
 @pytest.mark.slow
 def test_partial_finetune_through_the_job_logs_a_model_whose_frozen_weights_are_the_checkpoints(
-    empty_store, small_model_dir, sms_csv
+    empty_store, small_model_dir, sms_csv, monkeypatch
 ):
     """finetune=partial, freeze_layers=1 on the 1-layer model: only the head trains, end to end through the job,
     the logged model; the run records the split of parameters and the optimizer state it needed. With
-    gradient accumulation (2 x 8) on the way."""
+    gradient accumulation (2 x 8) and system metrics (sampled every second here) on the way."""
     import numpy as np
     from flax import nnx
 
@@ -122,8 +122,11 @@ def test_partial_finetune_through_the_job_logs_a_model_whose_frozen_weights_are_
         epochs=1, batch_size=8, grad_accum_steps=2, eval_batch_size=16, finetune="partial", freeze_layers=1,
     )  # fmt: skip
     mlflow.create_experiment("strategies")
-    outcome = jobs.train(config, experiment="strategies")
-    params = MlflowClient().get_run(outcome.run_id).data.params
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+    outcome = jobs.train(config, experiment="strategies", system_metrics=True)
+    run = MlflowClient().get_run(outcome.run_id)
+    params = run.data.params
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(run.data.metrics)
     assert params["finetune"] == "partial" and params["freeze_layers"] == "1" and params["llrd"] == "1.0"
     assert params["grad_accum_steps"] == "2" and params["effective_batch_size"] == "16"
     assert int(params["trainable_params"]) == 384 * 2 + 2 and int(params["frozen_params"]) > 1_000_000

@@ -396,3 +396,16 @@ def test_gradient_accumulation_4_x_8_gives_the_update_of_1_x_32():
     assert max(float(np.abs(u).max()) for u in one_update.values()) > 1e-3  # the update is not trivially zero
     for name, update in one_update.items():
         np.testing.assert_allclose(four_update[name], update, atol=1e-5, err_msg=name)
+
+
+def test_runs_logged_with_compute_dtype_read_back_as_precision():
+    """Runs from before the rename keep their precision: the config artifact and the params alike."""
+    from bertcls.settings import train_config_from_dict, train_config_from_params, train_config_to_dict
+
+    saved = train_config_to_dict(TrainConfig())
+    del saved["config"]["precision"]
+    saved["config"]["compute_dtype"] = "bfloat16"
+    assert train_config_from_dict(saved).precision == "bf16"
+    assert train_config_from_params({"compute_dtype": "bfloat16", "lr": "5e-05"}).precision == "bf16"
+    assert train_config_from_params({"compute_dtype": "float32"}).precision == "fp32"
+    assert train_config_from_params({"precision": "bf16"}).precision == "bf16"

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from bertcls.errors import BertclsError
+from bertcls.errors import BertclsError, ConfigError, setting
 from bertcls.params import Param, build, job_params
 
 
@@ -86,17 +86,43 @@ def data_stats(model: str, batch_size: int, **data_values) -> None:
     click.echo(data_report(build(DataConfig, data_values), load_tokenizer(resolve_model(model)), batch_size))
 
 
+# Renamed train parameters: old name -> (new name, old value -> new value). Accepted (hidden) only to say so.
+RENAMED = {"compute_dtype": ("precision", {"float32": "fp32", "bfloat16": "bf16"})}
+
+
+def renamed_options(command):
+    """Hidden options under each renamed parameter's old name (`mlflow run` passes an undeclared `-P
+    compute_dtype=...` as `--compute_dtype`), so the error names the new parameter instead of 'no such option'."""
+    for old in RENAMED:
+        flags = (f"--{old.replace('_', '-')}", f"--{old}")
+        command = click.option(*flags, old, default=None, hidden=True, expose_value=True)(command)
+    return command
+
+
+def _refuse_renamed(values: dict) -> None:
+    for old, (new, value_map) in RENAMED.items():
+        given = values.pop(old, None)
+        if given is not None:
+            suggestion = value_map.get(given, next(iter(value_map.values())))
+            raise ConfigError(
+                f"{old} was renamed {new}. Use {setting(new, suggestion)} instead of {old}={given} "
+                f"({', '.join(f'{a} = {b}' for a, b in value_map.items())})."
+            )
+
+
 @main.command("train")
 @options("train")
+@renamed_options
 @friendly_errors
 def train(**values) -> None:
     """Fine-tune a model and log params, per-epoch metrics, figures and the best model to MLflow."""
     from bertcls import jobs
     from bertcls.config import RunOptions, TrainConfig
 
+    _refuse_renamed(values)
     config, run = build(TrainConfig, values), build(RunOptions, values)
     try:
-        outcome = jobs.train(config, experiment=run.experiment, run_name=run.run_name)
+        outcome = jobs.train(config, run.experiment, run.run_name, system_metrics=run.system_metrics)
     except KeyboardInterrupt as interrupt:
         click.echo(
             f"interrupted ({interrupt or 'Ctrl-C'}): the MLflow run is marked KILLED; no model was logged.", err=True

@@ -13,6 +13,7 @@ from bertcls.params import flatten, option
 HEADS = ("linear", "mean", "mlp")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 FINETUNE_STRATEGIES = ("full", "partial", "head")  # see train/strategy.py
+PRECISION_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # train `precision` -> the model's compute dtype
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu")
 SUPPORTED_MODEL_TYPES = ("bert", "distilbert")
 # The head of Hugging Face's *ForSequenceClassification classes: what a checkpoint's own architecture has,
@@ -278,7 +279,10 @@ class TrainConfig:
         "mean", "linear: pooler on [CLS]; mean: masked mean of token states; mlp: 2-layer MLP on [CLS]",
         choices=HEADS, docs="([model.md](model.md#heads): which head suits which checkpoint)",
     )  # fmt: skip
-    compute_dtype: str = option("float32", "matmul dtype (parameters stay float32)", choices=COMPUTE_DTYPES)
+    precision: str = option(
+        "fp32", "fp32, or bf16: bfloat16 matmuls and activations; parameters, optimizer state and loss stay float32",
+        choices=tuple(PRECISION_DTYPES), docs="(replaces `compute_dtype`: float32 = fp32, bfloat16 = bf16)",
+    )  # fmt: skip
     finetune: str = option(
         "full", "full: train every parameter; partial: freeze the embeddings and the first freeze_layers layers; "
         "head: freeze the whole encoder", choices=FINETUNE_STRATEGIES,
@@ -302,10 +306,8 @@ class TrainConfig:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}.")
         if self.head not in HEADS:
             raise ConfigError(f"Unknown head {self.head!r}; choose one of {', '.join(HEADS)}.")
-        if self.compute_dtype not in COMPUTE_DTYPES:
-            raise ConfigError(
-                f"Unknown compute dtype {self.compute_dtype!r}; choose one of {', '.join(COMPUTE_DTYPES)}."
-            )
+        if self.precision not in PRECISION_DTYPES:
+            raise ConfigError(f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISION_DTYPES)}.")
         if self.early_stopping_patience < 0:
             raise ConfigError("early_stopping_patience must be >= 0 (0 disables early stopping).")
         if self.grad_accum_steps < 1:
@@ -340,6 +342,10 @@ class RunOptions:
     experiment: str = option(DEFAULT_EXPERIMENT, "MLflow experiment (under `mlflow run`: --experiment-name)",
                              mlproject=False)  # fmt: skip
     run_name: str | None = option(None, "MLflow run name", mlproject=False)
+    system_metrics: bool = option(
+        True, "log CPU and memory use (GPU too, where MLflow's NVIDIA support is installed) every 10 s as the "
+        "run's system/* metrics",
+    )  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bertcls.config import DEFAULT_EXPERIMENT, DataConfig, ModelConfig, TrainConfig
+from bertcls.config import DEFAULT_EXPERIMENT, PRECISION_DTYPES, DataConfig, ModelConfig, TrainConfig
 from bertcls.errors import ConfigError
 
 log = logging.getLogger("bertcls")
@@ -40,7 +40,10 @@ def _check_model_against_data(model_config: ModelConfig, config: TrainConfig) ->
 
 
 def train(
-    config: TrainConfig, experiment: str | None = DEFAULT_EXPERIMENT, run_name: str | None = None
+    config: TrainConfig,
+    experiment: str | None = DEFAULT_EXPERIMENT,
+    run_name: str | None = None,
+    system_metrics: bool = False,
 ) -> TrainOutcome:
     """Fine-tune, evaluate each epoch, log everything and the best epoch's model to MLflow."""
     import jax
@@ -65,7 +68,9 @@ def train(
     check_batch_size(config.batch_size, jax.device_count())
     check_batch_size(config.eval_batch_size, jax.device_count())
     model_dir = resolve_model(config.model)
-    arch = ModelConfig.from_json_file(model_dir / "config.json", head=config.head, compute_dtype=config.compute_dtype)
+    arch = ModelConfig.from_json_file(
+        model_dir / "config.json", head=config.head, compute_dtype=PRECISION_DTYPES[config.precision]
+    )
     _check_model_against_data(arch, config)
     tokenizer = load_tokenizer(model_dir)
     data = prepare_data(config.data, tokenizer)
@@ -78,7 +83,7 @@ def train(
     trainable = trainable_filter(config.finetune, config.freeze_layers, arch.num_layers)
     steps = Steps(model, tx, mesh, data.task.is_regression, config.seed, trainable)
 
-    with tracking.tracked_run(experiment, run_name) as run:
+    with tracking.tracked_run(experiment, run_name, system_metrics=system_metrics) as run:
         tracking.log_params(
             {
                 **config.flat_params(),

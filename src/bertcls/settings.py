@@ -96,7 +96,15 @@ def train_config_from_dict(saved: dict[str, Any]) -> TrainConfig:
 
     data = DataConfig(**known(DataConfig, fields.pop("data", {})))
     optim = OptimConfig(**known(OptimConfig, fields.pop("optim", {})))
+    fields.setdefault("precision", _precision_of(fields.pop("compute_dtype", None)))
     return TrainConfig(**known(TrainConfig, fields), data=data, optim=optim)
+
+
+def _precision_of(compute_dtype: str | None) -> str:
+    """`precision` for a run logged when it was `compute_dtype` (float32 / bfloat16)."""
+    from bertcls.config import PRECISION_DTYPES
+
+    return {dtype: name for name, dtype in PRECISION_DTYPES.items()}.get(compute_dtype or "float32", "fp32")
 
 
 def train_config_from_params(params: dict[str, str]) -> TrainConfig:
@@ -109,6 +117,8 @@ def train_config_from_params(params: dict[str, str]) -> TrainConfig:
     from bertcls.params import build
 
     values, reading = {}, set()
+    if "compute_dtype" in params and "precision" not in params:  # logged before the rename
+        values["precision"] = _precision_of(params["compute_dtype"])
     for param in job_params("train"):
         if param.name in params and param.mlproject:
             try:

@@ -53,17 +53,20 @@ def _without_env(name: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def tracked_run(experiment: str | None, run_name: str | None = None, fresh: bool = False) -> Iterator[mlflow.ActiveRun]:
+def tracked_run(
+    experiment: str | None, run_name: str | None = None, fresh: bool = False, system_metrics: bool = False
+) -> Iterator[mlflow.ActiveRun]:
     """Start (or, under `mlflow run`, resume) a run; end it FINISHED, KILLED on a signal, FAILED on error.
 
     fresh: a new run even under `mlflow run` (an evaluation inside `register` must not fill the register run).
+    system_metrics: MLflow samples CPU, memory (and GPU) use in a thread while the run is active.
     """
     with _without_env("MLFLOW_RUN_ID") if fresh else contextlib.nullcontext(), raising_interrupts():
         if experiment and not mlflow.active_run() and "MLFLOW_RUN_ID" not in os.environ:
             ensure_store(experiment)  # a new sqlite store is created under a lock: concurrent jobs both start
             mlflow.set_experiment(experiment)
         under_mlflow_run = "MLFLOW_RUN_ID" in os.environ  # read now: mlflow unsets it when the run ends
-        run = mlflow.start_run(run_name=run_name)
+        run = mlflow.start_run(run_name=run_name, log_system_metrics=system_metrics)
         try:
             yield run
         except KeyboardInterrupt:
