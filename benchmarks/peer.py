@@ -76,7 +76,7 @@ def bertcls_job(name: str, extra: list[str], args, work: Path, cache: Path) -> d
     store = f"sqlite:///{work / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": store, "BERTCLS_CACHE": str(cache)}
     command = [str(Path(sys.executable).parent / "bertcls"), "train", "--run-name", name, "--epochs", str(args.epochs)]
-    command += ["--max-train-samples", str(args.train_samples), *extra]
+    command += ["--max-train-samples", str(args.train_samples), "--lr", str(args.lr), *extra]
     if args.eval_samples:
         command += ["--max-eval-samples", str(args.eval_samples)]
     process = timed_process(command, env, work / f"{name}.log")
@@ -106,7 +106,7 @@ def bertcls_job(name: str, extra: list[str], args, work: Path, cache: Path) -> d
 def peer_job(args, work: Path, data_dir: Path, model_dir: Path) -> dict:
     out = work / "peer.json"
     command = [str(PEER_PYTHON), str(HERE / "peer_trainer.py"), str(data_dir), str(model_dir), str(out)]
-    command += ["--epochs", str(args.epochs)]
+    command += ["--epochs", str(args.epochs), "--lr", str(args.lr)]
     process = timed_process(command, {**os.environ, "TOKENIZERS_PARALLELISM": "false"}, work / "peer.log")
     result = json.loads(out.read_text())
     from sklearn.metrics import matthews_corrcoef
@@ -152,6 +152,7 @@ def main() -> None:
     parser.add_argument("--train-samples", type=int, default=2048)
     parser.add_argument("--eval-samples", type=int, default=0, help="0 = the whole validation and test splits")
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=5e-5, help="peak learning rate of every training job")
     parser.add_argument("--out", default="benchmarks/results/peer.json")
     parser.add_argument("--work", default=None, help="keep logs, stores and models here (default: a temp dir)")
     args = parser.parse_args()
@@ -190,7 +191,7 @@ def main() -> None:
     mfu = flops_per_real_token(size, mean_padded) * bertcls["real_tokens_per_s"] / 1e9 / peak
     result = {
         "machine": machine(),
-        "setup": {"train_samples": args.train_samples, "epochs": args.epochs, "batch_size": 32,
+        "setup": {"train_samples": args.train_samples, "epochs": args.epochs, "lr": args.lr, "batch_size": 32,
                   "max_seq_length": 128, **data, "torch": peer["torch"], "torch_threads": peer["threads"]},
         "training": jobs,
         "inference": inference,

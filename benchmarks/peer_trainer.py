@@ -3,8 +3,8 @@
 Runs in the peer venv (`make bench-peer-env`: torch, transformers, accelerate), never in bertcls's own.
 Its best CPU setup for variable-length text: `DataCollatorWithPadding` (pad each batch to its longest text)
 and `train_sampling_strategy="group_by_length"` (batches of similar lengths; `group_by_length=True` before
-transformers 5). The same recipe as bertcls's defaults: AdamW, peak lr 5e-5, weight decay 0.01, 10 % linear
-warmup then linear decay, clipping at 1.0, validation every epoch.
+transformers 5). The same recipe as the bertcls jobs beside it: AdamW, peak lr `--lr` (5e-5), weight decay
+0.01, 10 % linear warmup then linear decay, clipping at 1.0, validation every epoch.
 
     python benchmarks/peer_trainer.py DATA_DIR MODEL_DIR OUT_JSON [--epochs 1] [--batch-size 32]
 
@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--warmup-steps", type=int, default=3, help="steps excluded from steady-state timing")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--lr", type=float, default=5e-5)
     args = parser.parse_args()
     job_start = time.perf_counter()
 
@@ -94,7 +95,7 @@ def main() -> None:
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=64,
         num_train_epochs=args.epochs,
-        learning_rate=5e-5,
+        learning_rate=args.lr,
         weight_decay=0.01,
         warmup_steps=math.ceil(0.1 * total_steps),
         lr_scheduler_type="linear",

@@ -17,7 +17,7 @@ import pytest
 from mlflow import MlflowClient
 
 from bertcls import jobs, tracking
-from bertcls.config import DataConfig, TrainConfig
+from bertcls.config import DataConfig, OptimConfig, TrainConfig
 from bertcls.registry import resolve_model_uri
 from bertcls.settings import ReadingSettings, train_config_to_dict
 
@@ -96,7 +96,8 @@ def test_reading_settings_round_trip_and_refuse_a_newer_version():
 def test_train_config_round_trips_and_old_runs_are_read_from_their_params():
     from bertcls.settings import train_config_from_dict, train_config_from_params
 
-    config = TrainConfig(data=DataConfig(train_file="/data/a.csv", max_train_samples=200), epochs=5)
+    config = TrainConfig(data=DataConfig(train_file="/data/a.csv", max_train_samples=200), epochs=5,
+                         optim=OptimConfig(lr=5e-5))  # fmt: skip
     assert train_config_from_dict(json.loads(json.dumps(train_config_to_dict(config)))) == config
     # what `mlflow run` logged for such a run: MLproject's spellings of unset and floats for ints
     params = {"epochs": "5.0", "train_file": "/data/a.csv", "max_train_samples": "200.0", "max_eval_samples": "0",

@@ -238,7 +238,7 @@ class DataConfig:
 class OptimConfig:
     """AdamW with decoupled weight decay, linear warmup then linear decay to zero, global-norm clipping."""
 
-    lr: float = option(5e-5, "peak learning rate")
+    lr: float = option(1e-4, "peak learning rate")
     weight_decay: float = option(0.01, "AdamW decoupled weight decay, on matrices only (not biases or LayerNorm)")
     warmup_ratio: float = option(0.1, "share of the steps with linear warmup, then linear decay to 0")
     max_grad_norm: float = option(1.0, "global-norm gradient clipping; 0 disables it")
@@ -290,7 +290,7 @@ class TrainConfig:
     )  # fmt: skip
     freeze_layers: int = option(0, "encoder layers frozen (with the embeddings) under finetune=partial")
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    epochs: int = option(3, "passes over the training split")
+    epochs: int = option(3, "passes over the training split (the run keeps the best epoch by the validation metric)")
     batch_size: int = option(32, "global batch, split over all devices (must divide by the device count)")
     grad_accum_steps: int = option(
         1, "batches whose gradients are summed into one optimizer step (effective batch = batch_size x this)"
