@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -33,14 +34,14 @@ def store(tmp_path, monkeypatch):
 
 
 def _mlflow_run(
-    uri: str, params: dict[str, object], cwd: Path, timeout: int = 900, entry: str = "train"
+    uri: str, params: dict[str, object], cwd: Path, timeout: int = 900, entry: str = "train", **env: str
 ) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", entry, "--env-manager", "local"]
     command += ["--experiment-name", "e2e"]
     for key, value in params.items():
         command += ["-P", f"{key}={value}"]
     return subprocess.run(
-        command, cwd=cwd, env=e2e.subprocess_env(uri), capture_output=True, text=True, timeout=timeout
+        command, cwd=cwd, env=e2e.subprocess_env(uri, **env), capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -297,3 +298,20 @@ def test_data_file_resolves_from_where_mlflow_run_is_called(store, small_model_d
         uri, {"model_uri": f"runs:/{run.info.run_id}/model", "split": "validation"}, tmp_path, entry="evaluate"
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+
+
+def test_eight_devices_give_the_loss_trajectory_of_one_through_mlflow_run(store, small_model_dir, tmp_path):
+    """Data parallel over 8 CPU devices (XLA_FLAGS) vs 1, same global batch: the same per-epoch losses."""
+    uri, client, experiment_id = store
+    params = {"model": small_model_dir, "max_train_samples": 160, "max_eval_samples": 48, "epochs": 2,
+              "max_buckets": 2, "batch_size": 16, "eval_batch_size": 16, "system_metrics": "false"}  # fmt: skip
+    for flags in ("", "--xla_force_host_platform_device_count=8"):
+        result = _mlflow_run(uri, params, tmp_path, XLA_FLAGS=flags)
+        assert result.returncode == 0, result.stderr[-3000:]
+    runs = {r.data.tags["device_count"]: r for r in client.search_runs([experiment_id])}
+    assert set(runs) == {"1", "8"}
+    for name in ("train_loss", "val_loss", "grad_norm"):
+        history = {n: sorted(client.get_metric_history(runs[n].info.run_id, name), key=lambda m: m.step) for n in runs}
+        one, eight = ([m.value for m in history[n]] for n in ("1", "8"))
+        assert len(one) == len(eight) == 2, name
+        np.testing.assert_allclose(eight, one, rtol=1e-5, atol=1e-6, err_msg=name)
