@@ -64,7 +64,7 @@ def test_train_job_in_process_then_evaluate_reads_texts_as_the_model_was_trained
     # own settings decide how texts are read, so the figures are the same.
     with tracking.tracked_run("smoke") as other:
         mlflow.log_params({"max_seq_length": "8", "long_text": "windows", "max_windows": "2"})
-        mlflow.set_tag("model_uri", tracking.log_model(model_dir, ["free entry"], None))
+        mlflow.set_tag("model_uri", tracking.log_model(model_dir, ["free entry"], None).model_uri)
     again = jobs.evaluate(
         f"runs:/{other.info.run_id}/model",
         split="test",
@@ -144,3 +144,40 @@ def test_partial_finetune_through_the_job_logs_a_model_whose_frozen_weights_are_
     encoder = [name for name in before if name.startswith("encoder.")]
     assert encoder and all(np.array_equal(after[name], before[name]) for name in encoder)
     assert not np.array_equal(after["head.output.kernel"], before["head.output.kernel"])
+
+
+@pytest.mark.slow
+def test_every_epoch_checkpoint_is_a_logged_model_linked_to_its_validation_metrics(
+    empty_store, small_model_dir, sms_csv
+):
+    """log_checkpoints=all over 3 epochs: 3 checkpoints plus `model`, each with its epoch's val_* metrics (and the
+    validation dataset); a checkpoint loads by models:/<model_id> and predicts. keep_checkpoints=1 keeps the best
+    and the newest other one."""
+    import pandas as pd
+
+    config = TrainConfig(
+        model=str(small_model_dir), data=DataConfig(train_file=str(sms_csv), max_seq_length=32, max_buckets=1),
+        epochs=3, batch_size=16, eval_batch_size=16, log_checkpoints="all", optim=OptimConfig(lr=1e-3),
+    )  # fmt: skip
+    experiment = mlflow.create_experiment("checkpoints")
+    outcome = jobs.train(config, experiment="checkpoints", system_metrics=False)
+    models = mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")
+    by_name = {m.name: m for m in models if m.source_run_id == outcome.run_id}
+    assert sorted(by_name) == ["checkpoint-epoch-1", "checkpoint-epoch-2", "checkpoint-epoch-3", "model"]
+    history = MlflowClient().get_metric_history(outcome.run_id, "val_accuracy")
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == [1, 2, 3]  # each epoch once, not twice
+    for epoch in (1, 2, 3):
+        linked = {m.key: m for m in by_name[f"checkpoint-epoch-{epoch}"].metrics}
+        assert {"val_accuracy", "val_loss", "val_mcc"} <= set(linked), linked
+        assert linked["val_accuracy"].step == epoch and linked["val_accuracy"].dataset_name == "sms.csv"
+        assert linked["val_accuracy"].value == next(m.value for m in history if m.step == epoch)
+    final = {m.key: m for m in by_name["model"].metrics}
+    assert final["best_val_accuracy"].step == outcome.best_epoch and "test_accuracy" in final
+    checkpoint = mlflow.pyfunc.load_model(f"models:/{by_name['checkpoint-epoch-2'].model_id}")
+    predicted = checkpoint.predict(pd.DataFrame({"text": ["WINNER! claim your prize now", "see you at lunch"]}))
+    assert list(predicted["label"]) and set(predicted["label"]) <= {"ham", "spam"}
+
+    pruned = jobs.train(dataclasses.replace(config, keep_checkpoints=1), experiment="checkpoints", system_metrics=False)
+    left = [m.name for m in mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")
+            if m.source_run_id == pruned.run_id and m.name.startswith("checkpoint-")]  # fmt: skip
+    assert len(left) == 2 and "checkpoint-epoch-3" in left, left

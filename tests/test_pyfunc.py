@@ -35,7 +35,7 @@ def _log(tmp: Path, model_dir: Path, pairs: bool) -> str:
     saved = save_model(model, tmp / "saved", LABELS, extra={"max_seq_length": 32, "has_text_pair": pairs})
     load_tokenizer(model_dir).save_pretrained(str(saved))
     with mlflow.start_run():
-        return tracking.log_model(saved, ["free entry", "see you"], ["a", "b"] if pairs else None)
+        return tracking.log_model(saved, ["free entry", "see you"], ["a", "b"] if pairs else None).model_uri
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from bertcls.params import flatten, option
 HEADS = ("linear", "mean", "mlp")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 FINETUNE_STRATEGIES = ("full", "partial", "head")  # see train/strategy.py
+CHECKPOINT_MODES = ("none", "best", "all")
 PRECISION_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # train `precision` -> the model's compute dtype
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu")
 SUPPORTED_MODEL_TYPES = ("bert", "distilbert")
@@ -300,6 +301,15 @@ class TrainConfig:
     early_stopping_patience: int = option(
         0, "stop after this many epochs without improvement of the validation metric; 0 = never"
     )
+    log_checkpoints: str = option(
+        "best", "none: the final model only; best: the final model is the best epoch's checkpoint (step = that "
+        "epoch, its validation and test metrics linked to it); all: every epoch's model too, each linked to that "
+        "epoch's validation metrics", choices=CHECKPOINT_MODES,
+    )  # fmt: skip
+    keep_checkpoints: int = option(
+        0, "with log_checkpoints=all: keep at most this many epoch checkpoints besides the best (older ones are "
+        "deleted); 0 = keep all"
+    )
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -310,6 +320,12 @@ class TrainConfig:
             raise ConfigError(f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISION_DTYPES)}.")
         if self.early_stopping_patience < 0:
             raise ConfigError("early_stopping_patience must be >= 0 (0 disables early stopping).")
+        if self.log_checkpoints not in CHECKPOINT_MODES:
+            raise ConfigError(
+                f"Unknown log_checkpoints {self.log_checkpoints!r}; choose one of {', '.join(CHECKPOINT_MODES)}."
+            )
+        if self.keep_checkpoints < 0:
+            raise ConfigError(f"keep_checkpoints must be >= 0 (0 keeps all), got {self.keep_checkpoints}.")
         if self.grad_accum_steps < 1:
             raise ConfigError(
                 f"grad_accum_steps must be at least 1 (1 = no accumulation), got {self.grad_accum_steps}. "

@@ -39,6 +39,54 @@ def _check_model_against_data(model_config: ModelConfig, config: TrainConfig) ->
         )
 
 
+def _reading_settings(data, config: TrainConfig):
+    """How the trained model reads text: saved with it, so predictions read texts as training did."""
+    from bertcls.settings import ReadingSettings
+
+    return ReadingSettings(
+        task=data.task.name,
+        label_names=tuple(data.task.label_names),
+        primary_metric=data.task.primary_metric,
+        max_seq_length=config.data.max_seq_length,
+        buckets=tuple(data.buckets),
+        has_text_pair=data.task.has_text_pair,
+        long_text=config.data.long_text,
+        window_overlap=config.data.window_overlap,
+        max_windows=config.data.max_windows,
+    )
+
+
+class _Checkpoints:
+    """log_checkpoints=all: each epoch's model as a logged model; beyond keep_checkpoints, the oldest that is not
+    the best so far is deleted (MLflow marks the logged model deleted)."""
+
+    def __init__(self, config: TrainConfig, primary: str, log_model, current_state):
+        self.keep = config.keep_checkpoints
+        self.primary = primary
+        self.log_model = log_model
+        self.current_state = current_state
+        self.kept: list[tuple[int, str]] = []  # (epoch, model id), oldest first
+        self.best: tuple[float, str] | None = None
+
+    def log(self, epoch: int, metrics: dict[str, float]) -> str:
+        import mlflow
+
+        from bertcls.data.tasks import metric_direction
+
+        model_id = self.log_model(self.current_state(), f"checkpoint-epoch-{epoch}", epoch).model_id
+        value = metrics[f"val_{self.primary}"]
+        maximise = metric_direction(self.primary) == "max"
+        if self.best is None or (value > self.best[0] if maximise else value < self.best[0]):
+            self.best = (value, model_id)
+        self.kept.append((epoch, model_id))
+        others = [(e, m) for e, m in self.kept if m != self.best[1]]
+        while self.keep and len(others) > self.keep:
+            _, oldest = others.pop(0)
+            mlflow.MlflowClient().delete_logged_model(oldest)
+            self.kept = [(e, m) for e, m in self.kept if m != oldest]
+        return model_id
+
+
 def train(
     config: TrainConfig,
     experiment: str | None = DEFAULT_EXPERIMENT,
@@ -54,7 +102,7 @@ def train(
     from bertcls.hub import resolve_model
     from bertcls.model.weights import load_hf_checkpoint, save_model
     from bertcls.paths import cache_root
-    from bertcls.settings import ReadingSettings, train_config_to_dict
+    from bertcls.settings import train_config_to_dict
     from bertcls.tokenizer import load_tokenizer
     from bertcls.train.loop import fit, predict_split, steps_per_epoch
     from bertcls.train.optim import make_optimizer
@@ -96,20 +144,35 @@ def train(
         tracking.log_train_config(train_config_to_dict(config))
         tracking.set_job_tag("train")
         tracking.set_environment_tags()
-        tracking.log_dataset_inputs(data)
+        datasets = tracking.log_dataset_inputs(data)
+        examples = data.texts["validation"].select(range(min(3, len(data.texts["validation"]))))
+        example_texts = list(examples["text"])
+        example_pairs = list(examples["text_pair"]) if data.task.has_text_pair else None
+
+        def log_model(state, name: str, step: int):
+            """Write the model of `state` with its tokenizer and reading settings; log it as a pyfunc model."""
+            with tracking.staging_dir() as staging:
+                path = staging / "model"
+                save_model(steps.model(state), path, list(data.task.label_names),
+                           extra={"reading_settings": _reading_settings(data, config).to_dict()})  # fmt: skip
+                tokenizer.save_pretrained(str(path))
+                return tracking.log_model(path, example_texts, example_pairs, name=name, step=step)
+
+        checkpoints = _Checkpoints(config, data.task.primary_metric, log_model, steps.host_model_state)
         progress = [ProgressBar()] if jax.process_index() == 0 else []  # one bar per job, not per host
-        result = fit(steps, data, config, [*progress, tracking.MlflowCallback()])
+        mlflow_callback = tracking.MlflowCallback(checkpoints.log if config.log_checkpoints == "all" else None,
+                                                  datasets.get("validation"))  # fmt: skip
+        result = fit(steps, data, config, [*progress, mlflow_callback])
 
         steps.load_model_state(result.best_model_state)
         primary = data.task.primary_metric
-        final = {"best_epoch": float(result.best_epoch)}
-        final.update({f"best_val_{k}": v for k, v in result.best_validation.metrics.items()})
-        final["best_val_loss"] = result.best_validation.loss  # register -P metric=val_loss ranks by it
+        best = {f"best_val_{k}": v for k, v in result.best_validation.metrics.items()}
+        best["best_val_loss"] = result.best_validation.loss  # register -P metric=val_loss ranks by it
+        test = {}
         if "test" in data.splits:
-            test = predict_split(steps, data.splits["test"], data.task, config.eval_batch_size, data.buckets)
-            final.update({f"test_{k}": v for k, v in test.metrics.items()})
-            final["test_loss"] = test.loss
-        tracking.log_metrics(final)
+            evaluated = predict_split(steps, data.splits["test"], data.task, config.eval_batch_size, data.buckets)
+            test = {f"test_{k}": v for k, v in evaluated.metrics.items()}
+            test["test_loss"] = evaluated.loss
         tracking.log_learning_curves(result.history, primary)
         if not data.task.is_regression:
             tracking.log_confusion_matrix(
@@ -120,30 +183,16 @@ def train(
                 title=f"validation confusion matrix (best epoch {result.best_epoch})",
             )
 
-        with tracking.staging_dir() as staging:
-            model_path = staging / "model"
-            reading = ReadingSettings(
-                task=data.task.name,
-                label_names=tuple(data.task.label_names),
-                primary_metric=primary,
-                max_seq_length=config.data.max_seq_length,
-                buckets=tuple(data.buckets),
-                has_text_pair=data.task.has_text_pair,
-                long_text=config.data.long_text,
-                window_overlap=config.data.window_overlap,
-                max_windows=config.data.max_windows,
-            )
-            save_model(
-                steps.model(result.best_model_state),
-                model_path,
-                list(data.task.label_names),
-                extra={"reading_settings": reading.to_dict()},
-            )
-            tokenizer.save_pretrained(str(model_path))
-            examples = data.texts["validation"].select(range(min(3, len(data.texts["validation"]))))
-            pairs = list(examples["text_pair"]) if data.task.has_text_pair else None
-            model_uri = tracking.log_model(model_path, list(examples["text"]), pairs)
-            tracking.set_tags({"model_uri": model_uri})
+        linked = config.log_checkpoints != "none"  # the final model is the best epoch's checkpoint
+        info = log_model(result.best_model_state, "model", result.best_epoch if linked else 0)
+        model_uri = info.model_uri
+        final = {"best_epoch": float(result.best_epoch), **best, **test}
+        tracking.log_metrics({"best_epoch": float(result.best_epoch)})
+        model_id = info.model_id if linked else None
+        tracking.log_linked_metrics(best, result.best_epoch, model_id, datasets.get("validation"))
+        if test:
+            tracking.log_linked_metrics(test, result.best_epoch, model_id, datasets.get("test"))
+        tracking.set_tags({"model_uri": model_uri})
         run_id = run.info.run_id
     wall = time.perf_counter() - started
     log.info("run %s finished in %.1f s; best epoch %d", run_id, wall, result.best_epoch)

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -177,8 +177,10 @@ def _log_input_once_shared(dataset: Any, split: str, attempts: int = 5) -> None:
             time.sleep(0.2 * (attempt + 1))
 
 
-def log_dataset_inputs(data: PreparedData) -> None:
-    """One MLflow dataset input per split (name, source, digest, row count as the profile)."""
+def log_dataset_inputs(data: PreparedData) -> dict[str, Any]:
+    """One MLflow dataset input per split (name, source, digest, row count as the profile); returns them by split
+    (metrics computed on a split are linked to its dataset)."""
+    datasets = {}
     for split, rows in data.texts.items():
         frame = rows.to_pandas()
         with warnings.catch_warnings():
@@ -188,6 +190,7 @@ def log_dataset_inputs(data: PreparedData) -> None:
             except Exception:  # noqa: BLE001 - a hub id is not a resolvable source URI for mlflow
                 dataset = mlflow.data.from_pandas(frame, name=data.source.name, targets="label")
         _log_input_once_shared(dataset, split)
+        datasets[split] = dataset
     sizes = {f"n_{split}": rows.num_texts for split, rows in data.splits.items()}
     sizes.update({f"n_{split}_windows": len(rows) for split, rows in data.splits.items() if rows.documents is not None})
     cleaning = {
@@ -201,6 +204,7 @@ def log_dataset_inputs(data: PreparedData) -> None:
     }
     log_params({**sizes, **cleaning})
     mlflow.set_tags({"dataset": data.source.name, "task": cleaning["task"]})
+    return datasets
 
 
 def log_train_config(saved: dict[str, Any]) -> None:
@@ -211,14 +215,33 @@ def log_train_config(saved: dict[str, Any]) -> None:
 
 
 class MlflowCallback:
-    """fit() callback: buckets and step count as params, every epoch's metrics with step=epoch."""
+    """fit() callback: buckets and step count as params, every epoch's metrics with step=epoch.
+
+    checkpoint(epoch, metrics) -> model id, when given, logs that epoch's model first; the epoch's val_*
+    metrics are then linked to that model and to the validation dataset (the UI's model list compares them).
+    """
+
+    def __init__(self, checkpoint: Callable[[int, dict[str, float]], str] | None = None, validation_dataset=None):
+        self.checkpoint = checkpoint
+        self.validation_dataset = validation_dataset
 
     def on_train_start(self, info: dict[str, Any]) -> None:
         log_params({"buckets": " ".join(map(str, info["buckets"])), "total_steps": info["total_steps"]})
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        mlflow.log_metrics(metrics, step=epoch)
+        model_id = self.checkpoint(epoch, metrics) if self.checkpoint else None
+        validation = {k: v for k, v in metrics.items() if k.startswith("val_")}
+        mlflow.log_metrics({k: v for k, v in metrics.items() if k not in validation}, step=epoch)
+        log_linked_metrics(validation, epoch, model_id, self.validation_dataset)
         mlflow.set_tags(liveness.heartbeat_tag())
+
+
+def log_linked_metrics(metrics: dict[str, float], step: int, model_id: str | None, dataset) -> None:
+    """Metrics of the run, linked to a logged model and the dataset they were computed on when there is one."""
+    if model_id is None:
+        mlflow.log_metrics(metrics, step=step)
+    else:
+        mlflow.log_metrics(metrics, step=step, model_id=model_id, dataset=dataset)
 
 
 def log_learning_curves(history: list[dict[str, float]], primary: str) -> None:
@@ -268,8 +291,11 @@ def pip_requirements() -> list[str]:
     return pins
 
 
-def log_model(model_dir: Path, example_texts: list[str], example_pairs: list[str] | None) -> str:
-    """Log our saved model as the pyfunc `model` (signature, input example, code); returns its URI."""
+def log_model(
+    model_dir: Path, example_texts: list[str], example_pairs: list[str] | None, name: str = "model", step: int = 0
+):
+    """Log our saved model as a pyfunc logged model (signature, input example, code) at `step` (an epoch);
+    returns MLflow's ModelInfo (`model_uri`, `model_id`)."""
     from bertcls.predict import Predictor
     from bertcls.pyfunc import MODEL_ARTIFACT, predictions_frame
 
@@ -285,7 +311,8 @@ def log_model(model_dir: Path, example_texts: list[str], example_pairs: list[str
     with signals_deferred(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "add type hints to predict": we give a signature
         info = mlflow.pyfunc.log_model(
-            name="model",
+            name=name,
+            step=step,
             python_model=str(package / "pyfunc_model.py"),
             artifacts={MODEL_ARTIFACT: str(model_dir)},
             code_paths=[str(package)],
@@ -293,7 +320,7 @@ def log_model(model_dir: Path, example_texts: list[str], example_pairs: list[str
             input_example=example,
             pip_requirements=pip_requirements(),
         )
-    return info.model_uri
+    return info
 
 
 @contextlib.contextmanager
