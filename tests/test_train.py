@@ -409,3 +409,41 @@ def test_runs_logged_with_compute_dtype_read_back_as_precision():
     assert train_config_from_params({"compute_dtype": "bfloat16", "lr": "5e-05"}).precision == "bf16"
     assert train_config_from_params({"compute_dtype": "float32"}).precision == "fp32"
     assert train_config_from_params({"precision": "bf16"}).precision == "bf16"
+
+
+def test_mlp_head_with_batch_norm_trains_its_statistics_and_saves_them(tmp_path):
+    """finetune=head + head=mlp + head_batchnorm: the running statistics move with training (the encoder stays
+    frozen), prediction uses them, and a saved model reloads them exactly."""
+    from bertcls.data.batching import place_on_mesh
+    from bertcls.model.weights import load_model, save_model
+    from bertcls.train.strategy import trainable_filter
+
+    config = ModelConfig(vocab_size=50, hidden_size=32, num_layers=1, num_heads=4, intermediate_size=48,
+                         max_position_embeddings=40, num_labels=2, head="mlp", head_batchnorm=True)  # fmt: skip
+    steps = Steps(BertClassifier(config, rngs=nnx.Rngs(0)), optax.adam(1e-2), make_data_mesh(), False, 0,
+                  trainable_filter("head", 0, 1))  # fmt: skip
+    rng = np.random.default_rng(2)
+    batch = place_on_mesh({"input_ids": rng.integers(1, 50, size=(16, 8)).astype(np.int32),
+                           "attention_mask": np.ones((16, 8), np.int32), "token_type_ids": np.zeros((16, 8), np.int32),
+                           "labels": rng.integers(0, 2, size=16).astype(np.int32), "weights": np.ones(16, np.float32)},
+                          steps.mesh)  # fmt: skip
+    before = _flat(steps)
+    assert {"head.norm1.mean", "head.norm1.var", "head.norm2.mean"} <= set(before)
+    for _ in range(3):
+        steps.train(batch)
+    after = _flat(steps)
+    assert not np.array_equal(after["head.norm1.mean"], before["head.norm1.mean"])  # running statistics moved
+    assert all(np.array_equal(after[k], before[k]) for k in before if k.startswith("encoder."))
+    first, second = np.asarray(steps.evaluate(batch)), np.asarray(steps.evaluate(batch))
+    np.testing.assert_array_equal(first, second)  # prediction: running statistics, deterministic
+
+    save_model(steps.model(), tmp_path / "model", ["a", "b"])
+    reloaded, _ = load_model(tmp_path / "model")
+    assert reloaded.config.head_batchnorm
+    host = {k: np.asarray(v) for k, v in batch.items()}
+    np.testing.assert_allclose(np.asarray(reloaded(host["input_ids"], host["attention_mask"], host["token_type_ids"])),
+                               first, rtol=1e-6, atol=1e-6)  # fmt: skip
+    with pytest.raises(ConfigError, match="head_batchnorm applies to head=mlp only"):
+        TrainConfig(head_batchnorm=True)
+    with pytest.raises(ConfigError, match="head_batchnorm with grad_accum_steps > 1"):
+        TrainConfig(head="mlp", head_batchnorm=True, grad_accum_steps=2)

@@ -44,6 +44,7 @@ class ModelConfig:
     head: str = HF_ARCHITECTURE_HEAD
     num_labels: int = 2  # 1 = regression
     compute_dtype: str = "float32"
+    head_batchnorm: bool = False  # mlp head: BatchNorm (running statistics at inference) instead of LayerNorm
 
     def __post_init__(self) -> None:
         if self.model_type not in SUPPORTED_MODEL_TYPES:
@@ -58,6 +59,8 @@ class ModelConfig:
             raise ConfigError(
                 f"Unknown compute dtype {self.compute_dtype!r}; choose one of {', '.join(COMPUTE_DTYPES)}."
             )
+        if self.head_batchnorm and self.head != "mlp":
+            raise ConfigError(f"head_batchnorm applies to head=mlp only, got head={self.head}.")
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"Unsupported hidden_act {self.hidden_act!r}; bertcls supports {', '.join(ACTIVATIONS)}.")
         if self.num_labels < 1:
@@ -284,6 +287,10 @@ class TrainConfig:
         "fp32", "fp32, or bf16: bfloat16 matmuls and activations; parameters, optimizer state and loss stay float32",
         choices=tuple(PRECISION_DTYPES), docs="(replaces `compute_dtype`: float32 = fp32, bfloat16 = bf16)",
     )  # fmt: skip
+    head_batchnorm: bool = option(
+        False, "head=mlp: batch norm instead of layer norm after each hidden dense layer (batch statistics in "
+        "training, running statistics in prediction)",
+    )  # fmt: skip
     finetune: str = option(
         "full", "full: train every parameter; partial: freeze the embeddings and the first freeze_layers layers; "
         "head: freeze the whole encoder", choices=FINETUNE_STRATEGIES,
@@ -326,6 +333,15 @@ class TrainConfig:
             )
         if self.keep_checkpoints < 0:
             raise ConfigError(f"keep_checkpoints must be >= 0 (0 keeps all), got {self.keep_checkpoints}.")
+        if self.head_batchnorm and self.head != "mlp":
+            raise ConfigError(
+                f"head_batchnorm applies to head=mlp only, got head={self.head}. Add {setting('head', 'mlp')}."
+            )
+        if self.head_batchnorm and self.grad_accum_steps > 1:
+            raise ConfigError(
+                "head_batchnorm with grad_accum_steps > 1 is not supported: batch statistics would be those of one "
+                "micro-batch. Use grad_accum_steps=1 with a larger batch_size, or head_batchnorm=false."
+            )
         if self.grad_accum_steps < 1:
             raise ConfigError(
                 f"grad_accum_steps must be at least 1 (1 = no accumulation), got {self.grad_accum_steps}. "

@@ -117,8 +117,9 @@ def train(
     check_batch_size(config.eval_batch_size, jax.device_count())
     model_dir = resolve_model(config.model)
     arch = ModelConfig.from_json_file(
-        model_dir / "config.json", head=config.head, compute_dtype=PRECISION_DTYPES[config.precision]
-    )
+        model_dir / "config.json", head=config.head, compute_dtype=PRECISION_DTYPES[config.precision],
+        head_batchnorm=config.head_batchnorm,
+    )  # fmt: skip
     _check_model_against_data(arch, config)
     tokenizer = load_tokenizer(model_dir)
     data = prepare_data(config.data, tokenizer)

@@ -38,6 +38,11 @@ def _layer_norm(config: ModelConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
     )
 
 
+def _batch_norm(config: ModelConfig, rngs: nnx.Rngs) -> nnx.BatchNorm:
+    return nnx.BatchNorm(config.hidden_size, momentum=0.9, epsilon=1e-5, dtype=_dtype(config),
+                         param_dtype=jnp.float32, rngs=rngs)  # fmt: skip
+
+
 def activation(name: str, x: Array) -> Array:
     """The hidden activation named in the HF config (exact or tanh-approximated GELU, or ReLU)."""
     if name == "gelu":
@@ -161,22 +166,30 @@ class Pooler(nnx.Module):
 
 
 class MLPHead(nnx.Module):
-    """(dropout -> dense -> LayerNorm -> relu) twice, then the output projection."""
+    """(dropout -> dense -> norm -> relu) twice, then the output projection.
+
+    The norm is LayerNorm, or with `head_batchnorm` BatchNorm: batch statistics (over the global batch, so
+    the same on any device count) while training, its running averages when predicting.
+    """
 
     def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
         self.config = config
         hidden = config.hidden_size
         self.dense1 = _dense(hidden, hidden, config, rngs)
-        self.norm1 = _layer_norm(config, rngs)
+        self.norm1 = _batch_norm(config, rngs) if config.head_batchnorm else _layer_norm(config, rngs)
         self.dense2 = _dense(hidden, hidden, config, rngs)
-        self.norm2 = _layer_norm(config, rngs)
+        self.norm2 = _batch_norm(config, rngs) if config.head_batchnorm else _layer_norm(config, rngs)
         self.dropout = nnx.Dropout(config.classifier_dropout)
         self.output = _dense(hidden, config.num_labels, config, rngs)
 
+    def _norm(self, norm, x: Array, training: bool) -> Array:
+        return norm(x, use_running_average=not training) if self.config.head_batchnorm else norm(x)
+
     def __call__(self, x: Array, rngs: nnx.Rngs | None) -> Array:
         drop = lambda t: self.dropout(t, deterministic=rngs is None, rngs=rngs)  # noqa: E731
-        x = jax.nn.relu(self.norm1(self.dense1(drop(x))))
-        x = jax.nn.relu(self.norm2(self.dense2(drop(x))))
+        training = rngs is not None
+        x = jax.nn.relu(self._norm(self.norm1, self.dense1(drop(x)), training))  # [B, H]
+        x = jax.nn.relu(self._norm(self.norm2, self.dense2(drop(x)), training))  # [B, H]
         return self.output(x)  # [B, L]
 
 

@@ -45,6 +45,8 @@ UNUSED_ALLOWED = [
 ]
 # Our parameters that may be missing from a checkpoint; they get a fresh initialisation.
 FRESH_ALLOWED = re.compile(r"^(pooler|head)\.")
+# What a model file holds: the parameters, and the running statistics of a batch-norm head.
+SAVED = nnx.Any(nnx.Param, nnx.BatchStat)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +169,7 @@ def _fresh_params(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
     }
     fresh = {}
     for name, module in parts.items():
-        for path, variable in nnx.to_flat_state(nnx.state(module, nnx.Param)):
+        for path, variable in nnx.to_flat_state(nnx.state(module, SAVED)):
             fresh[f"{name}.{_path_str(path)}"] = np.asarray(variable.get_value())
     return fresh
 
@@ -185,7 +187,7 @@ def _fill_skeleton(config: ModelConfig, values: dict[str, np.ndarray]) -> BertCl
 def param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Flat path -> shape of every parameter of the model described by `config` (no allocation)."""
     skeleton = nnx.eval_shape(lambda: BertClassifier(config, rngs=nnx.Rngs(0)))
-    state = nnx.state(skeleton, nnx.Param)
+    state = nnx.state(skeleton, SAVED)
     return {_path_str(path): tuple(v.get_value().shape) for path, v in nnx.to_flat_state(state)}
 
 
@@ -240,8 +242,8 @@ def load_hf_checkpoint(model_dir: Path, config: ModelConfig, seed: int = 0) -> t
 
 
 def flat_params(model: BertClassifier) -> dict[str, np.ndarray]:
-    """Flat path -> numpy array of every parameter (our own naming)."""
-    state = nnx.state(model, nnx.Param)
+    """Flat path -> numpy array of every parameter and batch statistic (our own naming)."""
+    state = nnx.state(model, SAVED)
     return {_path_str(path): np.asarray(v.get_value()) for path, v in nnx.to_flat_state(state)}
 
 
