@@ -339,6 +339,7 @@ def test_frozen_parameters_stay_bit_identical_and_get_no_optimizer_state(finetun
     assert sum(leaf.size for leaf in adam_leaves) == 2 * counts["trainable_params"]  # mu and nu of trained ones only
 
 
+@pytest.mark.slow  # about 8 s: compiles two models on 8 devices
 def test_layer_wise_decay_scales_each_depth_by_llrd_per_layer_below_the_head():
     """Same grads (same seed and batch), Adam's first step: the update at depth d is llrd^(L+1-d) of llrd=1's."""
     updates = {}
@@ -411,6 +412,7 @@ def test_runs_logged_with_compute_dtype_read_back_as_precision():
     assert train_config_from_params({"precision": "bf16"}).precision == "bf16"
 
 
+@pytest.mark.slow  # about 8 s: compiles two models on 8 devices
 def test_mlp_head_with_batch_norm_trains_its_statistics_and_saves_them(tmp_path):
     """finetune=head + head=mlp + head_batchnorm: the running statistics move with training (the encoder stays
     frozen), prediction uses them, and a saved model reloads them exactly."""
