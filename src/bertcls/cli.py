@@ -122,11 +122,16 @@ def train(**values) -> None:
     _refuse_renamed(values)
     config, run = build(TrainConfig, values), build(RunOptions, values)
     try:
-        outcome = jobs.train(config, run.experiment, run.run_name, system_metrics=run.system_metrics)
+        outcome = jobs.train(config, run.experiment, run.run_name, system_metrics=run.system_metrics,
+                             resume_run_id=run.resume_run_id)  # fmt: skip
     except KeyboardInterrupt as interrupt:
-        click.echo(
-            f"interrupted ({interrupt or 'Ctrl-C'}): the MLflow run is marked KILLED; no model was logged.", err=True
+        command = getattr(interrupt, "resume_command", None)
+        then = (
+            f"a checkpoint was saved; continue it with: {command}"
+            if command
+            else ("it stopped before its first step: there is no checkpoint to resume from")
         )
+        click.echo(f"interrupted ({interrupt or 'Ctrl-C'}): the MLflow run is marked KILLED; {then}", err=True)
         sys.exit(130)
     click.echo(jobs.describe(outcome))
 

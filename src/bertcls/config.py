@@ -378,6 +378,10 @@ class RunOptions:
         True, "log CPU and memory use (GPU too, where MLflow's NVIDIA support is installed) every 10 s as the "
         "run's system/* metrics",
     )  # fmt: skip
+    resume_run_id: str | None = option(
+        None, "continue this KILLED or FAILED train run from its last checkpoint: same run id, its own parameters "
+        "(see docs/training.md#resume)",
+    )  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

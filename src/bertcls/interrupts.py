@@ -2,7 +2,8 @@
 
 A process-level effect kept at the edge: `raising_interrupts()` installs the handlers for the length of a
 run and restores the previous ones; `signals_deferred()` holds a signal back until a critical section
-(writing the model) has finished. `status_guard.py` deals with what `mlflow run` does afterwards.
+(writing the model, or a whole training loop that polls `pending()` at step boundaries to write a resume
+checkpoint first) has finished; sections nest. `status_guard.py` deals with what `mlflow run` does afterwards.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ class RunInterrupted(KeyboardInterrupt):
     """SIGTERM/SIGINT during a run: the run is marked KILLED."""
 
 
-_state = {"deferred": False, "pending": None, "raised": False}
+_state = {"deferred": 0, "pending": None, "raised": False}  # deferred: depth of nested sections
+_HANDLED = (signal.SIGTERM, signal.SIGINT)
 
 
 def _interrupted(signum: int) -> RunInterrupted:
@@ -36,8 +38,8 @@ def _on_signal(signum, frame) -> None:
 @contextlib.contextmanager
 def raising_interrupts() -> Iterator[None]:
     """SIGTERM and SIGINT raise RunInterrupted inside the block; the previous handlers come back after it."""
-    _state.update(deferred=False, pending=None, raised=False)
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    _state.update(deferred=0, pending=None, raised=False)
+    previous = {s: signal.signal(s, _on_signal) for s in _HANDLED}
     try:
         yield
     finally:
@@ -47,12 +49,26 @@ def raising_interrupts() -> Iterator[None]:
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Finish a critical section (writing the model) before a pending SIGTERM/SIGINT takes effect."""
-    _state["deferred"] = True
+    """Finish a critical section (writing the model) before a pending SIGTERM/SIGINT takes effect.
+
+    The signal is raised when the outermost section ends (or earlier, by `raise_pending()`).
+    """
+    _state["deferred"] += 1
     try:
         yield
     finally:
-        _state["deferred"] = False
-        if _state["pending"] is not None:
-            signum, _state["pending"] = _state["pending"], None
-            raise _interrupted(signum)
+        _state["deferred"] -= 1
+        if not _state["deferred"]:
+            raise_pending()
+
+
+def pending() -> bool:
+    """A signal arrived inside a deferred section and waits: stop at the next safe point."""
+    return _state["pending"] is not None
+
+
+def raise_pending() -> None:
+    """Raise the waiting signal as RunInterrupted now (nothing happens if none waits)."""
+    if _state["pending"] is not None:
+        signum, _state["pending"] = _state["pending"], None
+        raise _interrupted(signum)

@@ -68,6 +68,14 @@ class _Checkpoints:
         self.kept: list[tuple[int, str]] = []  # (epoch, model id), oldest first
         self.best: tuple[float, str] | None = None
 
+    def state(self) -> dict:
+        """What a resume checkpoint keeps of it."""
+        return {"kept": self.kept, "best": self.best}
+
+    def restore(self, state: dict) -> None:
+        self.kept = [tuple(item) for item in state["kept"]]
+        self.best = tuple(state["best"]) if state["best"] else None
+
     def log(self, epoch: int, metrics: dict[str, float]) -> str:
         import mlflow
 
@@ -92,8 +100,14 @@ def train(
     experiment: str | None = DEFAULT_EXPERIMENT,
     run_name: str | None = None,
     system_metrics: bool = False,
+    resume_run_id: str | None = None,
+    callbacks: tuple = (),
 ) -> TrainOutcome:
-    """Fine-tune, evaluate each epoch, log everything and the best epoch's model to MLflow."""
+    """Fine-tune, evaluate each epoch, log everything and the best epoch's model to MLflow.
+
+    resume_run_id: continue that KILLED or FAILED run from its latest checkpoint, with its own parameters.
+    callbacks: more fit() callbacks (`bertcls.train.loop.Callback`), after the progress bar and MLflow's.
+    """
     import jax
 
     from bertcls import tracking
@@ -102,8 +116,10 @@ def train(
     from bertcls.hub import resolve_model
     from bertcls.model.weights import load_hf_checkpoint, save_model
     from bertcls.paths import cache_root
+    from bertcls.resumption import RESUME_TAG, ResumeCheckpoints, local_checkpoint, resume_command, resume_source
     from bertcls.settings import train_config_to_dict
     from bertcls.tokenizer import load_tokenizer
+    from bertcls.train import resume
     from bertcls.train.loop import fit, predict_split, steps_per_epoch
     from bertcls.train.optim import make_optimizer
     from bertcls.train.progress import ProgressBar
@@ -112,6 +128,9 @@ def train(
 
     started = time.perf_counter()
     config = dataclasses.replace(config, data=_with_absolute_files(config.data))  # later jobs read them anywhere
+    source = resume_source(resume_run_id, config) if resume_run_id else None
+    if source is not None:
+        config = source.config
     # Everything that can be wrong with the input is checked before a run exists.
     check_batch_size(config.batch_size, jax.device_count())
     check_batch_size(config.eval_batch_size, jax.device_count())
@@ -131,8 +150,19 @@ def train(
     tx = make_optimizer(config.optim, total_steps, lr_scale_fn(config.optim.llrd, arch.num_layers))
     trainable = trainable_filter(config.finetune, config.freeze_layers, arch.num_layers)
     steps = Steps(model, tx, mesh, data.task.is_regression, config.seed, trainable)
+    fingerprint = resume.fingerprint(steps, data, config.model, config.data.dataset or "files")
+    start, restored_extras = None, None
+    if source is not None:  # the last refusals (another model shape, other data) before the run is touched
+        checkpoint_dir = local_checkpoint(source)
+        resume.check_compatible(resume.read_record(checkpoint_dir), fingerprint, f"run {source.run_id}")
+        start, restored_extras = resume.restore(checkpoint_dir, steps)
 
-    with tracking.tracked_run(experiment, run_name, system_metrics=system_metrics) as run:
+    with tracking.tracked_run(experiment, run_name, system_metrics=system_metrics, resume_run_id=resume_run_id) as run:
+        run_id = run.info.run_id
+        tags = tracking.get_run(run_id).data.tags  # `mlflow run` marks its runs PROJECT (and conda/uv: the env)
+        env_manager = tags.get("mlflow.project.env", "local") if tags.get("mlflow.source.type") == "PROJECT" else None
+        command = resume_command(run_id, run.info.experiment_id, env_manager)
+        tracking.set_tags({RESUME_TAG: command})  # the command that continues this run if it stops
         tracking.log_params(
             {
                 **config.flat_params(),
@@ -160,10 +190,22 @@ def train(
                 return tracking.log_model(path, example_texts, example_pairs, name=name, step=step)
 
         checkpoints = _Checkpoints(config, data.task.primary_metric, log_model, steps.host_model_state)
+        if restored_extras:
+            checkpoints.restore(restored_extras["logged_checkpoints"])
         progress = [ProgressBar()] if jax.process_index() == 0 else []  # one bar per job, not per host
-        mlflow_callback = tracking.MlflowCallback(checkpoints.log if config.log_checkpoints == "all" else None,
-                                                  datasets.get("validation"))  # fmt: skip
-        result = fit(steps, data, config, [*progress, mlflow_callback])
+        mlflow_callback = tracking.MlflowCallback(
+            checkpoints.log if config.log_checkpoints == "all" else None,
+            datasets.get("validation"),
+            already_logged=tracking.logged_epoch_steps(run_id) if source else frozenset(),
+        )
+        writer = ResumeCheckpoints(run_id, steps, fingerprint, lambda: {"logged_checkpoints": checkpoints.state()},
+                                   current=source.checkpoint if source else None)  # fmt: skip
+        try:
+            result = fit(steps, data, config, [*progress, mlflow_callback, *callbacks], start=start,
+                         save_progress=writer.save)  # fmt: skip
+        except KeyboardInterrupt as interrupt:
+            interrupt.resume_command = command if writer.current else None  # the CLI prints it
+            raise
 
         steps.load_model_state(result.best_model_state)
         primary = data.task.primary_metric
@@ -194,7 +236,8 @@ def train(
         if test:
             tracking.log_linked_metrics(test, result.best_epoch, model_id, datasets.get("test"))
         tracking.set_tags({"model_uri": model_uri})
-        run_id = run.info.run_id
+        tracking.delete_tag(RESUME_TAG)
+        writer.discard(run_id)
     wall = time.perf_counter() - started
     log.info("run %s finished in %.1f s; best epoch %d", run_id, wall, result.best_epoch)
     return TrainOutcome(run_id, model_uri, result.best_epoch, final, wall)

@@ -54,19 +54,32 @@ def _without_env(name: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def tracked_run(
-    experiment: str | None, run_name: str | None = None, fresh: bool = False, system_metrics: bool = False
+    experiment: str | None,
+    run_name: str | None = None,
+    fresh: bool = False,
+    system_metrics: bool = False,
+    resume_run_id: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """Start (or, under `mlflow run`, resume) a run; end it FINISHED, KILLED on a signal, FAILED on error.
 
     fresh: a new run even under `mlflow run` (an evaluation inside `register` must not fill the register run).
     system_metrics: MLflow samples CPU, memory (and GPU) use in a thread while the run is active.
+    resume_run_id: continue that run (status back to RUNNING). Under `mlflow run` without `--run-id`, the
+    run MLflow made for this command is tagged as the launcher of the resume and left empty.
     """
-    with _without_env("MLFLOW_RUN_ID") if fresh else contextlib.nullcontext(), raising_interrupts():
-        if experiment and not mlflow.active_run() and "MLFLOW_RUN_ID" not in os.environ:
+    launcher = os.environ.get("MLFLOW_RUN_ID")
+    if resume_run_id and launcher and launcher != resume_run_id:
+        mlflow.MlflowClient().set_tag(launcher, "bertcls_job", "resume")
+        mlflow.MlflowClient().set_tag(launcher, "resumed_run_id", resume_run_id)
+        mlflow.MlflowClient().set_tag(launcher, "mlflow.note.content", f"This command resumed run {resume_run_id}; "
+                                      "its metrics and model are logged there.")  # fmt: skip
+    leave_launcher = fresh or (resume_run_id and launcher != resume_run_id)
+    with _without_env("MLFLOW_RUN_ID") if leave_launcher else contextlib.nullcontext(), raising_interrupts():
+        if experiment and not resume_run_id and not mlflow.active_run() and "MLFLOW_RUN_ID" not in os.environ:
             ensure_store(experiment)  # a new sqlite store is created under a lock: concurrent jobs both start
             mlflow.set_experiment(experiment)
-        under_mlflow_run = "MLFLOW_RUN_ID" in os.environ  # read now: mlflow unsets it when the run ends
-        run = mlflow.start_run(run_name=run_name, log_system_metrics=system_metrics)
+        under_mlflow_run = launcher is not None and not leave_launcher  # `mlflow run` ends this very run
+        run = mlflow.start_run(run_id=resume_run_id, run_name=run_name, log_system_metrics=system_metrics)
         try:
             yield run
         except KeyboardInterrupt:
@@ -96,6 +109,12 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
 
 def set_tags(tags: dict[str, str]) -> None:
     mlflow.set_tags(tags)
+
+
+def delete_tag(key: str) -> None:
+    """Remove a tag from the active run (if it has it)."""
+    if key in mlflow.MlflowClient().get_run(mlflow.active_run().info.run_id).data.tags:
+        mlflow.delete_tag(key)
 
 
 def log_table(table: pd.DataFrame, artifact_file: str) -> None:
@@ -221,14 +240,22 @@ class MlflowCallback:
     metrics are then linked to that model and to the validation dataset (the UI's model list compares them).
     """
 
-    def __init__(self, checkpoint: Callable[[int, dict[str, float]], str] | None = None, validation_dataset=None):
+    def __init__(
+        self,
+        checkpoint: Callable[[int, dict[str, float]], str] | None = None,
+        validation_dataset=None,
+        already_logged: set[int] = frozenset(),
+    ):
         self.checkpoint = checkpoint
         self.validation_dataset = validation_dataset
+        self.already_logged = already_logged  # epochs a resumed run logged before its last checkpoint was written
 
     def on_train_start(self, info: dict[str, Any]) -> None:
         log_params({"buckets": " ".join(map(str, info["buckets"])), "total_steps": info["total_steps"]})
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if epoch in self.already_logged:  # each epoch's metrics once, even across a resume
+            return
         model_id = self.checkpoint(epoch, metrics) if self.checkpoint else None
         validation = {k: v for k, v in metrics.items() if k.startswith("val_")}
         mlflow.log_metrics({k: v for k, v in metrics.items() if k not in validation}, step=epoch)
@@ -327,3 +354,65 @@ def log_model(
 def staging_dir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="bertcls-model-") as tmp:
         yield Path(tmp)
+
+
+RESUME_DIR = "resume"  # the run's artifact folder of its latest resume checkpoint
+RESUME_POINTER = f"{RESUME_DIR}/latest.json"
+
+
+def _artifact_repository(run_id: str):
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    return get_artifact_repository(mlflow.MlflowClient().get_run(run_id).info.artifact_uri)
+
+
+def sync_resume_checkpoint(local_dir: Path, previous: str | None) -> None:
+    """Copy a complete checkpoint directory to the active run's artifacts, point `resume/latest.json` at it,
+    then delete the previous one (where the artifact store can delete). A signal waits until this is done."""
+    run_id = mlflow.active_run().info.run_id
+    with signals_deferred():
+        mlflow.log_artifacts(str(local_dir), f"{RESUME_DIR}/{local_dir.name}")
+        mlflow.log_dict({"checkpoint": local_dir.name}, RESUME_POINTER)  # only names complete uploads
+        if previous and previous != local_dir.name:
+            delete_artifacts(run_id, f"{RESUME_DIR}/{previous}")
+
+
+def delete_artifacts(run_id: str, path: str) -> None:
+    """Delete a run's artifact folder; stores that cannot delete keep it (with a warning)."""
+    try:
+        _artifact_repository(run_id).delete_artifacts(path)
+    except (MlflowException, NotImplementedError, OSError) as error:
+        warnings.warn(f"could not delete artifact {path} of run {run_id}: {error}", stacklevel=2)
+
+
+def latest_resume_checkpoint(run_id: str) -> str | None:
+    """Name of the run's latest complete resume checkpoint, or None if it has none."""
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{RESUME_POINTER}")["checkpoint"]
+    except (MlflowException, OSError, KeyError):
+        return None
+
+
+def download_resume_checkpoint(run_id: str, name: str, destination: Path) -> Path:
+    """The run's checkpoint `name` downloaded into `destination` (a fresh directory); returns its path."""
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=f"{RESUME_DIR}/{name}", dst_path=str(destination)
+    )
+    return Path(path)
+
+
+def tracking_uri() -> str:
+    return mlflow.get_tracking_uri()
+
+
+def get_run(run_id: str):
+    """The run, or None if no run has this id in the tracking store."""
+    try:
+        return mlflow.MlflowClient().get_run(run_id)
+    except MlflowException:
+        return None
+
+
+def logged_epoch_steps(run_id: str, key: str = "train_loss") -> set[int]:
+    """Steps (epochs) at which the run already logged `key`: a resumed run never logs an epoch twice."""
+    return {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, key)}

@@ -1,6 +1,8 @@
-"""fit(): epochs, evaluation after each, best-so-far by the task's primary metric, early stopping.
+"""fit(): epochs, evaluation after each, best-so-far by the task's primary metric, early stopping, resume.
 
-It reports through callbacks only and never imports mlflow.
+It reports through callbacks only and never imports mlflow. Its host-side progress (`FitProgress`) is
+handed to `save_progress` after every epoch and when a SIGTERM/SIGINT waits (at the next step boundary);
+`fit(..., start=progress)` continues from one with the same result as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from bertcls import interrupts
 from bertcls.config import TrainConfig
 from bertcls.data.batching import (
     FILL,
@@ -67,6 +70,32 @@ class FitResult:
     stopped_early: bool
 
 
+@dataclasses.dataclass
+class FitProgress:
+    """Where training stands, on the host: with the device state it is everything a resume needs.
+
+    Data order and dropout keys are functions of (seed, epoch) and of the optimizer step, so they need no
+    state of their own. Loss sums are kept as Python floats summed in batch order, so a resumed epoch
+    reports the same train_loss as an uninterrupted one.
+    """
+
+    epoch: int = 1  # the epoch in progress (epochs + 1 once training is over)
+    next_batch: int = 0  # batches of `epoch` already trained
+    loss_sum: float = 0.0  # of `epoch`'s trained batches
+    weight_sum: float = 0.0
+    grad_norms: list[float] = dataclasses.field(default_factory=list)
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)  # one entry per finished epoch
+    best_value: float | None = None
+    best_epoch: int = 0
+    best_state: Any = None  # host copy of the best epoch's parameters
+    best_validation: SplitPredictions | None = None
+    stale: int = 0  # epochs since the best one
+    stopped_early: bool = False
+
+
+IN_FLIGHT = 2  # train steps dispatched ahead of the device (async dispatch): enough to keep it busy
+
+
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return math.ceil(num_examples / batch_size)
 
@@ -87,7 +116,24 @@ def _is_better(value: float, best: float | None, direction: str) -> bool:
     return value > best if direction == "max" else value < best
 
 
-def fit(steps: Steps, data: PreparedData, config: TrainConfig, callbacks: list[Callback]) -> FitResult:
+def _result(progress: FitProgress, steps: Steps) -> FitResult:
+    return FitResult(progress.history, progress.best_epoch, progress.best_state, progress.best_validation,
+                     steps.compile_seconds, progress.stopped_early)  # fmt: skip
+
+
+def fit(
+    steps: Steps,
+    data: PreparedData,
+    config: TrainConfig,
+    callbacks: list[Callback],
+    start: FitProgress | None = None,
+    save_progress=None,
+) -> FitResult:
+    """Train `config.epochs` epochs (or what remains after `start`), evaluating after each.
+
+    save_progress(progress), when given, is called after every epoch and, when a SIGTERM/SIGINT arrives, at
+    the next step boundary; the signal is then raised (RunInterrupted).
+    """
     train, validation = data.splits["train"], data.splits["validation"]
     total_steps = steps_per_epoch(len(train), config.effective_batch_size) * config.epochs
     micro = config.grad_accum_steps
@@ -97,52 +143,89 @@ def fit(steps: Steps, data: PreparedData, config: TrainConfig, callbacks: list[C
     direction = metric_direction(primary)
     _notify(callbacks, "on_train_start", {"total_steps": total_steps, "buckets": list(data.buckets)})
 
-    history: list[dict[str, float]] = []
-    best_value: float | None = None
-    best_epoch, best_state, best_validation, stale = 0, None, None, 0
-    for epoch in range(1, config.epochs + 1):
-        plans = plan_epoch(
-            train.lengths, config.effective_batch_size, data.buckets, shuffle=True, seed=config.seed, epoch=epoch
-        )
-        one_plan_per_width = {bucket_for(int(train.lengths[p[p != FILL]].max()), data.buckets): p for p in plans}
-        # compile every shape of this epoch before its timer starts
-        steps.precompile("train", [on_mesh(collate(train, p, data.buckets)) for p in one_plan_per_width.values()])
-        real_tokens = int(sum(int(train.lengths[p[p != FILL]].sum()) for p in plans))
-        batches = (collate(train, plan, data.buckets) for plan in plans)  # gathered lazily, one at a time
+    progress = start if start is not None else FitProgress()
+    with interrupts.signals_deferred():  # a signal stops the loop at a step boundary, after a checkpoint
+        while progress.epoch <= config.epochs and not progress.stopped_early:
+            timing = _run_epoch(steps, data, config, callbacks, progress, on_mesh, save_progress)
+            epoch = progress.epoch
+            val = predict_split(steps, validation, data.task, config.eval_batch_size, data.buckets)
+            plans_per_epoch = steps_per_epoch(len(train), config.effective_batch_size)
+            metrics = {
+                "train_loss": progress.loss_sum / max(progress.weight_sum, 1.0),
+                "val_loss": val.loss,
+                **{f"val_{name}": value for name, value in val.metrics.items()},
+                "lr": float(schedule(epoch * plans_per_epoch - 1)),
+                "grad_norm": float(np.mean(progress.grad_norms)),
+                **timing,
+                "compile_time_s": steps.compile_seconds,  # cumulative: grows only when a new shape appears
+            }
+            progress.history.append(metrics)
+            _notify(callbacks, "on_epoch_end", epoch, metrics)
 
-        _notify(callbacks, "on_epoch_start", epoch, config.epochs, len(plans))
-        start = time.perf_counter()
-        loss_parts, grad_norms = [], []
-        for i, batch in enumerate(batches):
-            stats = steps.train(on_mesh(batch))
-            loss_parts.append((stats["loss_sum"], stats["weight_sum"]))
-            grad_norms.append(stats["grad_norm"])
-            _notify(callbacks, "on_batch_end", i, stats)
-        loss_sum = sum(float(s) for s, _ in loss_parts)  # the epoch's one host sync
-        weight_sum = sum(float(w) for _, w in loss_parts)
-        epoch_time = time.perf_counter() - start
+            if _is_better(val.metrics[primary], progress.best_value, direction):
+                progress.best_value, progress.best_epoch, progress.best_validation = val.metrics[primary], epoch, val
+                progress.best_state, progress.stale = steps.host_model_state(), 0
+            else:
+                progress.stale += 1
+                patience = config.early_stopping_patience
+                progress.stopped_early = bool(patience and progress.stale >= patience)
+            progress.epoch, progress.next_batch = epoch + 1, 0
+            progress.loss_sum, progress.weight_sum, progress.grad_norms = 0.0, 0.0, []
+            if save_progress is not None:
+                save_progress(progress)
+            interrupts.raise_pending()
+    return _result(progress, steps)
 
-        val = predict_split(steps, validation, data.task, config.eval_batch_size, data.buckets)
-        metrics = {
-            "train_loss": loss_sum / max(weight_sum, 1.0),
-            "val_loss": val.loss,
-            **{f"val_{name}": value for name, value in val.metrics.items()},
-            "lr": float(schedule(epoch * len(plans) - 1)),
-            "grad_norm": float(np.mean([float(g) for g in grad_norms])),
-            "epoch_time_s": epoch_time,
-            "train_examples_per_s": weight_sum / epoch_time,
-            "train_tokens_per_s": real_tokens / epoch_time,
-            "padding_efficiency": padding_efficiency(train.lengths, plans, data.buckets),
-            "compile_time_s": steps.compile_seconds,  # cumulative: grows only when a new shape appears
-        }
-        history.append(metrics)
-        _notify(callbacks, "on_epoch_end", epoch, metrics)
 
-        if _is_better(val.metrics[primary], best_value, direction):
-            best_value, best_epoch, best_validation, stale = val.metrics[primary], epoch, val, 0
-            best_state = steps.host_model_state()
-        else:
-            stale += 1
-            if config.early_stopping_patience and stale >= config.early_stopping_patience:
-                return FitResult(history, best_epoch, best_state, best_validation, steps.compile_seconds, True)
-    return FitResult(history, best_epoch, best_state, best_validation, steps.compile_seconds, False)
+def _run_epoch(steps: Steps, data: PreparedData, config: TrainConfig, callbacks, progress: FitProgress, on_mesh,
+               save_progress) -> dict[str, float]:  # fmt: skip
+    """Train the rest of `progress.epoch`, updating its sums; on a waiting signal, save progress and raise.
+
+    Returns the epoch's timing metrics (of this session's part of it, after a resume)."""
+    train = data.splits["train"]
+    epoch = progress.epoch
+    plans = plan_epoch(
+        train.lengths, config.effective_batch_size, data.buckets, shuffle=True, seed=config.seed, epoch=epoch
+    )
+    one_plan_per_width = {bucket_for(int(train.lengths[p[p != FILL]].max()), data.buckets): p for p in plans}
+    # compile every shape of this epoch before its timer starts
+    steps.precompile("train", [on_mesh(collate(train, p, data.buckets)) for p in one_plan_per_width.values()])
+    remaining = plans[progress.next_batch :]
+    real_tokens = int(sum(int(train.lengths[p[p != FILL]].sum()) for p in remaining))
+    batches = (collate(train, plan, data.buckets) for plan in remaining)  # gathered lazily, one at a time
+
+    _notify(callbacks, "on_epoch_start", epoch, config.epochs, len(plans))
+    started = time.perf_counter()
+    loss_parts, grad_norms = [], []
+
+    def settle() -> float:
+        """Fold this session's device scalars into the progress (one host sync); returns the weight added."""
+        weights = [float(w) for _, w in loss_parts]
+        progress.loss_sum = sum((float(s) for s, _ in loss_parts), progress.loss_sum)
+        progress.weight_sum = sum(weights, progress.weight_sum)
+        progress.grad_norms += [float(g) for g in grad_norms]
+        progress.next_batch += len(loss_parts)
+        loss_parts.clear()
+        grad_norms.clear()
+        return sum(weights)
+
+    for i, batch in enumerate(batches, start=progress.next_batch):
+        stats = steps.train(on_mesh(batch))
+        loss_parts.append((stats["loss_sum"], stats["weight_sum"]))
+        grad_norms.append(stats["grad_norm"])
+        _notify(callbacks, "on_batch_end", i, stats)
+        if len(loss_parts) > IN_FLIGHT:  # keep the host near the device: a signal then stops within a step or two
+            loss_parts[-IN_FLIGHT - 1][0].block_until_ready()
+        if interrupts.pending() and i + 1 < len(plans):
+            settle()
+            if save_progress is not None:
+                save_progress(progress)
+            interrupts.raise_pending()
+    examples = settle()
+    elapsed = time.perf_counter() - started  # of this session's part of the epoch, after a resume
+    return {
+        "epoch_time_s": elapsed,
+        "train_examples_per_s": examples / elapsed,
+        "train_tokens_per_s": real_tokens / elapsed,
+        "padding_efficiency": padding_efficiency(train.lengths, plans, data.buckets),
+    }

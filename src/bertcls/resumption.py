@@ -1,0 +1,145 @@
+"""Whether a train run can be resumed, with which configuration, and the command that resumes it.
+
+A run resumes with its own recorded parameters: a parameter given with the resume that differs from both
+the default and the run's value is refused (an explicit other model or dataset, say), since the resumed
+run must give the result of the uninterrupted one. Every refusal comes before the run is touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import socket
+import time
+
+from bertcls.config import TrainConfig
+from bertcls.errors import ConfigError
+from bertcls.params import flatten
+
+RESUME_TAG = "resume_command"  # on a running/interrupted train run; removed when it finishes
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumeSource:
+    run_id: str
+    experiment_id: str
+    config: TrainConfig  # the run's own
+    checkpoint: str  # name of its latest complete checkpoint
+
+
+def _differences(given: TrainConfig, recorded: TrainConfig) -> dict[str, tuple]:
+    """Parameters set to something other than the default and other than the run's value."""
+    defaults, mine, theirs = flatten(TrainConfig()), flatten(given), flatten(recorded)
+    return {k: (mine[k], theirs.get(k)) for k in mine if mine[k] != defaults[k] and mine[k] != theirs.get(k)}
+
+
+def resume_source(run_id: str, given: TrainConfig, heartbeat_timeout_s: float = 120.0) -> ResumeSource:
+    """The run to continue and its configuration; a ConfigError naming the problem and the fix otherwise."""
+    from bertcls import liveness, tracking
+    from bertcls.registry import run_train_config
+
+    run = tracking.get_run(run_id)
+    if run is None:
+        raise ConfigError(
+            f"resume_run_id {run_id}: no run with this id in the tracking store ({tracking.tracking_uri()}). "
+            "Check the id (the run's `resume_command` tag holds the exact command) and MLFLOW_TRACKING_URI."
+        )
+    tags, status = run.data.tags, run.info.status
+    if tags.get("bertcls_job", "train") != "train":
+        raise ConfigError(f"resume_run_id {run_id} is a {tags['bertcls_job']} run; only train runs resume.")
+    if status == "FINISHED":
+        raise ConfigError(
+            f"Run {run_id} already FINISHED: there is nothing to resume. Start a new run (train without "
+            "resume_run_id), or register this one."
+        )
+    if status in ("RUNNING", "SCHEDULED"):
+        reason = liveness.stale_reason(tags, run.info.start_time, time.time(), socket.gethostname(),
+                                       heartbeat_timeout_s)  # fmt: skip
+        if reason is None:
+            owner = f"{tags.get(liveness.HOST, '?')}:{tags.get(liveness.PID, '?')}"
+            raise ConfigError(
+                f"Run {run_id} is still RUNNING in process {owner}. Stop it first (Ctrl-C or SIGTERM writes a "
+                "checkpoint and marks it KILLED), then resume."
+            )
+    recorded = run_train_config(run)
+    differing = _differences(given, recorded)
+    if differing:
+        shown = "; ".join(f"{k}={mine} (the run has {theirs})" for k, (mine, theirs) in sorted(differing.items()))
+        what = "model and data" if {"model", "dataset"} & set(differing) else "parameters"
+        raise ConfigError(
+            f"resume_run_id {run_id} continues that run with its own {what}, but this command sets {shown}. "
+            "Drop those parameters to resume (the run's `resume_command` tag holds the exact command), or start a "
+            "new run without resume_run_id to train with them."
+        )
+    checkpoint = tracking.latest_resume_checkpoint(run_id)
+    if checkpoint is None:
+        raise ConfigError(
+            f"Run {run_id} ({status}) has no resume checkpoint: it stopped before its first training step, or it "
+            "was logged before resume existed. Start a new run with its parameters instead."
+        )
+    return ResumeSource(run_id, run.info.experiment_id, recorded, checkpoint)
+
+
+def resume_command(run_id: str, experiment_id: str, env_manager: str | None) -> str:
+    """The command that continues `run_id`: through `mlflow run` when it was launched that way."""
+    if env_manager:
+        where = ["--env-manager", env_manager, "--experiment-id", experiment_id, "--run-id", run_id]
+        return shlex.join(["mlflow", "run", ".", "-e", "train", *where, "-P", f"resume_run_id={run_id}"])
+    return shlex.join(["bertcls", "train", "--resume-run-id", run_id])
+
+
+class ResumeCheckpoints:
+    """Writes fit()'s progress as a resume checkpoint in a local directory, then syncs it to the run's
+    artifacts (`resume/<name>`); only the latest is kept, locally and in the artifacts."""
+
+    def __init__(self, run_id: str, steps, fingerprint: dict, extras, current: str | None = None):
+        from bertcls.paths import cache_root
+
+        self.root = cache_root("checkpoints", run_id)
+        self.steps, self.fingerprint, self.extras = steps, fingerprint, extras
+        self.current = current  # name of the latest checkpoint (the one resumed from, at first)
+
+    def save(self, progress) -> None:
+        import shutil
+
+        from bertcls import tracking
+        from bertcls.train import resume
+
+        name = resume.checkpoint_name(progress)
+        path = self.root / name
+        shutil.rmtree(path, ignore_errors=True)
+        resume.save(path, self.steps, progress, self.fingerprint, self.extras())
+        tracking.sync_resume_checkpoint(path, self.current)
+        if self.current and self.current != name:
+            shutil.rmtree(self.root / self.current, ignore_errors=True)
+        self.current = name
+
+    def discard(self, run_id: str) -> None:
+        """A finished run needs no resume checkpoint: free the local copy and the artifacts."""
+        import shutil
+
+        from bertcls import tracking
+
+        shutil.rmtree(self.root, ignore_errors=True)
+        if self.current:
+            tracking.delete_artifacts(run_id, tracking.RESUME_DIR)
+
+
+def local_checkpoint(source: ResumeSource):
+    """The source's latest checkpoint on this machine: the local copy when complete, else downloaded."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from bertcls import tracking
+    from bertcls.paths import cache_root
+    from bertcls.train import resume
+
+    root = cache_root("checkpoints", source.run_id)
+    path = root / source.checkpoint
+    if resume.read_record(path) is None:
+        shutil.rmtree(path, ignore_errors=True)
+        with tempfile.TemporaryDirectory(dir=root) as staging:
+            downloaded = tracking.download_resume_checkpoint(source.run_id, source.checkpoint, Path(staging))
+            shutil.move(str(downloaded), str(path))
+    return path
