@@ -122,8 +122,9 @@ def train(**values) -> None:
     _refuse_renamed(values)
     config, run = build(TrainConfig, values), build(RunOptions, values)
     try:
+        cluster = {"coordinator": run.coordinator, "num_processes": run.num_processes, "process_id": run.process_id}
         outcome = jobs.train(config, run.experiment, run.run_name, system_metrics=run.system_metrics,
-                             resume_run_id=run.resume_run_id)  # fmt: skip
+                             resume_run_id=run.resume_run_id, cluster=cluster)  # fmt: skip
     except KeyboardInterrupt as interrupt:
         command = getattr(interrupt, "resume_command", None)
         then = (
@@ -133,6 +134,9 @@ def train(**values) -> None:
         )
         click.echo(f"interrupted ({interrupt or 'Ctrl-C'}): the MLflow run is marked KILLED; {then}", err=True)
         sys.exit(130)
+    if outcome is None:  # a multi-process run's other processes: process 0 logged the run and prints it
+        click.echo(f"process {run.process_id}: done (process 0 logged the run)")
+        return
     click.echo(jobs.describe(outcome))
 
 

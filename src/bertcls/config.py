@@ -382,6 +382,12 @@ class RunOptions:
         None, "continue this KILLED or FAILED train run from its last checkpoint: same run id, its own parameters "
         "(see docs/training.md#resume)",
     )  # fmt: skip
+    coordinator: str | None = option(
+        None, "multi-process run: host:port of process 0's coordinator (docs/scaling.md); unset: a detected cluster "
+        "(TPU pod, SLURM, Open MPI) or one process", mlproject=False,
+    )  # fmt: skip
+    num_processes: int = option(0, "multi-process run: how many processes (with coordinator)", mlproject=False)
+    process_id: int = option(0, "multi-process run: this process's index, 0 logs to MLflow", mlproject=False)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -102,13 +102,20 @@ def train(
     system_metrics: bool = False,
     resume_run_id: str | None = None,
     callbacks: tuple = (),
-) -> TrainOutcome:
+    cluster: dict | None = None,
+) -> TrainOutcome | None:
     """Fine-tune, evaluate each epoch, log everything and the best epoch's model to MLflow.
 
     resume_run_id: continue that KILLED or FAILED run from its latest checkpoint, with its own parameters.
     callbacks: more fit() callbacks (`bertcls.train.loop.Callback`), after the progress bar and MLflow's.
+    cluster: coordinator / num_processes / process_id of a multi-process run (`bertcls.distributed`); in one,
+    process 0 logs the run and returns its outcome, the others compute alongside and return None.
     """
     import jax
+
+    from bertcls import distributed
+
+    distributed.initialize(**(cluster or {}))  # before anything touches a device
 
     from bertcls import tracking
     from bertcls.data import prepare_data
@@ -128,6 +135,11 @@ def train(
 
     started = time.perf_counter()
     config = dataclasses.replace(config, data=_with_absolute_files(config.data))  # later jobs read them anywhere
+    if resume_run_id and jax.process_count() > 1:
+        raise ConfigError(
+            "resume_run_id is not supported for multi-process runs yet (they write no resume checkpoint). Resume "
+            "on one host, or start a new run."
+        )
     source = resume_source(resume_run_id, config) if resume_run_id else None
     if source is not None:
         config = source.config
@@ -150,6 +162,12 @@ def train(
     tx = make_optimizer(config.optim, total_steps, lr_scale_fn(config.optim.llrd, arch.num_layers))
     trainable = trainable_filter(config.finetune, config.freeze_layers, arch.num_layers)
     steps = Steps(model, tx, mesh, data.task.is_regression, config.seed, trainable)
+    if not distributed.is_primary():  # the same computations, collectives included; MLflow is process 0's
+        result = fit(steps, data, config, list(callbacks))
+        steps.load_model_state(result.best_model_state)
+        if "test" in data.splits:
+            predict_split(steps, data.splits["test"], data.task, config.eval_batch_size, data.buckets)
+        return None
     fingerprint = resume.fingerprint(steps, data, config.model, config.data.dataset or "files")
     start, restored_extras = None, None
     if source is not None:  # the last refusals (another model shape, other data) before the run is touched
@@ -192,7 +210,7 @@ def train(
         checkpoints = _Checkpoints(config, data.task.primary_metric, log_model, steps.host_model_state)
         if restored_extras:
             checkpoints.restore(restored_extras["logged_checkpoints"])
-        progress = [ProgressBar()] if jax.process_index() == 0 else []  # one bar per job, not per host
+        progress = [ProgressBar()]  # process 0's: one bar per job, not per host
         mlflow_callback = tracking.MlflowCallback(
             checkpoints.log if config.log_checkpoints == "all" else None,
             datasets.get("validation"),
@@ -200,9 +218,10 @@ def train(
         )
         writer = ResumeCheckpoints(run_id, steps, fingerprint, lambda: {"logged_checkpoints": checkpoints.state()},
                                    current=source.checkpoint if source else None)  # fmt: skip
+        save_progress = writer.save if jax.process_count() == 1 else None  # multi-process: not yet (docs/scaling.md)
         try:
             result = fit(steps, data, config, [*progress, mlflow_callback, *callbacks], start=start,
-                         save_progress=writer.save)  # fmt: skip
+                         save_progress=save_progress)  # fmt: skip
         except KeyboardInterrupt as interrupt:
             interrupt.resume_command = command if writer.current else None  # the CLI prints it
             raise

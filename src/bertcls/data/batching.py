@@ -171,7 +171,10 @@ def pad_to_max_efficiency(lengths: np.ndarray, batch_size: int, max_seq_length: 
 
 
 def place_on_mesh(batch: dict[str, np.ndarray], mesh, micro_batches: int = 1) -> dict:
-    """Shard a host batch over the mesh's 'data' axis (each process passes its local rows).
+    """Shard a host batch over the mesh's 'data' axis.
+
+    Every process passes the same whole batch (plans are a function of the seed); each places only the
+    rows of its own devices, so with many hosts every process feeds its shard.
 
     With `micro_batches` k > 1, rows [k x B] become [k, B] (micro-batch i = rows i*B..(i+1)*B-1) and each
     micro-batch is sharded over the devices, for gradient accumulation inside the train step.
@@ -184,4 +187,4 @@ def place_on_mesh(batch: dict[str, np.ndarray], mesh, micro_batches: int = 1) ->
         sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
     else:
         sharding = NamedSharding(mesh, PartitionSpec("data"))
-    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+    return {k: jax.make_array_from_process_local_data(sharding, v, v.shape) for k, v in batch.items()}

@@ -197,9 +197,14 @@ class Steps:
         self.model_state, self.opt_state, stats = self._executable("train", batch)(*self._args("train", batch))
         return stats
 
-    def evaluate(self, batch: Batch) -> jax.Array:
-        """Eval-mode outputs [B, L] for a batch placed on the mesh."""
-        return self._executable("eval", batch)(*self._args("eval", batch))
+    def evaluate(self, batch: Batch) -> jax.Array | np.ndarray:
+        """Eval-mode outputs [B, L] for a batch placed on the mesh (gathered to every process on many hosts)."""
+        outputs = self._executable("eval", batch)(*self._args("eval", batch))
+        if jax.process_count() > 1:  # rows live on other hosts' devices: an all-gather, every process the same
+            from jax.experimental import multihost_utils
+
+            return multihost_utils.process_allgather(outputs, tiled=True)
+        return outputs
 
     @property
     def compiled_shapes(self) -> list[tuple]:
