@@ -33,6 +33,8 @@ def tracking(empty_store):
         (["--grad-accum-steps", "0"], "grad_accum_steps must be at least 1"),
         (["--early-stopping-patience", "-1"], "early_stopping_patience must be >= 0"),
         (["--llrd", "0"], "llrd must be in \\(0, 1\\]"),
+        (["--resume-run-id", "0123456789abcdef0123456789abcdef"], "no run with this id in the tracking store"),
+        (["--num-processes", "2"], "A multi-process run needs coordinator=host:port"),
     ],
 )
 def test_train_bad_input(tracking, args, message):
