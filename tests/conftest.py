@@ -107,3 +107,6 @@ def sms_csv(tmp_path) -> Path:
         writer.writerow(["label", "text"])
         writer.writerows(rows)
     return path
+
+
+from tests.pg import postgres  # noqa: E402, F401 - a module-scoped fixture: a throwaway PostgreSQL cluster

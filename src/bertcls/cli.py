@@ -110,6 +110,32 @@ def _refuse_renamed(values: dict) -> None:
             )
 
 
+@main.command("sweep")
+@options("sweep")
+@friendly_errors
+def sweep(**values) -> None:
+    """A grid or TPE search over train parameters: one parent run, a child run per trial (Optuna)."""
+    import dataclasses
+
+    from bertcls import jobs
+    from bertcls.config import RunOptions, SweepConfig, TrainConfig
+
+    sweep_names = {field.name for field in dataclasses.fields(SweepConfig)}
+    sweep_config = build(SweepConfig, {k: v for k, v in values.items() if k in sweep_names})
+    base = build(TrainConfig, {k: v for k, v in values.items() if k not in sweep_names})  # swept: train defaults
+    run = build(RunOptions, values)
+    try:
+        outcome = jobs.sweep(base, sweep_config, run.experiment, run.run_name, system_metrics=run.system_metrics)
+    except KeyboardInterrupt as interrupt:
+        click.echo(
+            f"interrupted ({interrupt or 'Ctrl-C'}): the sweep run and its running trial are marked KILLED; run the "
+            "same command again to continue the study (finished trials are skipped).",
+            err=True,
+        )
+        sys.exit(130)
+    click.echo(jobs.describe_sweep(outcome))
+
+
 @main.command("train")
 @options("train")
 @renamed_options

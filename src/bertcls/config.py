@@ -420,3 +420,50 @@ class RegisterConfig:
     force: bool = option(False, "promote to @champion even if the candidate loses")
     dataset: str | None = option(None, "only runs on this dataset (their `dataset` tag)")
     run_id: str | None = option(None, "register this run instead of the best new one")
+
+
+# Train parameters a sweep varies: the sweep takes a space-separated list under the plural name (one value =
+# fixed; unset = the train default), and a "<name>_range" where a TPE search samples a number.
+SWEPT = {"lr": "lrs", "epochs": "epochs", "weight_decay": "weight_decays", "head": "heads",
+         "finetune": "finetunes", "freeze_layers": "freeze_layers", "llrd": "llrds", "seed": "seeds"}  # fmt: skip
+PRUNERS = ("median", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """`sweep`: a grid (trials=0) or a TPE search (trials=N) over train parameters, as Optuna trials."""
+
+    lrs: str | None = option(None, "learning rates, space-separated (grid values, or TPE choices)")
+    epochs: str | None = option(None, "epoch budgets, space-separated")
+    weight_decays: str | None = option(None, "weight decays, space-separated")
+    heads: str | None = option(None, "heads, space-separated (linear mean mlp)")
+    finetunes: str | None = option(None, "fine-tuning strategies, space-separated (full partial head)")
+    freeze_layers: str | None = option(None, "frozen layer counts for finetune=partial, space-separated")
+    llrds: str | None = option(None, "layer-wise lr decays, space-separated")
+    seeds: str | None = option(None, "seeds, space-separated (repeats of each setting)")
+    trials: int = option(0, "0: the full grid of the lists above; N: N trials sampled by TPE (lists become choices)")
+    lr_range: str | None = option(None, "TPE: 'low high' for lr, log-uniform (e.g. '1e-5 2e-4')")
+    weight_decay_range: str | None = option(None, "TPE: 'low high' for weight_decay, uniform")
+    llrd_range: str | None = option(None, "TPE: 'low high' for llrd, uniform")
+    metric: str | None = option(None, "validation metric to optimise (accuracy, mcc, f1, ...; unset: the task's "
+                                "primary metric); direction from the metric (losses minimised)")  # fmt: skip
+    pruner: str = option("median", "stop hopeless trials after an epoch (Optuna's median pruner), or none",
+                         choices=PRUNERS)  # fmt: skip
+    storage: str | None = option(None, "Optuna storage URL shared by every worker (sqlite:///..., "
+                                 "postgresql://...); unset: optuna.db beside the sqlite tracking store")  # fmt: skip
+    study_name: str | None = option(None, "Optuna study (unset: derived from the sweep's definition, so re-running "
+                                    "the same sweep continues it)")  # fmt: skip
+    workers: int = option(1, "trial processes on this machine, sharing the study")
+    sampler_seed: int = option(0, "seed of the TPE sampler and of the grid order")
+    parent_run_id: str | None = option(None, "nest this worker's trials under another machine's sweep run "
+                                       "(several machines, one parent)", mlproject=False)  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if self.trials < 0:
+            raise ConfigError(f"trials must be >= 0 (0 = the whole grid), got {self.trials}.")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {self.workers}.")
+        if self.pruner not in PRUNERS:
+            raise ConfigError(f"Unknown pruner {self.pruner!r}; choose one of {', '.join(PRUNERS)}.")
+        if self.trials == 0 and any((self.lr_range, self.weight_decay_range, self.llrd_range)):
+            raise ConfigError("A *_range needs trials=N (a TPE search); a grid takes lists (lrs='2e-5 5e-5').")

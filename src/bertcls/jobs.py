@@ -22,6 +22,7 @@ class TrainOutcome:
     best_epoch: int
     metrics: dict[str, float]
     wall_time_s: float
+    epochs_run: int = 0  # fewer than epochs after early stopping or pruning
 
 
 def _check_model_against_data(model_config: ModelConfig, config: TrainConfig) -> None:
@@ -103,6 +104,8 @@ def train(
     resume_run_id: str | None = None,
     callbacks: tuple = (),
     cluster: dict | None = None,
+    parent_run_id: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> TrainOutcome | None:
     """Fine-tune, evaluate each epoch, log everything and the best epoch's model to MLflow.
 
@@ -110,6 +113,7 @@ def train(
     callbacks: more fit() callbacks (`bertcls.train.loop.Callback`), after the progress bar and MLflow's.
     cluster: coordinator / num_processes / process_id of a multi-process run (`bertcls.distributed`); in one,
     process 0 logs the run and returns its outcome, the others compute alongside and return None.
+    parent_run_id, tags: a child run of that run (a sweep's trial) with these tags from its start.
     """
     import jax
 
@@ -175,8 +179,10 @@ def train(
         resume.check_compatible(resume.read_record(checkpoint_dir), fingerprint, f"run {source.run_id}")
         start, restored_extras = resume.restore(checkpoint_dir, steps)
 
-    with tracking.tracked_run(experiment, run_name, system_metrics=system_metrics, resume_run_id=resume_run_id) as run:
+    with tracking.tracked_run(experiment, run_name, system_metrics=system_metrics, resume_run_id=resume_run_id,
+                              parent_run_id=parent_run_id) as run:  # fmt: skip
         run_id = run.info.run_id
+        tracking.set_tags(tags or {})
         tags = tracking.get_run(run_id).data.tags  # `mlflow run` marks its runs PROJECT (and conda/uv: the env)
         env_manager = tags.get("mlflow.project.env", "local") if tags.get("mlflow.source.type") == "PROJECT" else None
         command = resume_command(run_id, run.info.experiment_id, env_manager)
@@ -259,7 +265,7 @@ def train(
         writer.discard(run_id)
     wall = time.perf_counter() - started
     log.info("run %s finished in %.1f s; best epoch %d", run_id, wall, result.best_epoch)
-    return TrainOutcome(run_id, model_uri, result.best_epoch, final, wall)
+    return TrainOutcome(run_id, model_uri, result.best_epoch, final, wall, len(result.history))
 
 
 def describe(outcome: TrainOutcome) -> str:
@@ -508,3 +514,213 @@ def running_runs(experiment: str | None, heartbeat_timeout_s: float, mark_failed
             found.marked_failed = True
         out.append(found)
     return out
+
+
+@dataclasses.dataclass
+class SweepOutcome:
+    parent_run_id: str | None  # None for a worker that nests under another machine's parent
+    study_name: str
+    storage: str
+    metric: str
+    table: object  # pandas DataFrame: one row per trial
+    best_run_id: str | None
+    best_value: float | None
+    trained: int  # trials this process trained
+
+
+def _sweep_task(base: TrainConfig):
+    """The sweep's data, prepared once up front: its task decides the default metric, and a bad dataset
+    stops the sweep before any trial."""
+    from bertcls.data import prepare_data
+    from bertcls.hub import resolve_model
+    from bertcls.tokenizer import load_tokenizer
+
+    return prepare_data(base.data, load_tokenizer(resolve_model(base.model))).task
+
+
+def _worker_command(base: TrainConfig, sweep_config, parent_run_id: str, storage: str, study: str) -> list[str]:
+    """`bertcls sweep` with this sweep's settings, as a worker nested under `parent_run_id`."""
+    import sys
+
+    from bertcls.params import flatten, job_params
+
+    values = {**flatten(base), **dataclasses.asdict(sweep_config), "parent_run_id": parent_run_id,
+              "storage": storage, "study_name": study, "workers": 1}  # fmt: skip
+    command = [sys.executable, "-m", "bertcls.cli", "sweep"]
+    for param in job_params("sweep"):
+        value = values.get(param.name)
+        if value is not None and param.name in values:
+            command += [param.flag, str(value).lower() if isinstance(value, bool) else str(value)]
+    return command
+
+
+def _trial_table(study, space, metric: str):
+    """One row per trial of the study (surplus ones left out): params, state, best_val_<metric>, best epoch,
+    epochs run, wall time, run id, error."""
+    import pandas as pd
+
+    from bertcls import search
+
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        attrs = trial.user_attrs
+        if attrs.get(search.SURPLUS):
+            continue
+        rows.append({
+            "trial": trial.number, "state": trial.state.name,
+            **{k: trial.params.get(k) for k in [*space.choices, *space.ranges]},
+            f"best_val_{metric}": attrs.get("best_value", trial.value),
+            "best_epoch": attrs.get("best_epoch"), "epochs_run": attrs.get("epochs_run"),
+            "pruned": trial.state.name == "PRUNED", "wall_time_s": attrs.get("wall_time_s"),
+            "run_id": attrs.get("run_id"), "error": attrs.get("error"),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _run_trials(study, space, base: TrainConfig, metric: str, parent_run_id: str, study_name: str) -> int:
+    """Ask, train and tell until the study's budget is used up; returns how many trials this process trained."""
+    import optuna
+
+    from bertcls import search, tracking
+
+    trained = 0
+    while True:
+        search.fail_stale(study)  # a dead worker's trial: FAIL, and a retry copy waits
+        if not search.remaining(study, space):
+            return trained
+        trial = search.ask(study)
+        if search.is_surplus(trial, space):  # another worker took the last point meanwhile
+            study._storage.set_trial_user_attr(trial._trial_id, search.SURPLUS, True)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            return trained
+        tags = {"sweep_study": study_name, "trial": str(trial.number)}
+        started = time.perf_counter()
+        with search.Heartbeat(study, trial):
+            values = {}
+            try:
+                values = space.suggest(trial)
+                pruning = search.PruningCallback(trial, metric)
+                outcome = train(search.trial_config(base, values), experiment=None, run_name=f"trial {trial.number}",
+                                callbacks=(pruning,), parent_run_id=parent_run_id, tags=tags)  # fmt: skip
+            except KeyboardInterrupt:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                search.retry_callback()(study, study._storage.get_trial(trial._trial_id))  # the re-run retries it
+                raise
+            except Exception as err:  # the trial fails, the sweep goes on
+                message = str(err) or type(err).__name__
+                runs = tracking.find_runs([tracking.get_run(parent_run_id).info.experiment_id], tags)
+                if runs:
+                    tracking.set_run_tags(runs[0].info.run_id, {"error": message[:5000]})
+                    run_id = runs[0].info.run_id
+                else:  # it failed before its run existed (a bad combination): record it as a FAILED run
+                    run_id = tracking.log_failed_run(parent_run_id, f"trial {trial.number}", values, tags, message)
+                for key, value in {"run_id": run_id, "error": message[:1000]}.items():
+                    trial.set_user_attr(key, value)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                log.warning("trial %d failed: %s", trial.number, message)
+                continue
+        trained += 1
+        epochs_run = outcome.epochs_run
+        value = outcome.metrics[f"best_val_{metric}"]
+        attrs = {"run_id": outcome.run_id, "best_epoch": outcome.best_epoch, "best_value": value,
+                 "wall_time_s": round(time.perf_counter() - started, 1), "epochs_run": epochs_run}  # fmt: skip
+        for key, item in attrs.items():
+            trial.set_user_attr(key, item)
+        if pruning.pruned_at is not None:
+            tracking.set_run_tags(outcome.run_id, {"pruned": "true", "epochs_run": str(pruning.pruned_at)})
+            trial.set_user_attr("epochs_run", pruning.pruned_at)
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, value)
+
+
+def sweep(
+    base: TrainConfig,
+    sweep_config,
+    experiment: str | None = DEFAULT_EXPERIMENT,
+    run_name: str | None = None,
+    system_metrics: bool = False,
+) -> SweepOutcome:
+    """A grid or TPE search as one parent MLflow run with a child run per trial (Optuna underneath)."""
+    import subprocess
+    import tempfile
+
+    from bertcls import search, tracking
+    from bertcls.data.tasks import metric_direction
+
+    base = dataclasses.replace(base, data=_with_absolute_files(base.data))
+    space = search.search_space(sweep_config)  # every refusal before anything runs
+    search.check_grid(base, space)
+    storage_url = sweep_config.storage or search.default_storage(tracking.tracking_uri())
+    storage = search.open_storage(storage_url)
+    task = _sweep_task(base)
+    metric = sweep_config.metric or task.primary_metric
+    allowed = (*task.metric_names(), "loss")
+    if metric not in allowed:
+        raise ConfigError(f"metric {metric!r} is not a validation metric of {task.name}; choose one of "
+                          f"{', '.join(allowed)}.")  # fmt: skip
+    name = sweep_config.study_name or search.study_name(base, space, metric)
+    study = search.open_study(storage, name, space, metric_direction(metric), sweep_config.pruner,
+                              sweep_config.sampler_seed)  # fmt: skip
+
+    if sweep_config.parent_run_id:  # a worker: trials nest under another process's (or machine's) sweep run
+        if tracking.get_run(sweep_config.parent_run_id) is None:
+            raise ConfigError(f"parent_run_id {sweep_config.parent_run_id}: no such run in {tracking.tracking_uri()}.")
+        trained = _run_trials(study, space, base, metric, sweep_config.parent_run_id, name)
+        table = _trial_table(study, space, metric)
+        return SweepOutcome(None, name, search.redacted(storage_url), metric, table, None, None, trained)
+
+    with tracking.tracked_run(experiment, run_name or f"sweep {name}", system_metrics=system_metrics) as parent:
+        parent_id = parent.info.run_id
+        tracking.set_job_tag("sweep")
+        tracking.set_tags({"sweep_study": name, "sweep_storage": search.redacted(storage_url), "metric": metric})
+        definition = {"base": base.flat_params(), "space": space.describe(), "metric": metric, "study": name,
+                      "budget": space.budget, "sampler": "grid" if space.is_grid else "tpe",
+                      "pruner": sweep_config.pruner}  # fmt: skip
+        tracking.log_params({"sweep_" + k: v for k, v in dataclasses.asdict(sweep_config).items() if v is not None})
+        tracking.log_dict(definition, "sweep.json")
+        workers = []
+        with tempfile.TemporaryDirectory(prefix="bertcls-workers-") as logs:
+            for index in range(1, sweep_config.workers):
+                log_path = Path(logs) / f"worker-{index}.log"
+                with open(log_path, "w") as out:
+                    command = _worker_command(base, sweep_config, parent_id, storage_url, name)
+                    workers.append((subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT), log_path))
+            trained = _run_trials(study, space, base, metric, parent_id, name)
+            for process, _ in workers:
+                process.wait()
+            for _, log_path in workers:
+                tracking.log_artifact(log_path, "workers")
+        table = _trial_table(study, space, metric)
+        tracking.log_table(table, "trials.json")
+        column = f"best_val_{metric}"
+        tracking.log_sweep_figures(table, column, [*space.choices, *space.ranges])
+        complete = table[table["state"] == "COMPLETE"]
+        best_run_id, best_value = None, None
+        if not complete.empty:
+            pick = complete[column].idxmax if metric_direction(metric) == "max" else complete[column].idxmin
+            best = complete.loc[pick()]
+            best_run_id, best_value = best["run_id"], float(best[column])
+            tracking.set_run_tags(best_run_id, {"best_trial": "true"})
+            tracking.set_tags({"best_run_id": best_run_id})
+            tracking.log_metrics({column: best_value})  # best_val_<metric>, as the children name it
+        tracking.log_metrics({"trials_complete": float(len(complete)),
+                              "trials_pruned": float((table["state"] == "PRUNED").sum()),
+                              "trials_failed": float((table["state"] == "FAIL").sum())})  # fmt: skip
+    return SweepOutcome(parent_id, name, search.redacted(storage_url), metric, table, best_run_id, best_value,
+                        trained)  # fmt: skip
+
+
+def describe_sweep(outcome: SweepOutcome) -> str:
+    """The lines printed at the end of `sweep`: the trial table and the best run."""
+    shown = [c for c in outcome.table.columns if c not in ("error",)] if len(outcome.table) else []
+    lines = [f"study {outcome.study_name} ({outcome.storage}): {len(outcome.table)} trials, "
+             f"{outcome.trained} trained by this process"]  # fmt: skip
+    if shown:
+        lines.append(outcome.table[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if outcome.parent_run_id:
+        lines.append(f"sweep run {outcome.parent_run_id}")
+    if outcome.best_run_id:
+        lines.append(f"best: run {outcome.best_run_id}, best_val_{outcome.metric} = {outcome.best_value:.4f}   "
+                     f"(promote: mlflow run . -e register -P run_id={outcome.best_run_id})")  # fmt: skip
+    return "\n".join(lines)

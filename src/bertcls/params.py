@@ -147,10 +147,13 @@ def params_of(cls: type, group: str = "") -> list[Param]:
 
 def job_params(job: str) -> list[Param]:
     """The parameters of `train`, `evaluate`, `register` or `data-stats`, in the order shown to users."""
-    from bertcls.config import DataConfig, EvaluateConfig, RegisterConfig, RunOptions, TrainConfig
+    from bertcls.config import SWEPT, DataConfig, EvaluateConfig, RegisterConfig, RunOptions, SweepConfig, TrainConfig
 
     if job == "train":
         return params_of(TrainConfig) + params_of(RunOptions)
+    if job == "sweep":  # the swept train parameters become lists; every other one passes through to the trials
+        run = [p for p in params_of(RunOptions) if p.name in ("experiment", "run_name", "system_metrics")]
+        return params_of(SweepConfig) + [p for p in params_of(TrainConfig) if p.name not in SWEPT] + run
     if job == "evaluate":
         inherited = [p.as_inherited() for p in params_of(DataConfig) if not p.reading]
         return params_of(EvaluateConfig) + inherited
@@ -197,7 +200,7 @@ conda_env: conda.yaml
 
 entry_points:
 """
-MLPROJECT_JOBS = ("train", "evaluate", "register")
+MLPROJECT_JOBS = ("train", "sweep", "evaluate", "register")
 
 
 def mlproject_default(param: Param) -> str | None:
@@ -265,7 +268,8 @@ def docs_table(job: str) -> str:
     return "\n".join(rows)
 
 
-DOCS_TABLES = {"train": "docs/training.md", "evaluate": "docs/registry.md", "register": "docs/registry.md"}
+DOCS_TABLES = {"train": "docs/training.md", "sweep": "docs/sweeps.md", "evaluate": "docs/registry.md",
+               "register": "docs/registry.md"}  # fmt: skip
 
 
 def _marked(job: str) -> re.Pattern:

@@ -59,6 +59,7 @@ def tracked_run(
     fresh: bool = False,
     system_metrics: bool = False,
     resume_run_id: str | None = None,
+    parent_run_id: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """Start (or, under `mlflow run`, resume) a run; end it FINISHED, KILLED on a signal, FAILED on error.
 
@@ -66,6 +67,7 @@ def tracked_run(
     system_metrics: MLflow samples CPU, memory (and GPU) use in a thread while the run is active.
     resume_run_id: continue that run (status back to RUNNING). Under `mlflow run` without `--run-id`, the
     run MLflow made for this command is tagged as the launcher of the resume and left empty.
+    parent_run_id: a child run of that one (a sweep's trial), in its experiment; nested in it when it is active.
     """
     launcher = os.environ.get("MLFLOW_RUN_ID")
     if resume_run_id and launcher and launcher != resume_run_id:
@@ -75,11 +77,19 @@ def tracked_run(
                                       "its metrics and model are logged there.")  # fmt: skip
     leave_launcher = fresh or (resume_run_id and launcher != resume_run_id)
     with _without_env("MLFLOW_RUN_ID") if leave_launcher else contextlib.nullcontext(), raising_interrupts():
-        if experiment and not resume_run_id and not mlflow.active_run() and "MLFLOW_RUN_ID" not in os.environ:
+        fresh_top_level = not (resume_run_id or parent_run_id or mlflow.active_run())
+        if experiment and fresh_top_level and "MLFLOW_RUN_ID" not in os.environ:
             ensure_store(experiment)  # a new sqlite store is created under a lock: concurrent jobs both start
             mlflow.set_experiment(experiment)
         under_mlflow_run = launcher is not None and not leave_launcher  # `mlflow run` ends this very run
-        run = mlflow.start_run(run_id=resume_run_id, run_name=run_name, log_system_metrics=system_metrics)
+        if parent_run_id:
+            active = mlflow.active_run()
+            nested = active is not None and active.info.run_id == parent_run_id
+            where = {} if nested else {"experiment_id": mlflow.MlflowClient().get_run(parent_run_id).info.experiment_id}
+            run = mlflow.start_run(run_name=run_name, nested=True, parent_run_id=parent_run_id,
+                                   log_system_metrics=system_metrics, **where)  # fmt: skip
+        else:
+            run = mlflow.start_run(run_id=resume_run_id, run_name=run_name, log_system_metrics=system_metrics)
         try:
             yield run
         except KeyboardInterrupt:
@@ -115,6 +125,14 @@ def delete_tag(key: str) -> None:
     """Remove a tag from the active run (if it has it)."""
     if key in mlflow.MlflowClient().get_run(mlflow.active_run().info.run_id).data.tags:
         mlflow.delete_tag(key)
+
+
+def log_dict(data: dict, artifact_file: str) -> None:
+    mlflow.log_dict(data, artifact_file)
+
+
+def log_artifact(path: Path, artifact_path: str | None = None) -> None:
+    mlflow.log_artifact(str(path), artifact_path)
 
 
 def log_table(table: pd.DataFrame, artifact_file: str) -> None:
@@ -416,3 +434,79 @@ def get_run(run_id: str):
 def logged_epoch_steps(run_id: str, key: str = "train_loss") -> set[int]:
     """Steps (epochs) at which the run already logged `key`: a resumed run never logs an epoch twice."""
     return {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, key)}
+
+
+def log_sweep_figures(table: pd.DataFrame, metric: str, swept: list[str]) -> None:
+    """The parent run's figures: the metric against lr (one line per epoch budget), and parallel coordinates
+    of every swept parameter and the metric (one line per trial, coloured by the metric)."""
+    done = table[table["state"].isin(["COMPLETE", "PRUNED"])].copy()
+    if done.empty:
+        return
+    x = "lr" if "lr" in swept else next((p for p in swept if pd.api.types.is_numeric_dtype(done[p])), None)
+    if x is not None:
+        fig, axis = plt.subplots(figsize=(6, 4))
+        groups = done.groupby("epochs") if "epochs" in swept and x != "epochs" else [("all", done)]
+        for budget, rows in groups:
+            rows = rows.groupby(x, as_index=False)[metric].max().sort_values(x)  # best over the other settings
+            label = f"epochs={budget}" if budget != "all" else None
+            axis.plot(rows[x], rows[metric], marker="o", label=label)
+        axis.set(xlabel=x, ylabel=metric, title=f"{metric} by {x}" + (" per epoch budget" if len(swept) > 1 else ""))
+        if x == "lr":
+            axis.set_xscale("log")
+        if axis.get_legend_handles_labels()[1]:
+            axis.legend()
+        axis.grid(alpha=0.3)
+        fig.tight_layout()
+        mlflow.log_figure(fig, f"figures/{metric}_by_{x}.png")
+        plt.close(fig)
+
+    columns = [*swept, metric]
+    fig, axis = plt.subplots(figsize=(1.8 * len(columns) + 2, 4))
+    scaled = {}
+    for column in columns:
+        values = done[column]
+        if not pd.api.types.is_numeric_dtype(values):
+            codes = {v: i for i, v in enumerate(sorted(values.unique()))}
+            values = values.map(codes)
+        low, high = float(values.min()), float(values.max())
+        scaled[column] = (values - low) / (high - low) if high > low else values * 0 + 0.5
+    colours = plt.cm.viridis(scaled[metric].to_numpy(dtype=float))
+    for row in range(len(done)):
+        axis.plot(range(len(columns)), [scaled[c].iloc[row] for c in columns], color=colours[row], alpha=0.8)
+    axis.set_xticks(range(len(columns)), columns)
+    axis.set_yticks([])
+    for i, column in enumerate(columns):
+        raw = done[column]
+        axis.annotate(f"{raw.min():.3g}" if pd.api.types.is_numeric_dtype(raw) else str(sorted(raw.unique())[0]),
+                      (i, 0), textcoords="offset points", xytext=(3, -12), fontsize=7)  # fmt: skip
+        axis.annotate(f"{raw.max():.3g}" if pd.api.types.is_numeric_dtype(raw) else str(sorted(raw.unique())[-1]),
+                      (i, 1), textcoords="offset points", xytext=(3, 4), fontsize=7)  # fmt: skip
+    axis.set_title(f"trials: parameters and {metric} (colour)")
+    fig.tight_layout()
+    mlflow.log_figure(fig, "figures/parallel_coordinates.png")
+    plt.close(fig)
+
+
+def set_run_tags(run_id: str, tags: dict[str, str]) -> None:
+    """Tags on a run that is not the active one (a sweep's child)."""
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, str(value))
+
+
+def find_runs(experiment_ids: list[str], tags: dict[str, str]):
+    """Runs of these experiments carrying all these tags."""
+    query = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
+    return mlflow.MlflowClient().search_runs(experiment_ids, query)
+
+
+def log_failed_run(parent_run_id: str, run_name: str, params: dict, tags: dict[str, str], error: str) -> str:
+    """A FAILED child run for a trial that failed before its train job could start one."""
+    client = mlflow.MlflowClient()
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    run = client.create_run(experiment_id, run_name=run_name,
+                            tags={"mlflow.parentRunId": parent_run_id, **tags, "error": error[:5000]})  # fmt: skip
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, str(value))
+    client.set_terminated(run.info.run_id, "FAILED")
+    return run.info.run_id

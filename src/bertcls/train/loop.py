@@ -169,6 +169,8 @@ def fit(
                 progress.stale += 1
                 patience = config.early_stopping_patience
                 progress.stopped_early = bool(patience and progress.stale >= patience)
+            if any(getattr(callback, "stop_training", False) for callback in callbacks):  # e.g. a sweep's pruner
+                progress.stopped_early = True
             progress.epoch, progress.next_batch = epoch + 1, 0
             progress.loss_sum, progress.weight_sum, progress.grad_norms = 0.0, 0.0, []
             if save_progress is not None:

@@ -1,0 +1,302 @@
+"""The search over train parameters as an Optuna study: the space, sampler, pruner and storage, and which
+trial runs next, exactly once across every worker that shares the storage.
+
+Optuna does the searching (GridSampler, TPESampler), the pruning (MedianPruner) and the bookkeeping (an RDB
+storage many machines share, heartbeats, retries of trials whose worker died). What is ours: reading the
+sweep's lists and ranges, and the rule that keeps a grid point from running twice. GridSampler gives grid
+point k to trial number k for k < grid size, and trial numbers are unique in the storage, so the first
+`budget` trial numbers are exactly the grid; a trial beyond the budget that is not a retry is surplus (a
+worker asked while another took the last point) and is ended at once, untrained. No mlflow here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import threading
+from typing import Any
+
+from bertcls.config import HEADS, SWEPT, SweepConfig, TrainConfig
+from bertcls.errors import ConfigError
+from bertcls.params import build, flatten
+
+KINDS = {"lr": float, "epochs": int, "weight_decay": float, "head": str, "finetune": str, "freeze_layers": int,
+         "llrd": float, "seed": int}  # fmt: skip
+RANGES = {"lr": ("lr_range", True), "weight_decay": ("weight_decay_range", False), "llrd": ("llrd_range", False)}
+RETRY_MARK = "failed_trial"  # system attr Optuna's retry callback puts on a retried trial
+SURPLUS = "surplus"  # user attr of a trial ended untrained (see the module docstring)
+HEARTBEAT_S, GRACE_S = 20, 60  # a RUNNING trial silent for GRACE_S is stale: failed, and retried once
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpace:
+    """Values per swept train parameter; ranges where TPE samples a number; the trial budget."""
+
+    choices: dict[str, tuple]  # parameter -> its values (a grid dimension, or a TPE categorical)
+    ranges: dict[str, tuple[float, float, bool]]  # parameter -> (low, high, log)
+    trials: int  # 0: the grid
+
+    @property
+    def is_grid(self) -> bool:
+        return self.trials == 0
+
+    @property
+    def budget(self) -> int:
+        """Trials to run: every grid point, or N."""
+        if not self.is_grid:
+            return self.trials
+        size = 1
+        for values in self.choices.values():
+            size *= len(values)
+        return size
+
+    def grid(self) -> list[dict[str, Any]]:
+        names = list(self.choices)
+        return [dict(zip(names, point, strict=True)) for point in itertools.product(*self.choices.values())]
+
+    def suggest(self, trial) -> dict[str, Any]:
+        """This trial's values: every grid dimension, TPE's picks, the fixed single values."""
+        values = {}
+        for name, options in self.choices.items():
+            values[name] = trial.suggest_categorical(name, list(options)) if len(options) > 1 or self.is_grid \
+                else options[0]  # fmt: skip
+        for name, (low, high, log) in self.ranges.items():
+            values[name] = trial.suggest_float(name, low, high, log=log)
+        return values
+
+    def describe(self) -> dict[str, Any]:
+        return {"choices": {k: list(v) for k, v in self.choices.items()},
+                "ranges": {k: list(v) for k, v in self.ranges.items()}, "trials": self.trials}  # fmt: skip
+
+
+def _parse_list(param: str, text: str) -> tuple:
+    kind = KINDS[param]
+    values = []
+    for word in text.split():
+        try:
+            number = float(word) if kind in (int, float) else None
+        except ValueError:
+            raise ConfigError(f"{SWEPT[param]}={text!r}: {word!r} is not a number. Give space-separated values, "
+                              f"e.g. {SWEPT[param]}='2e-5 5e-5'.") from None  # fmt: skip
+        if kind is int and not number.is_integer():
+            raise ConfigError(f"{SWEPT[param]}={text!r}: {word!r} is not a whole number.")
+        values.append(int(number) if kind is int else number if kind is float else word)
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{SWEPT[param]}={text!r} repeats a value; list each value once.")
+    return tuple(values)
+
+
+def _parse_range(param: str, text: str, log: bool) -> tuple[float, float, bool]:
+    name = RANGES[param][0]
+    words = text.split()
+    try:
+        low, high = (float(w) for w in words)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r}: give two numbers 'low high', e.g. {name}='1e-5 2e-4'.") from None
+    if low > high:
+        raise ConfigError(f"{name}={text!r}: low {low:g} is above high {high:g}. Give 'low high' in that order.")
+    if log and low <= 0:
+        raise ConfigError(f"{name}={text!r} is searched on a log scale: both ends must be > 0.")
+    return low, high, log
+
+
+def search_space(sweep: SweepConfig) -> SearchSpace:
+    """The lists and ranges of a sweep, checked; refuses a sweep that varies nothing."""
+    choices = {p: _parse_list(p, getattr(sweep, plural)) for p, plural in SWEPT.items() if getattr(sweep, plural)}
+    ranges = {}
+    for param, (name, log) in RANGES.items():
+        if getattr(sweep, name):
+            if param in choices:
+                raise ConfigError(f"{param} is given both as a list ({SWEPT[param]}) and as {name}; give one.")
+            ranges[param] = _parse_range(param, getattr(sweep, name), log)
+    for head in choices.get("head", ()):
+        if head not in HEADS:
+            raise ConfigError(f"heads: unknown head {head!r}; choose among {', '.join(HEADS)}.")
+    space = SearchSpace(choices, ranges, sweep.trials)
+    if space.is_grid and space.budget < 2:
+        raise ConfigError(
+            "The grid is empty: no list has two or more values, so the sweep would train one setting. Give lists "
+            "(lrs='2e-5 3e-5 5e-5', epochs='3 5', ...), or trials=N with ranges for a TPE search; for one run "
+            "use `train`."
+        )
+    return space
+
+
+def trial_config(base: TrainConfig, values: dict[str, Any]) -> TrainConfig:
+    """The base train config with a trial's values (a ConfigError if the combination is invalid)."""
+    return build(TrainConfig, {**flatten(base), **values})
+
+
+def check_grid(base: TrainConfig, space: SearchSpace) -> None:
+    """Every grid point must make a valid train config; refuse the sweep up front, naming the bad points."""
+    if not space.is_grid:
+        return
+    bad = []
+    for point in space.grid():
+        try:
+            trial_config(base, point)
+        except ConfigError as err:
+            bad.append(f"{point}: {err}")
+    if bad:
+        raise ConfigError(f"{len(bad)} of {space.budget} grid points are not valid train settings, e.g. {bad[0]} "
+                          "Narrow the lists so that every combination is valid.")  # fmt: skip
+
+
+def study_name(base: TrainConfig, space: SearchSpace, metric: str) -> str:
+    """A name from the sweep's definition: the same sweep, re-run, continues its study."""
+    definition = json.dumps({"base": flatten(base), "space": space.describe(), "metric": metric}, sort_keys=True,
+                            default=str)  # fmt: skip
+    return "bertcls-" + hashlib.sha256(definition.encode()).hexdigest()[:12]
+
+
+def default_storage(tracking_uri: str) -> str:
+    """optuna.db beside a sqlite tracking store (./optuna.db for any other store)."""
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix):
+        from pathlib import Path
+
+        return prefix + str(Path(tracking_uri[len(prefix) :]).with_name("optuna.db"))
+    return "sqlite:///optuna.db"
+
+
+def open_storage(storage_url: str):
+    """Optuna's RDB storage (heartbeats on, dead workers' trials retried); a clear error if unreachable."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return _quietly(lambda: optuna.storages.RDBStorage(
+            storage_url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=retry_callback(), engine_kwargs={"pool_pre_ping": True},
+        ))  # fmt: skip
+    except Exception as err:  # SQLAlchemy's connection errors, a bad URL, a missing driver
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"Cannot open the Optuna storage {redacted(storage_url)}: {first}. Give a reachable database URL "
+            "(sqlite:///path/optuna.db, or postgresql://user:password@host:5432/db with the server running)."
+        ) from None
+
+
+def open_study(storage, name: str, space: SearchSpace, direction: str, pruner: str, seed: int):
+    """Create or load the study (load_if_exists: every worker and every re-run joins the same one)."""
+    import optuna
+
+    if space.is_grid:
+        sampler = _GridSampler({k: list(v) for k, v in space.choices.items()}, seed=seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=seed)
+    pruning = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0) if pruner == "median" \
+        else optuna.pruners.NopPruner()  # fmt: skip
+    direction = "maximize" if direction == "max" else "minimize"
+    return optuna.create_study(storage=storage, study_name=name, sampler=sampler, pruner=pruning,
+                               direction=direction, load_if_exists=True)  # fmt: skip
+
+
+def _grid_sampler_class():
+    import optuna
+
+    class GridSampler(optuna.samplers.GridSampler):
+        """Optuna's grid sampler, without its `study.stop()` once the grid is done: that call is for
+        `study.optimize`; our ask/tell loop stops by `remaining()`."""
+
+        def after_trial(self, study, trial, state, values) -> None:
+            return None
+
+    return GridSampler
+
+
+def _GridSampler(*args, **kwargs):  # noqa: N802 - a class built on first use (optuna is imported lazily)
+    return _grid_sampler_class()(*args, **kwargs)
+
+
+def redacted(url: str) -> str:
+    """A storage URL without its password."""
+    import re
+
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def _quietly(call, *args):
+    """Optuna warns that heartbeats are meant for `study.optimize` and that fail_stale_trials is experimental;
+    this ask/tell loop records heartbeats itself (Heartbeat), so those warnings say nothing here."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return call(*args)
+
+
+def fail_stale(study) -> None:
+    """A dead worker's RUNNING trial: FAIL, and a retry copy waits (Optuna's heartbeat bookkeeping)."""
+    import optuna
+
+    _quietly(optuna.storages.fail_stale_trials, study)
+
+
+def ask(study):
+    return _quietly(study.ask)
+
+
+def retry_callback():
+    """Optuna's: a copy of the failed trial (same params, same grid point) waits for the next worker."""
+    import optuna
+
+    return _quietly(optuna.storages.RetryHeartbeatStaleTrialCallback, 2)
+
+
+def system_attrs(study, trial) -> dict:
+    return study._storage.get_trial(trial._trial_id).system_attrs
+
+
+def remaining(study, space: SearchSpace) -> bool:
+    """Whether this worker should ask for another trial: the budget is not used up, or a retry waits."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    originals = [t for t in trials if RETRY_MARK not in t.system_attrs]
+    return len(originals) < space.budget or any(t.state == TrialState.WAITING for t in trials)
+
+
+def is_surplus(trial, space: SearchSpace) -> bool:
+    """A trial numbered beyond the budget that is not a retry: another worker holds its point."""
+    return trial.number >= space.budget and RETRY_MARK not in system_attrs(trial.study, trial)
+
+
+class Heartbeat:
+    """Records the running trial's heartbeat every HEARTBEAT_S seconds (Optuna does this only inside
+    `study.optimize`); a worker that dies stops beating and its trial is retried by the next worker."""
+
+    def __init__(self, study, trial):
+        self.storage, self.trial_id = study._storage, trial._trial_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stop.is_set():
+            self.storage.record_heartbeat(self.trial_id)
+            self.stop.wait(HEARTBEAT_S)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+class PruningCallback:
+    """fit() callback: reports the epoch's validation metric to the trial; asks fit to stop when the
+    pruner says the trial is hopeless."""
+
+    def __init__(self, trial, metric: str):
+        self.trial, self.key = trial, f"val_{metric}"
+        self.stop_training = False
+        self.pruned_at: int | None = None
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.trial.report(metrics[self.key], epoch)
+        if self.trial.should_prune():
+            self.stop_training, self.pruned_at = True, epoch

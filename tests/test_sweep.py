@@ -1,0 +1,175 @@
+"""`sweep`: Optuna trials as MLflow child runs. A real grid, a failing trial, TPE with pruning, a re-run that
+skips finished trials, two worker processes sharing a PostgreSQL storage, and the refusals that come before
+anything runs. Trials are real trainings of a 1-layer MiniLM on 120 real SMS texts.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import mlflow
+import optuna
+import pytest
+from click.testing import CliRunner
+from mlflow import MlflowClient
+
+from bertcls import jobs, search
+from bertcls.cli import main
+from bertcls.config import DataConfig, SweepConfig, TrainConfig
+from bertcls.errors import ConfigError
+from tests import e2e
+from tests.pg import PG_BIN, PG_MISSING
+
+
+@pytest.fixture
+def base(small_model_dir, sms_csv) -> TrainConfig:
+    return TrainConfig(model=str(small_model_dir), batch_size=16, eval_batch_size=16,
+                       data=DataConfig(train_file=str(sms_csv), max_seq_length=32, max_buckets=2))  # fmt: skip
+
+
+def _children(parent_run_id: str):
+    run = MlflowClient().get_run(parent_run_id)
+    return MlflowClient().search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
+
+
+# ---- refusals, before anything runs (quick) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        (SweepConfig(lrs="2e-5"), "The grid is empty"),
+        (SweepConfig(), "The grid is empty"),
+        (SweepConfig(trials=4, lr_range="2e-4 1e-5"), "low 0.0002 is above high 1e-05"),
+        (SweepConfig(trials=4, lr_range="0 1e-3"), "log scale: both ends must be > 0"),
+        (SweepConfig(trials=4, lr_range="1e-5"), "give two numbers 'low high'"),
+        (SweepConfig(lrs="2e-5 fast"), "'fast' is not a number"),
+        (SweepConfig(lrs="2e-5 2e-5"), "repeats a value"),
+        (SweepConfig(heads="mean pooled"), "unknown head 'pooled'"),
+        (SweepConfig(trials=3, lrs="1e-5 2e-5", lr_range="1e-5 1e-4"), "given both as a list"),
+    ],
+)
+def test_search_space_refuses_what_cannot_be_searched(sweep, message):
+    with pytest.raises(ConfigError, match=message):
+        search.search_space(sweep)
+
+
+def test_a_grid_with_invalid_combinations_is_refused_naming_one():
+    space = search.search_space(SweepConfig(finetunes="full partial", freeze_layers="0 2"))
+    with pytest.raises(ConfigError, match=r"1 of 4 grid points are not valid.*'finetune': 'full', 'freeze_layers': 2"):
+        search.check_grid(TrainConfig(), space)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lrz", "1e-4"], "No such option '--lrz'. \\(Did you mean one of: '--llrds', '--lrs'\\?\\)"),
+        (["--lrs", "1e-4"], "The grid is empty"),
+        (["--lrs", "1e-4 2e-4", "--storage", "postgresql://nobody:secret@127.0.0.1:1/none"],
+         "Cannot open the Optuna storage postgresql://nobody:\\*\\*\\*@127.0.0.1:1/none"),
+        (["--trials", "3", "--lr-range", "1e-3 1e-5"], "low 0.001 is above high 1e-05"),
+    ],
+)
+def test_sweep_bad_input_is_one_paragraph_before_any_run(empty_store, small_model_dir, args, message):
+    result = CliRunner().invoke(main, ["sweep", "--model", str(small_model_dir), *args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert re.search(message, " ".join(result.output.split())), result.output
+    client = MlflowClient(empty_store)
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+
+
+# ---- real sweeps (slow) -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_2x2_grid_makes_a_parent_and_4_children_and_a_rerun_skips_them(empty_store, base):
+    sweep = SweepConfig(lrs="1e-4 3e-4", epochs="1 2", pruner="none")
+    outcome = jobs.sweep(base, sweep, experiment="sweep")
+    children = _children(outcome.parent_run_id)
+    assert len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
+    settings = {(c.data.params["lr"], c.data.params["epochs"]) for c in children}
+    assert settings == {("0.0001", "1"), ("0.0001", "2"), ("0.0003", "1"), ("0.0003", "2")}
+    assert {c.data.tags["trial"] for c in children} == {"0", "1", "2", "3"}
+    for child in children:  # logged exactly like train: per-epoch metrics and a model
+        steps = [m.step for m in MlflowClient().get_metric_history(child.info.run_id, "val_accuracy")]
+        assert steps == list(range(1, int(child.data.params["epochs"]) + 1))
+        assert "model_uri" in child.data.tags
+
+    parent = MlflowClient().get_run(outcome.parent_run_id)
+    assert parent.data.tags["bertcls_job"] == "sweep" and parent.data.tags["best_run_id"] == outcome.best_run_id
+    assert parent.data.metrics["best_val_accuracy"] == outcome.best_value
+    assert parent.data.metrics["trials_complete"] == 4
+    artifacts = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id, "figures")}
+    assert artifacts == {"figures/best_val_accuracy_by_lr.png", "figures/parallel_coordinates.png"}
+    table = mlflow.load_table("trials.json", run_ids=[parent.info.run_id])
+    assert sorted(table["trial"]) == [0, 1, 2, 3] and set(table["state"]) == {"COMPLETE"}
+    assert set(table["run_id"]) == {c.info.run_id for c in children}
+    best = [c for c in children if c.data.tags.get("best_trial") == "true"]
+    assert [c.info.run_id for c in best] == [outcome.best_run_id]
+    assert MlflowClient().get_run(outcome.best_run_id).data.metrics["best_val_accuracy"] == max(
+        c.data.metrics["best_val_accuracy"] for c in children
+    )
+
+    again = jobs.sweep(base, sweep, experiment="sweep")  # the same sweep: the study is done
+    assert again.study_name == outcome.study_name and again.trained == 0
+    assert _children(again.parent_run_id) == [] and len(again.table) == 4
+
+
+@pytest.mark.slow
+def test_a_failing_trial_is_failed_in_mlflow_and_optuna_and_the_others_finish(empty_store, base):
+    # the 1-layer model has 1 layer: freezing 5 is impossible, which only the trial can find out
+    outcome = jobs.sweep(base, SweepConfig(finetunes="partial", freeze_layers="1 5", pruner="none"), "sweep")
+    children = {c.data.params["freeze_layers"]: c for c in _children(outcome.parent_run_id)}
+    assert children["1"].info.status == "FINISHED"
+    assert children["5"].info.status == "FAILED"
+    assert "freeze_layers 5 exceeds the depth" in children["5"].data.tags["error"]
+    states = dict(zip(outcome.table["freeze_layers"], outcome.table["state"], strict=True))
+    assert states == {1: "COMPLETE", 5: "FAIL"}
+
+
+@pytest.mark.slow
+def test_tpe_with_the_median_pruner_prunes_a_hopeless_trial(empty_store, base):
+    sweep = SweepConfig(trials=6, lr_range="1e-7 1e-3", epochs="3", metric="loss", sampler_seed=3)
+    outcome = jobs.sweep(base, sweep, experiment="sweep")
+    pruned = outcome.table[outcome.table["state"] == "PRUNED"]
+    assert len(pruned) >= 1, outcome.table
+    for _, row in pruned.iterrows():
+        child = MlflowClient().get_run(row["run_id"])
+        assert child.info.status == "FINISHED" and child.data.tags["pruned"] == "true"
+        assert int(child.data.tags["epochs_run"]) < 3
+        assert len(MlflowClient().get_metric_history(row["run_id"], "val_loss")) == int(child.data.tags["epochs_run"])
+    assert len(outcome.table) == 6 and outcome.parent_run_id
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(PG_BIN is None, reason=PG_MISSING)
+def test_two_workers_on_one_postgresql_storage_run_each_grid_point_once(postgres, tmp_path, base):
+    storage = postgres.create_database("optuna_sweep")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [sys.executable, "-m", "bertcls.cli", "sweep", "--model", base.model, "--train-file",
+               base.data.train_file, "--max-seq-length", "32", "--max-buckets", "2", "--batch-size", "16",
+               "--eval-batch-size", "16", "--lrs", "1e-4 3e-4", "--epochs", "1 2", "--pruner", "none",
+               "--storage", storage, "--study-name", "shared", "--experiment", "sweep",
+               "--system-metrics", "false"]  # fmt: skip
+    workers = [subprocess.Popen(command, cwd=tmp_path, env=e2e.subprocess_env(uri), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    for worker in workers:
+        _, err = worker.communicate(timeout=900)
+        assert worker.returncode == 0, err[-3000:]
+
+    study = optuna.load_study(study_name="shared", storage=storage)
+    trained = [t for t in study.trials if not t.user_attrs.get(search.SURPLUS)]
+    assert sorted((t.params["lr"], t.params["epochs"]) for t in trained) == [(1e-4, 1), (1e-4, 2), (3e-4, 1),
+                                                                             (3e-4, 2)]  # fmt: skip
+    assert {t.state.name for t in trained} == {"COMPLETE"}
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("sweep").experiment_id
+    children = client.search_runs([experiment], "tags.trial != ''")
+    assert sorted(c.data.tags["trial"] for c in children) == ["0", "1", "2", "3"]  # each trial trained once
+    parents = client.search_runs([experiment], "tags.bertcls_job = 'sweep'")
+    assert len(parents) == 2 and {c.data.tags["mlflow.parentRunId"] for c in children} <= {
+        p.info.run_id for p in parents
+    }
