@@ -146,7 +146,7 @@ def test_tpe_with_the_median_pruner_prunes_a_hopeless_trial(empty_store, base):
 
 @pytest.mark.slow
 @pytest.mark.skipif(PG_BIN is None, reason=PG_MISSING)
-def test_two_workers_on_one_postgresql_storage_run_each_grid_point_once(postgres, tmp_path, base):
+def test_three_workers_on_one_postgresql_storage_run_each_grid_point_once(postgres, tmp_path, base):
     storage = postgres.create_database("optuna_sweep")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     command = [sys.executable, "-m", "bertcls.cli", "sweep", "--model", base.model, "--train-file",
@@ -154,8 +154,9 @@ def test_two_workers_on_one_postgresql_storage_run_each_grid_point_once(postgres
                "--eval-batch-size", "16", "--lrs", "1e-4 3e-4", "--epochs", "1 2", "--pruner", "none",
                "--storage", storage, "--study-name", "shared", "--experiment", "sweep",
                "--system-metrics", "false"]  # fmt: skip
-    workers = [subprocess.Popen(command, cwd=tmp_path, env=e2e.subprocess_env(uri), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    # two machines, as two commands; the first also runs a second worker process of its own (workers=2)
+    workers = [subprocess.Popen(command + extra, cwd=tmp_path, env=e2e.subprocess_env(uri), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for extra in (["--workers", "2"], [])]  # fmt: skip
     for worker in workers:
         _, err = worker.communicate(timeout=900)
         assert worker.returncode == 0, err[-3000:]
@@ -173,3 +174,5 @@ def test_two_workers_on_one_postgresql_storage_run_each_grid_point_once(postgres
     assert len(parents) == 2 and {c.data.tags["mlflow.parentRunId"] for c in children} <= {
         p.info.run_id for p in parents
     }
+    logs = [a.path for p in parents for a in client.list_artifacts(p.info.run_id, "workers")]
+    assert logs == ["workers/worker-1.log"]  # the spawned worker's output, kept on its parent
