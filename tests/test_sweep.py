@@ -132,16 +132,16 @@ def test_a_failing_trial_is_failed_in_mlflow_and_optuna_and_the_others_finish(em
 
 @pytest.mark.slow
 def test_tpe_with_the_median_pruner_prunes_a_hopeless_trial(empty_store, base):
-    sweep = SweepConfig(trials=6, lr_range="1e-7 1e-3", epochs="3", metric="loss", sampler_seed=3)
+    sweep = SweepConfig(trials=4, lr_range="1e-7 1e-3", epochs="2", metric="loss", sampler_seed=3)
     outcome = jobs.sweep(base, sweep, experiment="sweep")
     pruned = outcome.table[outcome.table["state"] == "PRUNED"]
     assert len(pruned) >= 1, outcome.table
     for _, row in pruned.iterrows():
         child = MlflowClient().get_run(row["run_id"])
         assert child.info.status == "FINISHED" and child.data.tags["pruned"] == "true"
-        assert int(child.data.tags["epochs_run"]) < 3
+        assert int(child.data.tags["epochs_run"]) < 2
         assert len(MlflowClient().get_metric_history(row["run_id"], "val_loss")) == int(child.data.tags["epochs_run"])
-    assert len(outcome.table) == 6 and outcome.parent_run_id
+    assert len(outcome.table) == 4 and outcome.parent_run_id
 
 
 @pytest.mark.slow
