@@ -16,7 +16,7 @@ from tests import e2e
 
 pytestmark = pytest.mark.slow
 
-OPTIONS = ["--max-train-samples", "256", "--max-eval-samples", "64", "--epochs", "2", "--max-buckets", "2",
+OPTIONS = ["--max-train-samples", "128", "--max-eval-samples", "48", "--epochs", "2", "--max-buckets", "2",
            "--batch-size", "16", "--eval-batch-size", "16", "--system-metrics", "false"]  # fmt: skip
 TRAJECTORY = ("train_loss", "val_loss", "grad_norm", "val_accuracy")
 

@@ -324,7 +324,7 @@ def test_ctrl_c_in_epoch_2_under_mlflow_run_then_the_tagged_command_resumes_the_
     """The user's path: Ctrl-C during epoch 2 of `mlflow run`, then the run's `resume_command` tag, as given."""
     uri, client, experiment_id = store
     command = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "train", "--env-manager", "local"]
-    command += ["--experiment-name", "e2e", "-P", f"model={small_model_dir}", "-P", "max_train_samples=600"]
+    command += ["--experiment-name", "e2e", "-P", f"model={small_model_dir}", "-P", "max_train_samples=480"]
     command += ["-P", "max_eval_samples=60", "-P", "epochs=3", "-P", "max_buckets=2"]
     process = subprocess.Popen(command, cwd=tmp_path, env=e2e.subprocess_env(uri), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip

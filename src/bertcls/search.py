@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import re
 import threading
 from typing import Any
 
@@ -163,20 +164,30 @@ def default_storage(tracking_uri: str) -> str:
 
 def open_storage(storage_url: str):
     """Optuna's RDB storage (heartbeats on, dead workers' trials retried); a clear error if unreachable."""
+    import time
+
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        return _quietly(lambda: optuna.storages.RDBStorage(
-            storage_url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=retry_callback(), engine_kwargs={"pool_pre_ping": True},
-        ))  # fmt: skip
-    except Exception as err:  # SQLAlchemy's connection errors, a bad URL, a missing driver
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(
-            f"Cannot open the Optuna storage {redacted(storage_url)}: {first}. Give a reachable database URL "
-            "(sqlite:///path/optuna.db, or postgresql://user:password@host:5432/db with the server running)."
-        ) from None
+    for attempt in range(6):
+        try:
+            return _quietly(lambda: optuna.storages.RDBStorage(
+                storage_url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=retry_callback(), engine_kwargs={"pool_pre_ping": True},
+            ))  # fmt: skip
+        except Exception as err:  # SQLAlchemy's connection errors, a bad URL, a missing driver
+            # Workers starting together both create Optuna's tables: the loser sees them appear; try again.
+            if attempt == 5 or not re.search(r"duplicate key|already exists", str(err)):
+                raise _unreachable(storage_url, err) from None
+            time.sleep(0.5 + attempt)
+
+
+def _unreachable(storage_url: str, err: Exception) -> ConfigError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ConfigError(
+        f"Cannot open the Optuna storage {redacted(storage_url)}: {first}. Give a reachable database URL "
+        "(sqlite:///path/optuna.db, or postgresql://user:password@host:5432/db with the server running)."
+    )
 
 
 def open_study(storage, name: str, space: SearchSpace, direction: str, pruner: str, seed: int):
@@ -213,8 +224,6 @@ def _GridSampler(*args, **kwargs):  # noqa: N802 - a class built on first use (o
 
 def redacted(url: str) -> str:
     """A storage URL without its password."""
-    import re
-
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
