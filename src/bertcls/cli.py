@@ -110,6 +110,21 @@ def _refuse_renamed(values: dict) -> None:
             )
 
 
+@main.command("export")
+@click.argument("model_uri")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--push-to-hub", "push_to_hub", default=None, help="upload the export to this hub repo (online)")
+@friendly_errors
+def export(model_uri: str, directory: str, push_to_hub: str | None) -> None:
+    """Write MODEL_URI as a Hugging Face directory (AutoModelForSequenceClassification loads it)."""
+    from bertcls import jobs
+
+    outcome = jobs.export(model_uri, directory, push_to_hub)
+    click.echo(f"exported {model_uri} to {outcome.directory}" + (f" (also logged to run {outcome.source_run_id} "
+               "as hf_export/)" if outcome.source_run_id else "") + (f"; pushed: {outcome.hub_url}"
+               if outcome.hub_url else ""))  # fmt: skip
+
+
 @main.command("sweep")
 @options("sweep")
 @friendly_errors

@@ -82,7 +82,8 @@ class _Checkpoints:
 
         from bertcls.data.tasks import metric_direction
 
-        model_id = self.log_model(self.current_state(), f"checkpoint-epoch-{epoch}", epoch).model_id
+        validation = {f"best_{k}": v for k, v in metrics.items() if k.startswith("val_")}  # the card's figures
+        model_id = self.log_model(self.current_state(), f"checkpoint-epoch-{epoch}", epoch, validation).model_id
         value = metrics[f"val_{self.primary}"]
         maximise = metric_direction(self.primary) == "max"
         if self.best is None or (value > self.best[0] if maximise else value < self.best[0]):
@@ -126,6 +127,8 @@ def train(
     from bertcls.data.batching import check_batch_size
     from bertcls.hub import resolve_model
     from bertcls.model.weights import load_hf_checkpoint, save_model
+    from bertcls.model_card import CardFacts, base_licence
+    from bertcls.model_card import render as render_card
     from bertcls.paths import cache_root
     from bertcls.resumption import RESUME_TAG, ResumeCheckpoints, local_checkpoint, resume_command, resume_source
     from bertcls.settings import train_config_to_dict
@@ -204,13 +207,18 @@ def train(
         example_texts = list(examples["text"])
         example_pairs = list(examples["text_pair"]) if data.task.has_text_pair else None
 
-        def log_model(state, name: str, step: int):
-            """Write the model of `state` with its tokenizer and reading settings; log it as a pyfunc model."""
+        def log_model(state, name: str, step: int, metrics: dict[str, float]):
+            """Write the model of `state` with its tokenizer, reading settings and model card; log it as a pyfunc
+            model."""
             with tracking.staging_dir() as staging:
                 path = staging / "model"
                 save_model(steps.model(state), path, list(data.task.label_names),
                            extra={"reading_settings": _reading_settings(data, config).to_dict()})  # fmt: skip
                 tokenizer.save_pretrained(str(path))
+                facts = CardFacts(config.model, base_licence(str(model_dir)), data.task.name,
+                                  tuple(data.task.label_names), {k: str(v) for k, v in config.flat_params().items()},
+                                  metrics, run_id, step or None)  # fmt: skip
+                (path / "model_card.md").write_text(render_card(facts, hugging_face=False), encoding="utf-8")
                 return tracking.log_model(path, example_texts, example_pairs, name=name, step=step)
 
         checkpoints = _Checkpoints(config, data.task.primary_metric, log_model, steps.host_model_state)
@@ -252,7 +260,7 @@ def train(
             )
 
         linked = config.log_checkpoints != "none"  # the final model is the best epoch's checkpoint
-        info = log_model(result.best_model_state, "model", result.best_epoch if linked else 0)
+        info = log_model(result.best_model_state, "model", result.best_epoch if linked else 0, {**best, **test})
         model_uri = info.model_uri
         final = {"best_epoch": float(result.best_epoch), **best, **test}
         tracking.log_metrics({"best_epoch": float(result.best_epoch)})
@@ -724,3 +732,58 @@ def describe_sweep(outcome: SweepOutcome) -> str:
         lines.append(f"best: run {outcome.best_run_id}, best_val_{outcome.metric} = {outcome.best_value:.4f}   "
                      f"(promote: mlflow run . -e register -P run_id={outcome.best_run_id})")  # fmt: skip
     return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class ExportOutcome:
+    directory: Path
+    source_run_id: str | None
+    hub_url: str | None
+
+
+def _card_for(ref, label_names: list[str]) -> str:
+    """The Hugging Face model card, from the source run's own records (params, best/test metrics)."""
+    from bertcls import tracking
+    from bertcls.model_card import CardFacts, base_licence, render
+
+    run = tracking.get_run(ref.source_run_id) if ref.source_run_id else None
+    params = dict(run.data.params) if run else {}
+    metrics = {k: v for k, v in (run.data.metrics if run else {}).items() if k.startswith(("best_val_", "test_"))}
+    best_epoch = int(run.data.metrics["best_epoch"]) if run and "best_epoch" in run.data.metrics else None
+    facts = CardFacts(params.get("model", "unknown"), base_licence(params.get("model_dir")),
+                      run.data.tags.get("dataset", "text") if run else "text", tuple(label_names), params, metrics,
+                      ref.source_run_id, best_epoch)  # fmt: skip
+    return render(facts, hugging_face=True)
+
+
+def export(model_uri: str, directory: str, push_to_hub: str | None = None) -> ExportOutcome:
+    """Write a logged or registered model as a Hugging Face directory; log it to its run; push it if asked."""
+    import json
+
+    from bertcls import hf_export, tracking
+    from bertcls.registry import resolve_model_uri
+
+    ref = resolve_model_uri(model_uri)
+    meta = json.loads((ref.local_dir / "bertcls_config.json").read_text(encoding="utf-8"))
+    out = hf_export.export(ref.local_dir, Path(directory), _card_for(ref, meta.get("label_names") or []))
+    if ref.source_run_id:
+        tracking.log_artifacts_to(ref.source_run_id, out, "hf_export")
+    url = _push(out, push_to_hub) if push_to_hub else None
+    return ExportOutcome(out, ref.source_run_id, url)
+
+
+def _push(directory: Path, repo: str) -> str:
+    """Upload the export to the Hugging Face hub (a clear error offline or without a token)."""
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+        api.create_repo(repo, exist_ok=True)
+        commit = api.upload_folder(folder_path=str(directory), repo_id=repo, commit_message="bertcls export")
+    except Exception as err:  # offline, no token, no permission: the hub client's own message
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise ConfigError(
+            f"Could not push {directory} to the Hugging Face hub repo {repo!r}: {first}. Pushing needs network access "
+            "and a token (`huggingface-cli login` or HF_TOKEN); the export itself is complete in that directory."
+        ) from None
+    return str(getattr(commit, "commit_url", f"https://huggingface.co/{repo}"))

@@ -510,3 +510,8 @@ def log_failed_run(parent_run_id: str, run_name: str, params: dict, tags: dict[s
         client.log_param(run.info.run_id, key, str(value))
     client.set_terminated(run.info.run_id, "FAILED")
     return run.info.run_id
+
+
+def log_artifacts_to(run_id: str, directory: Path, artifact_path: str) -> None:
+    """Add a directory to a run's artifacts (a finished run too: an export of its model)."""
+    mlflow.MlflowClient().log_artifacts(run_id, str(directory), artifact_path)

@@ -267,7 +267,7 @@ def save_model(
             **(extra or {}),
         }
         (staging / OWN_CONFIG).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        _apply_umask(staging)
+        apply_umask(staging)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)
@@ -276,7 +276,7 @@ def save_model(
     return out_dir
 
 
-def _apply_umask(directory: Path) -> None:
+def apply_umask(directory: Path) -> None:
     """Give the directory and its files the modes the user's umask asks for (mkdtemp and safetensors use 0700/0600,
     which would make a model on a shared store readable by its writer only)."""
     umask = os.umask(0)

@@ -1,0 +1,110 @@
+"""A model card written from a training run's own records: base model and licence, task and labels, data and
+split recipe, hyperparameters, validation and test metrics, how to load the model. The same text travels
+with the logged MLflow model (`model_card.md`) and with a Hugging Face export (`README.md`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+HYPERPARAMETERS = ("finetune", "freeze_layers", "head", "lr", "weight_decay", "warmup_ratio", "llrd", "epochs",
+                   "batch_size", "grad_accum_steps", "max_grad_norm", "precision", "seed")  # fmt: skip
+DATA_RECIPE = ("dataset", "dataset_config", "train_file", "max_seq_length", "long_text", "split_seed",
+               "max_train_samples")  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class CardFacts:
+    base_model: str
+    base_licence: str | None
+    task: str
+    label_names: tuple[str, ...]
+    params: dict[str, str]  # the run's params (flat train config)
+    metrics: dict[str, float]  # best_val_* and test_*
+    run_id: str | None
+    best_epoch: int | None
+
+
+def base_licence(model_dir: str | None) -> str | None:
+    """The `license:` of the base model's own card (README.md front matter), if its files are here."""
+    if not model_dir:
+        return None
+    readme = Path(model_dir) / "README.md"
+    if not readme.is_file():
+        return None
+    front = readme.read_text(encoding="utf-8", errors="replace").split("---")
+    match = re.search(r"^license:\s*(\S+)", front[1] if len(front) > 2 else "", re.M)
+    return match.group(1) if match else None
+
+
+def _table(rows: dict[str, object]) -> list[str]:
+    lines = ["| | |", "|---|---|"]
+    return lines + [f"| {k} | {v} |" for k, v in rows.items()]
+
+
+def render(facts: CardFacts, hugging_face: bool) -> str:
+    """The card as markdown; `hugging_face`: for an export directory (front matter and its loading code)."""
+    params = facts.params
+    licence = facts.base_licence or "unknown: see the base model's card"
+    lines = []
+    if hugging_face:
+        front = ["---", "library_name: transformers", "pipeline_tag: text-classification",
+                 f"base_model: {facts.base_model}"] + ([f"license: {facts.base_licence}"] if facts.base_licence
+                                                      else []) + ["tags:", "- bertcls", "---", ""]  # fmt: skip
+        lines += front
+    dataset = params.get("dataset") or Path(params.get("train_file") or "data").name
+    lines += [
+        f"# {facts.task} classifier fine-tuned from {facts.base_model}",
+        "",
+        f"Fine-tuned by [bertcls](https://github.com/) (JAX / Flax NNX) on `{dataset}`"
+        + (f", MLflow run `{facts.run_id}`" if facts.run_id else "") + ".",
+        "",
+        "## Base model",
+        "",
+        f"`{facts.base_model}`, licence: {licence}. The fine-tuned weights inherit the base model's licence terms.",
+        "",
+        "## Task and labels",
+        "",
+        f"Single-label text classification, {len(facts.label_names)} labels (id: name): "
+        + ", ".join(f"{i}: `{name}`" for i, name in enumerate(facts.label_names)) + ".",
+        "",
+        "## Data and split",
+        "",
+        *_table({k: params[k] for k in DATA_RECIPE if params.get(k) not in (None, "", "None")}),
+        "",
+        "Splits come from the dataset's own or from bertcls's reproducible 80/10/10 split (seeded by `split_seed`).",
+        "",
+        "## Hyperparameters",
+        "",
+        *_table({k: params[k] for k in HYPERPARAMETERS if k in params}),
+        "",
+        "## Results",
+        "",
+        *_table({k: f"{v:.4f}" for k, v in sorted(facts.metrics.items())}),
+        "",
+        (f"Validation metrics are those of the best epoch ({facts.best_epoch}); " if facts.best_epoch else "")
+        + "test metrics were computed once, with the best epoch's weights.",
+        "",
+        "## How to load it",
+        "",
+        "```python",
+    ]
+    if hugging_face:
+        lines += [
+            "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+            "model = AutoModelForSequenceClassification.from_pretrained('<this directory or hub repo>')",
+            "tokenizer = AutoTokenizer.from_pretrained('<this directory or hub repo>')",
+        ]
+    else:
+        lines += [
+            "import mlflow",
+            f"model = mlflow.pyfunc.load_model('runs:/{facts.run_id or '<run_id>'}/model')",
+            "model.predict(['some text'])  # label and one probability per class",
+        ]
+    max_len = params.get("max_seq_length", "128")
+    lines += ["```", "", f"The model was trained on texts cut to {max_len} tokens"
+              + (" (long texts read as overlapping windows, their logits averaged)" if params.get("long_text") ==
+                 "windows" else "") + "; read texts the same way for the same results.", ""]  # fmt: skip
+    return "\n".join(lines)
