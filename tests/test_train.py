@@ -91,6 +91,7 @@ def small_setup(small_model_dir, tokenizer):
     return config, data, lambda: load_hf_checkpoint(small_model_dir, arch)[0]
 
 
+@pytest.mark.slow  # 45 s: the quick lane keeps the 1-vs-8-device agreement and the trace-once test
 def test_fit_on_eight_devices_learns_and_compiles_once_per_shape(small_setup):
     config, data, build_model = small_setup
     assert jax.device_count() == 8
