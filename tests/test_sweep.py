@@ -176,3 +176,14 @@ def test_three_workers_on_one_postgresql_storage_run_each_grid_point_once(postgr
     }
     logs = [a.path for p in parents for a in client.list_artifacts(p.info.run_id, "workers")]
     assert logs == ["workers/worker-1.log"]  # the spawned worker's output, kept on its parent
+
+
+def test_ties_on_the_metric_go_to_the_lower_validation_loss():
+    import pandas as pd
+
+    table = pd.DataFrame({"trial": [0, 1, 2, 3], "best_val_accuracy": [0.99, 0.99, 0.98, 0.99],
+                          "best_val_loss": [0.05, 0.03, 0.01, 0.03]})  # fmt: skip
+    assert jobs._best_trial(table, "best_val_accuracy", "max")["trial"] == 1
+    assert jobs._best_trial(table.rename(columns={"best_val_accuracy": "best_val_mse"}), "best_val_mse", "min")[
+        "trial"
+    ] == 2

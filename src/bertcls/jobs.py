@@ -578,6 +578,7 @@ def _trial_table(study, space, metric: str):
             "trial": trial.number, "state": trial.state.name,
             **{k: trial.params.get(k) for k in [*space.choices, *space.ranges]},
             f"best_val_{metric}": attrs.get("best_value", trial.value),
+            **({} if metric == "loss" else {"best_val_loss": attrs.get("best_val_loss")}),
             "best_epoch": attrs.get("best_epoch"), "epochs_run": attrs.get("epochs_run"),
             "pruned": trial.state.name == "PRUNED", "wall_time_s": attrs.get("wall_time_s"),
             "run_id": attrs.get("run_id"), "error": attrs.get("error"),
@@ -631,6 +632,7 @@ def _run_trials(study, space, base: TrainConfig, metric: str, parent_run_id: str
         epochs_run = outcome.epochs_run
         value = outcome.metrics[f"best_val_{metric}"]
         attrs = {"run_id": outcome.run_id, "best_epoch": outcome.best_epoch, "best_value": value,
+                 "best_val_loss": outcome.metrics.get("best_val_loss"),
                  "wall_time_s": round(time.perf_counter() - started, 1), "epochs_run": epochs_run}  # fmt: skip
         for key, item in attrs.items():
             trial.set_user_attr(key, item)
@@ -640,6 +642,16 @@ def _run_trials(study, space, base: TrainConfig, metric: str, parent_run_id: str
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             study.tell(trial, value)
+
+
+def _best_trial(complete, column: str, direction: str):
+    """The best finished trial by the metric; ties (common for accuracy on a small validation split) go to the
+    lower validation loss, then to the earlier trial."""
+    top = complete[column].max() if direction == "max" else complete[column].min()
+    tied = complete[complete[column] == top]
+    if "best_val_loss" in tied.columns and tied["best_val_loss"].notna().any():
+        tied = tied.sort_values(["best_val_loss", "trial"])
+    return tied.iloc[0]
 
 
 def sweep(
@@ -706,8 +718,7 @@ def sweep(
         complete = table[table["state"] == "COMPLETE"]
         best_run_id, best_value = None, None
         if not complete.empty:
-            pick = complete[column].idxmax if metric_direction(metric) == "max" else complete[column].idxmin
-            best = complete.loc[pick()]
+            best = _best_trial(complete, column, metric_direction(metric))
             best_run_id, best_value = best["run_id"], float(best[column])
             tracking.set_run_tags(best_run_id, {"best_trial": "true"})
             tracking.set_tags({"best_run_id": best_run_id})
