@@ -45,3 +45,28 @@ def test_train_bad_input(tracking, args, message):
 
     assert re.search(message, result.output), result.output
     assert tracking.search_runs([e.experiment_id for e in tracking.search_experiments()]) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--mlm-probability", "0"], "mlm_probability must be in \\(0, 1\\)"),
+        (["--mlm-probability", "1.5"], "mlm_probability must be in \\(0, 1\\)"),
+        (["--lr", "0"], "lr must be a positive learning rate"),
+        (["--new-head-lr", "-1"], "new_head_lr must be a positive learning rate"),
+        (["--epochs", "0"], "epochs must be at least 1"),
+        (["--batch-size", "12"], "batch_size 12 is not divisible by the 8 devices"),
+        (["--max-seq-length", "1024"], "max_seq_length 1024 exceeds the model's position limit \\(512"),
+        (["--dataset", "sms_spma"], "Unknown dataset 'sms_spma'"),
+        (["--model", "runs:/0123456789abcdef0123456789abcdef/encoder"], "Cannot fetch model 'runs:/0123.*run id"),
+    ],
+)
+def test_pretrain_bad_input(tracking, args, message):
+    """The same promise for `bertcls pretrain`: a paragraph, exit 2, no run."""
+    import re
+
+    result = CliRunner().invoke(main, ["pretrain", *args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert re.search(message, result.output), result.output
+    assert tracking.search_runs([e.experiment_id for e in tracking.search_experiments()]) == []

@@ -151,6 +151,24 @@ def sweep(**values) -> None:
     click.echo(jobs.describe_sweep(outcome))
 
 
+@main.command("pretrain")
+@options("pretrain")
+@friendly_errors
+def pretrain(**values) -> None:
+    """Continue masked-LM pre-training of the encoder on a corpus; log it as the run's `encoder` artifact."""
+    from bertcls import jobs
+    from bertcls.config import PretrainConfig, RunOptions
+
+    config, run = build(PretrainConfig, values), build(RunOptions, values)
+    try:
+        outcome = jobs.pretrain(config, run.experiment, run.run_name, system_metrics=run.system_metrics)
+    except KeyboardInterrupt as interrupt:
+        click.echo(f"interrupted ({interrupt or 'Ctrl-C'}): the MLflow run is marked KILLED; no encoder was logged "
+                   "(pretrain has no resume: start it again).", err=True)  # fmt: skip
+        sys.exit(130)
+    click.echo(jobs.describe_pretrain(outcome))
+
+
 @main.command("train")
 @options("train")
 @renamed_options

@@ -274,7 +274,8 @@ class TrainConfig:
     """Everything one training run needs; `flat_params()` is what MLflow records."""
 
     model: str = option(
-        "sentence-transformers/all-MiniLM-L6-v2", "local directory or Hugging Face hub id of a BERT-family checkpoint",
+        "sentence-transformers/all-MiniLM-L6-v2", "local directory or Hugging Face hub id of a BERT-family checkpoint, "
+        "or runs:/<run_id>/encoder (an encoder adapted by `pretrain`)",
         docs="([model.md](model.md)); under `mlflow run` give a local dir as an absolute path (this parameter "
         "also takes hub ids, so MLflow cannot resolve it as a path)",
     )  # fmt: skip
@@ -314,8 +315,9 @@ class TrainConfig:
         "epoch's validation metrics", choices=CHECKPOINT_MODES,
     )  # fmt: skip
     keep_checkpoints: int = option(
-        0, "with log_checkpoints=all: keep at most this many epoch checkpoints besides the best (older ones are "
-        "deleted); 0 = keep all"
+        0,
+        "with log_checkpoints=all: keep at most this many epoch checkpoints besides the best (older ones are "
+        "deleted); 0 = keep all",
     )
 
     def __post_init__(self) -> None:
@@ -420,6 +422,48 @@ class RegisterConfig:
     force: bool = option(False, "promote to @champion even if the candidate loses")
     dataset: str | None = option(None, "only runs on this dataset (their `dataset` tag)")
     run_id: str | None = option(None, "register this run instead of the best new one")
+
+
+# The data options that describe a pre-training corpus (text only: labels, windows and buckets do not apply).
+CORPUS_PARAMS = ("dataset", "dataset_config", "train_file", "validation_file", "text_column", "max_seq_length",
+                 "split_seed", "max_train_samples", "max_eval_samples")  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """`pretrain`: continue masked-LM pre-training of an encoder on a corpus's text (docs/pretraining.md)."""
+
+    model: str = TrainConfig.model  # the train job's `model` parameter (bertcls.params.job_params)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)  # its CORPUS_PARAMS only
+    mlm_probability: float = option(
+        0.15, "share of each block's ordinary tokens the model must predict (of them 80 % become [MASK], 10 % a "
+        "random token, 10 % stay)",
+    )  # fmt: skip
+    lr: float = option(2e-5, "peak learning rate; low, so the encoder adapts to the domain without forgetting")
+    new_head_lr: float = option(
+        1e-3, "peak learning rate of an MLM head the checkpoint lacks (it starts from random; the encoder and the "
+        "tied word embeddings stay at lr)",
+    )  # fmt: skip
+    weight_decay: float = option(0.01, "AdamW decoupled weight decay, on matrices only")
+    warmup_ratio: float = option(0.06, "share of the steps with linear warmup, then linear decay to 0")
+    epochs: int = option(1, "passes over the corpus's training texts")
+    batch_size: int = option(32, "blocks of max_seq_length tokens per step (global, split over all devices)")
+    seed: int = option(42, "MLM head init (when the checkpoint has none), masks, block order, dropout")
+
+    def __post_init__(self) -> None:
+        if not 0 < self.mlm_probability < 1:
+            raise ConfigError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}. BERT used 0.15.")
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be at least 1, got {self.epochs}.")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}.")
+        OptimConfig(lr=self.lr, weight_decay=self.weight_decay, warmup_ratio=self.warmup_ratio)  # same checks
+        if not self.new_head_lr > 0:
+            raise ConfigError(f"new_head_lr must be a positive learning rate, got {self.new_head_lr}. Try 1e-3.")
+
+    @property
+    def optim(self) -> OptimConfig:
+        return OptimConfig(lr=self.lr, weight_decay=self.weight_decay, warmup_ratio=self.warmup_ratio)
 
 
 # Train parameters a sweep varies: the sweep takes a space-separated list under the plural name (one value =

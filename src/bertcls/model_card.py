@@ -59,7 +59,8 @@ def render(facts: CardFacts, hugging_face: bool) -> str:
         f"# {facts.task} classifier fine-tuned from {facts.base_model}",
         "",
         f"Fine-tuned by [bertcls](https://github.com/) (JAX / Flax NNX) on `{dataset}`"
-        + (f", MLflow run `{facts.run_id}`" if facts.run_id else "") + ".",
+        + (f", MLflow run `{facts.run_id}`" if facts.run_id else "")
+        + ".",
         "",
         "## Base model",
         "",
@@ -68,7 +69,8 @@ def render(facts: CardFacts, hugging_face: bool) -> str:
         "## Task and labels",
         "",
         f"Single-label text classification, {len(facts.label_names)} labels (id: name): "
-        + ", ".join(f"{i}: `{name}`" for i, name in enumerate(facts.label_names)) + ".",
+        + ", ".join(f"{i}: `{name}`" for i, name in enumerate(facts.label_names))
+        + ".",
         "",
         "## Data and split",
         "",
@@ -108,3 +110,22 @@ def render(facts: CardFacts, hugging_face: bool) -> str:
               + (" (long texts read as overlapping windows, their logits averaged)" if params.get("long_text") ==
                  "windows" else "") + "; read texts the same way for the same results.", ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def render_encoder(base_model: str, licence: str | None, corpus: str, recipe: str, params: dict[str, str],
+                   history: list[dict[str, float]], run_id: str) -> str:  # fmt: skip
+    """The card of an encoder adapted by `pretrain`: what it started from, what it read, what it learned."""
+    before, after = history[0]["val_mlm_loss"], history[-1]["val_mlm_loss"]
+    shown = ("mlm_probability", "lr", "weight_decay", "warmup_ratio", "epochs", "batch_size", "max_seq_length", "seed")
+    return "\n".join([
+        "---", "library_name: transformers", "pipeline_tag: fill-mask", f"base_model: {base_model}",
+        *([f"license: {licence}"] if licence else []), "tags:", "- bertcls", "---", "",
+        f"# {base_model}, masked-LM pre-training continued on `{corpus}`", "",
+        f"Adapted by bertcls, MLflow run `{run_id}`, from `{base_model}` (licence: "
+        f"{licence or 'unknown: see the base model card'}; the adapted weights inherit its terms).", "",
+        f"Texts: {recipe}. Masking: BERT's rule (15 % of ordinary tokens by default; 80 % [MASK], 10 % random, "
+        "10 % kept), the MLM head tied to the word embeddings.", "",
+        *_table({k: params[k] for k in shown if k in params}), "",
+        f"Held-out MLM loss {before:.4f} before, {after:.4f} after ({len(history) - 1} epoch(s)).", "",
+        "## Fine-tune it", "", "```", f"mlflow run . -e train -P model=runs:/{run_id}/encoder", "```", "",
+    ])  # fmt: skip

@@ -146,14 +146,29 @@ def params_of(cls: type, group: str = "") -> list[Param]:
 
 
 def job_params(job: str) -> list[Param]:
-    """The parameters of `train`, `evaluate`, `register` or `data-stats`, in the order shown to users."""
-    from bertcls.config import SWEPT, DataConfig, EvaluateConfig, RegisterConfig, RunOptions, SweepConfig, TrainConfig
+    """The parameters of `train`, `sweep`, `pretrain`, `evaluate`, `register` or `data-stats`, in the order shown."""
+    from bertcls.config import (
+        CORPUS_PARAMS,
+        SWEPT,
+        DataConfig,
+        EvaluateConfig,
+        PretrainConfig,
+        RegisterConfig,
+        RunOptions,
+        SweepConfig,
+        TrainConfig,
+    )
 
     if job == "train":
         return params_of(TrainConfig) + params_of(RunOptions)
     if job == "sweep":  # the swept train parameters become lists; every other one passes through to the trials
         run = [p for p in params_of(RunOptions) if p.name in ("experiment", "run_name", "system_metrics")]
         return params_of(SweepConfig) + [p for p in params_of(TrainConfig) if p.name not in SWEPT] + run
+    if job == "pretrain":  # the train job's model, the corpus's data options, its own MLM settings
+        corpus = [p for p in params_of(DataConfig) if p.name in CORPUS_PARAMS]
+        model = [p for p in params_of(TrainConfig) if p.name == "model"]
+        run = [p for p in params_of(RunOptions) if p.name in ("experiment", "run_name", "system_metrics")]
+        return model + corpus + [p for p in params_of(PretrainConfig) if not p.group] + run
     if job == "evaluate":
         inherited = [p.as_inherited() for p in params_of(DataConfig) if not p.reading]
         return params_of(EvaluateConfig) + inherited
@@ -200,7 +215,7 @@ conda_env: conda.yaml
 
 entry_points:
 """
-MLPROJECT_JOBS = ("train", "sweep", "evaluate", "register")
+MLPROJECT_JOBS = ("train", "sweep", "pretrain", "evaluate", "register")
 
 
 def mlproject_default(param: Param) -> str | None:
@@ -268,8 +283,8 @@ def docs_table(job: str) -> str:
     return "\n".join(rows)
 
 
-DOCS_TABLES = {"train": "docs/training.md", "sweep": "docs/sweeps.md", "evaluate": "docs/registry.md",
-               "register": "docs/registry.md"}  # fmt: skip
+DOCS_TABLES = {"train": "docs/training.md", "sweep": "docs/sweeps.md", "pretrain": "docs/pretraining.md",
+               "evaluate": "docs/registry.md", "register": "docs/registry.md"}  # fmt: skip
 
 
 def _marked(job: str) -> re.Pattern:

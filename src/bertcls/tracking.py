@@ -306,6 +306,20 @@ def log_learning_curves(history: list[dict[str, float]], primary: str) -> None:
     plt.close(fig)
 
 
+def log_mlm_curve(history: list[dict[str, float]]) -> None:
+    """Held-out (from epoch 0, before training) and train MLM loss per epoch, as figures/mlm_loss.png."""
+    fig, axis = plt.subplots(figsize=(5, 4))
+    axis.plot(range(len(history)), [h["val_mlm_loss"] for h in history], marker="o", label="val_mlm_loss")
+    axis.plot(range(1, len(history)), [h["train_mlm_loss"] for h in history[1:]], marker="o", label="train_mlm_loss")
+    axis.set(xlabel="epoch (0 = before training)", ylabel="MLM loss (nats per predicted token)", title="Masked LM")
+    axis.set_xticks(range(len(history)))
+    axis.grid(alpha=0.3)
+    axis.legend()
+    fig.tight_layout()
+    mlflow.log_figure(fig, "figures/mlm_loss.png")
+    plt.close(fig)
+
+
 def log_confusion_matrix(
     labels: np.ndarray, predictions: np.ndarray, names: tuple[str, ...], split: str, title: str | None = None
 ) -> None:

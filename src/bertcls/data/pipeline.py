@@ -37,7 +37,7 @@ def _describe(feature) -> str:
     return "mixed-type JSON" if name == "Json" else name.lower()
 
 
-def _as_text(split: datasets.Dataset, column: str, name: str, original: str) -> datasets.Dataset:
+def as_text(split: datasets.Dataset, column: str, name: str, original: str) -> datasets.Dataset:
     """The column as strings (numbers and booleans become their text); an error for lists, dicts and the like."""
     feature = split.features[column]
     if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
@@ -94,7 +94,7 @@ def _standardize(source: RawSource) -> datasets.DatasetDict:
         split = split.select_columns(list(wanted)).rename_columns({k: v for k, v in wanted.items() if k != v})
         for original, column in wanted.items():
             if column != "label":
-                split = _as_text(split, column, name, original)
+                split = as_text(split, column, name, original)
         _check_label_type(split, name, source.label_column)
         out[name] = split
     return datasets.DatasetDict(out)
@@ -192,9 +192,11 @@ def _task_for(source: RawSource, train_labels: list, has_text_pair: bool) -> Tas
     return task
 
 
-def prepare_data(config: DataConfig, tokenizer) -> PreparedData:
-    """Load, clean, split, encode labels and tokenize; see docs/data.md for the exact recipe."""
-    source = load_source(config)
+def split_texts(
+    config: DataConfig, source: RawSource | None = None
+) -> tuple[RawSource, datasets.DatasetDict, TaskSpec, CleaningStats]:
+    """Load, clean and split as the classifier sees its data (text, text_pair, label); no tokenization yet."""
+    source = source or load_source(config)
     splits = _standardize(source)
     if "test" in splits and _unlabelled(splits["test"], source):
         log.info("dropping the test split of %s: its labels are hidden", source.name)
@@ -214,7 +216,12 @@ def prepare_data(config: DataConfig, tokenizer) -> PreparedData:
         for name in ("validation", "test"):
             if name in splits:
                 splits[name] = splits[name].select(range(min(config.max_eval_samples, len(splits[name]))))
+    return source, splits, task, stats
 
+
+def prepare_data(config: DataConfig, tokenizer) -> PreparedData:
+    """Load, clean, split, encode labels and tokenize; see docs/data.md for the exact recipe."""
+    source, splits, task, stats = split_texts(config)
     if config.windowed and task.has_text_pair:
         raise DataError(
             f"{source.name} is a text-pair task; long_text=windows cuts single texts only. Use long_text=truncate "

@@ -113,7 +113,7 @@ def drop_duplicate_texts(split: datasets.Dataset, text_columns: list[str], stats
     return split.select(keep) if stats.duplicates_dropped else split
 
 
-def _split_indices(n: int, labels, test_size: float, seed: int, stats: CleaningStats):
+def split_indices(n: int, labels, test_size: float, seed: int, stats: CleaningStats):
     indices = np.arange(n)
     try:
         return train_test_split(indices, test_size=test_size, stratify=labels, random_state=seed)
@@ -138,12 +138,12 @@ def make_splits(
             f"{'' if 'test' in splits else ' / test_file'}."
         )
     if "test" in splits:
-        keep, held = _split_indices(len(train), strat, 0.1, seed, stats)
+        keep, held = split_indices(len(train), strat, 0.1, seed, stats)
         stats.created_splits = ("validation",)
         return datasets.DatasetDict(train=train.select(keep), validation=train.select(held), test=splits["test"])
-    keep, held = _split_indices(len(train), strat, 0.2, seed, stats)
+    keep, held = split_indices(len(train), strat, 0.2, seed, stats)
     held_strat = None if strat is None or not stats.stratified else np.asarray(strat)[held]
-    val_pos, test_pos = _split_indices(len(held), held_strat, 0.5, seed, stats)
+    val_pos, test_pos = split_indices(len(held), held_strat, 0.5, seed, stats)
     stats.created_splits = ("validation", "test")
     return datasets.DatasetDict(
         train=train.select(keep),

@@ -191,10 +191,14 @@ def param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     return {_path_str(path): tuple(v.get_value().shape) for path, v in nnx.to_flat_state(state)}
 
 
+def checkpoint_tensors(model_dir: Path) -> dict[str, np.ndarray]:
+    """Every tensor of the Hugging Face safetensors checkpoint in `model_dir`, under canonical key names."""
+    return {_canonical_key(k): v for k, v in _iter_tensors(_safetensors_files(model_dir))}
+
+
 def load_hf_checkpoint(model_dir: Path, config: ModelConfig, seed: int = 0) -> tuple[BertClassifier, LoadReport]:
     """Load HF safetensors from `model_dir` into a BertClassifier for `config`; strict, see module doc."""
-    files = _safetensors_files(model_dir)
-    tensors = {_canonical_key(k): v for k, v in _iter_tensors(files)}
+    tensors = checkpoint_tensors(model_dir)
     prefix = f"{config.model_type}." if any(k.startswith(f"{config.model_type}.") for k in tensors) else ""
     table = hf_key_table(config, prefix)
     shapes = param_shapes(config)

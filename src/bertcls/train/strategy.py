@@ -16,14 +16,14 @@ from typing import Any
 from flax import nnx
 
 
-def _names(path: Sequence[Any]) -> tuple:
+def path_names(path: Sequence[Any]) -> tuple:
     """A pytree or NNX path as plain names: ('encoder', 'layers', 0, 'ffn_in', 'kernel')."""
     return tuple(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
 
 
 def depth(path: Sequence[Any], num_layers: int) -> int:
     """0 for the embeddings, i + 1 for encoder layer i, num_layers + 1 above the encoder."""
-    names = _names(path)
+    names = path_names(path)
     if names[:2] == ("encoder", "embeddings"):
         return 0
     if names[:2] == ("encoder", "layers"):
