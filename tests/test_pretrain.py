@@ -175,3 +175,24 @@ def test_pretrain_lowers_heldout_loss_and_train_fine_tunes_from_it(small_model_d
     kernel = "encoder.layers.0.ffn_in.kernel"
     changed = flat_params(adapted)[kernel] - flat_params(base)[kernel]
     assert np.abs(changed).max() > 0  # one epoch moved the encoder (a little, at lr 2e-5)
+
+
+def test_transformers_reads_the_encoder_as_a_masked_lm(small_model_dir, tmp_path, tokenizer):
+    """Where torch is installed: AutoModelForMaskedLM loads the logged encoder and predicts what ours does."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0 to run this)")
+    from transformers import AutoModelForMaskedLM
+
+    config = ModelConfig.from_json_file(small_model_dir / "config.json")
+    model, _ = load_masked_lm(small_model_dir, config, seed=7)
+    model.mlm.bias.set_value(jnp.linspace(-0.5, 0.5, config.vocab_size))  # a head that is not all zeros
+    out = save_encoder(model, tokenizer, tmp_path / "encoder", "card")
+    reference = AutoModelForMaskedLM.from_pretrained(str(out)).eval()
+    encoded = tokenizer(["stocks fell sharply on monday", "the [MASK] won the cup final"], padding=True,
+                        return_tensors="np")  # fmt: skip
+    ids, mask = encoded["input_ids"], encoded["attention_mask"]
+    positions = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
+    ours = np.asarray(model(jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(positions)))  # [B, S, V]
+    with torch.no_grad():
+        theirs = reference(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.numpy()
+    real = mask.astype(bool)
+    np.testing.assert_allclose(ours[real], theirs[real], atol=1e-4, rtol=1e-4)
