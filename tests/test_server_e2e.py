@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from tests import e2e
-from tests.pg import PG_BIN, PG_MISSING, Postgres, _stop, _wait_until
+from tests.pg import PG_BIN, PG_MISSING, Postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENT = "server-e2e"
@@ -37,40 +37,6 @@ TEXTS = ["WINNER!! claim your free cash prize, call 09061701461 now", "see you a
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(PG_BIN is None, reason=PG_MISSING)]
-
-
-@contextlib.contextmanager
-def mlflow_server(args: list[str], home: Path, **env: str):
-    """`mlflow server` on 127.0.0.1:<free port> with cwd `home`; yields its URL once /health answers."""
-    port = e2e.free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--workers", "2", *args]
-    # No job runner: its 7 huey consumers serve GenAI jobs (scorers, prompt optimization) bertcls never uses.
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **env}
-    log = home / "server.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            command,
-            cwd=home,
-            env=e2e.subprocess_env(**env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        _wait_until(lambda: _healthy(url), server, log, "mlflow server", timeout_s=180)
-        yield url
-    finally:
-        _stop(server)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as reply:
-            return reply.status == 200
-    except OSError:
-        return False
 
 
 @dataclasses.dataclass
@@ -102,7 +68,7 @@ def shared(postgres, tmp_path_factory):
     artifacts, work = home / "artifacts", home / "work"
     work.mkdir()
     uri = postgres.create_database("mlflow")  # through the environment: no password in the process list
-    with mlflow_server(["--artifacts-destination", str(artifacts)], home, MLFLOW_BACKEND_STORE_URI=uri) as url:
+    with e2e.mlflow_server(["--artifacts-destination", str(artifacts)], home, MLFLOW_BACKEND_STORE_URI=uri) as url:
         yield Shared(url, artifacts, work, postgres, "mlflow")
 
 
@@ -129,7 +95,7 @@ def _train_concurrently(server: Shared, model_dir: Path, lrs: tuple[str, ...]) -
         codes = [p.wait(timeout=420) for p in processes]
     finally:
         for process in processes:
-            _stop(process, grace_s=5)
+            e2e.stop_process(process, grace_s=5)
     outputs = [log.read_text() for log in logs]
     for code, output in zip(codes, outputs, strict=True):
         assert code == 0, output[-4000:]
@@ -212,7 +178,7 @@ def auth_server(postgres, tmp_path_factory):
         "MLFLOW_AUTH_CONFIG_PATH": str(config),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
     }
-    with mlflow_server(args, home, **env) as url:
+    with e2e.mlflow_server(args, home, **env) as url:
         yield AuthServer(url, admin)
 
 

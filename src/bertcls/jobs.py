@@ -828,6 +828,7 @@ def pretrain(
     from bertcls.tokenizer import load_tokenizer
     from bertcls.train.optim import make_optimizer
     from bertcls.train.pretraining import Masking, Pretrainer, fit, heldout_batches
+    from bertcls.train.progress import ProgressBar
     from bertcls.train.steps import enable_compilation_cache, make_data_mesh
     from bertcls.train.strategy import path_names
 
@@ -875,7 +876,8 @@ def pretrain(
             tracking.log_metrics(metrics, step=epoch)
             log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
-        history = fit(trainer, train_blocks, heldout, masking, config.batch_size, config.epochs, on_epoch)
+        history = fit(trainer, train_blocks, heldout, masking, config.batch_size, config.epochs, on_epoch,
+                      ProgressBar(rate_label="predictions_per_s"))  # fmt: skip
         tracking.log_mlm_curve(history)
         card = render_encoder(config.model, base_licence(str(model_dir)), corpus.name, corpus.recipe,
                               {k: str(v) for k, v in params.items()}, history, run_id)  # fmt: skip

@@ -59,7 +59,7 @@ def train_step(model_def, opt_def, model_state, opt_state, batch: Batch, base_ke
 
     (_, (loss_sum, count)), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
     optimizer.update(model, grads)
-    return nnx.state(model), nnx.state(optimizer), {"loss_sum": loss_sum, "count": count}
+    return nnx.state(model), nnx.state(optimizer), {"loss_sum": loss_sum, "weight_sum": count}
 
 
 def eval_step(model_def, model_state, batch: Batch):
@@ -102,15 +102,23 @@ class Pretrainer:
         loss_sum, count = (float(sum(jax.device_get(part))) for part in zip(*sums, strict=True))
         return loss_sum / max(count, 1.0)
 
-    def train_epoch(self, ids: np.ndarray, mask: np.ndarray, masking: Masking, batch_size: int, epoch: int) -> float:
-        """One pass over the blocks in a seeded order; returns the mean train MLM loss of the epoch."""
+    def train_epoch(
+        self, ids: np.ndarray, mask: np.ndarray, masking: Masking, batch_size: int, epoch: int, progress=None
+    ) -> float:
+        """One pass over the blocks in a seeded order; returns the mean train MLM loss of the epoch.
+
+        progress: an object with fit()'s batch callbacks (`train.progress.ProgressBar`), or None.
+        """
         rng = np.random.default_rng([self.seed, epoch])
+        plan = batches(ids, mask, rng.permutation(len(ids)), batch_size)
         totals = []
-        for batch_ids, batch_mask in batches(ids, mask, rng.permutation(len(ids)), batch_size):
+        for index, (batch_ids, batch_mask) in enumerate(plan):
             batch = place_on_mesh(_as_batch(masking.apply(batch_ids, batch_mask, rng)), self.mesh)
             self.model_state, self.opt_state, stats = self._train(self.model_state, self.opt_state, batch,
                                                                   self.base_key)  # fmt: skip
-            totals.append((stats["loss_sum"], stats["count"]))
+            totals.append((stats["loss_sum"], stats["weight_sum"]))
+            if progress is not None:
+                progress.on_batch_end(index, stats)
         loss_sum, count = (float(sum(jax.device_get(part))) for part in zip(*totals, strict=True))
         return loss_sum / max(count, 1.0)
 
@@ -137,14 +145,20 @@ def fit(
     batch_size: int,
     epochs: int,
     on_epoch: Callable[[int, dict[str, float]], None],
+    progress=None,
 ) -> list[dict[str, float]]:
     """Score the held-out set before training (epoch 0), then train and score after each epoch."""
     started = time.perf_counter()
     before = trainer.evaluate(heldout)
     history = [{"val_mlm_loss": before, "val_perplexity": perplexity(before)}]
     on_epoch(0, history[0])
+    steps = math.ceil(len(train[0]) / batch_size)
     for epoch in range(1, epochs + 1):
-        train_loss = trainer.train_epoch(*train, masking, batch_size, epoch)
+        if progress is not None:
+            progress.on_epoch_start(epoch, epochs, steps)
+        train_loss = trainer.train_epoch(*train, masking, batch_size, epoch, progress)
+        if progress is not None:
+            progress.on_epoch_end(epoch, {})
         val_loss = trainer.evaluate(heldout)
         metrics = {"train_mlm_loss": train_loss, "train_perplexity": perplexity(train_loss),
                    "val_mlm_loss": val_loss, "val_perplexity": perplexity(val_loss),

@@ -14,7 +14,8 @@ SYNC_EVERY = 20  # batches between host syncs for the running loss (a sync stall
 class ProgressBar:
     """Batches done, running loss and examples/s of the current epoch, on stderr."""
 
-    def __init__(self) -> None:
+    def __init__(self, rate_label: str = "ex_per_s") -> None:
+        self.rate_label = rate_label  # what weight_sum counts per second: examples, or MLM predictions
         self._bar = None
         self._parts: list[tuple[Any, Any]] = []
         self._start = 0.0
@@ -36,7 +37,8 @@ class ProgressBar:
         if index % SYNC_EVERY == SYNC_EVERY - 1 or index == self._bar.total - 1:
             seen = sum(float(w) for _, w in self._parts)
             loss = sum(float(s) for s, _ in self._parts) / max(seen, 1)
-            self._bar.set_postfix(loss=f"{loss:.4f}", ex_per_s=f"{seen / (time.perf_counter() - self._start):.1f}")
+            rate = f"{seen / (time.perf_counter() - self._start):.1f}"
+            self._bar.set_postfix({"loss": f"{loss:.4f}", self.rate_label: rate})
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         if self._bar is not None:

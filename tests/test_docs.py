@@ -1,0 +1,69 @@
+"""The docs cannot drift: every MLproject parameter is documented with its default, every doc is reachable from
+README, and every relative link points at a file that exists. Reads the files as a user does, not through the
+generator (bertcls.params) that writes them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+MLPROJECT = yaml.safe_load((ROOT / "MLproject").read_text())
+ENTRY_POINTS = sorted(MLPROJECT["entry_points"])
+
+
+def _documented(job: str) -> dict[str, str]:
+    """parameter -> documented default, from the table between <!-- params:job --> markers in any doc."""
+    rows = {}
+    for doc in DOCS.glob("*.md"):
+        for block in re.findall(rf"<!-- params:{job} -->(.*?)<!-- /params:{job} -->", doc.read_text(), re.S):
+            for name, default in re.findall(r"^\| `([a-z0-9_]+)` \| ([^|]*) \|", block, re.M):
+                rows[name] = default.strip()
+    return rows
+
+
+def _as_documented(spec: dict) -> str:
+    """How the docs spell an MLproject default: unset values as `unset`, sample caps as `0 (all)`."""
+    if "default" not in spec:
+        return "required"
+    default = spec["default"]
+    if default in ("none", "/dev/null"):
+        return "unset"
+    if spec["type"] == "float" and default == 0:
+        return "0 (all)"
+    return f"`{default}`"
+
+
+@pytest.mark.parametrize("job", ENTRY_POINTS)
+def test_every_mlproject_parameter_is_documented_with_its_default(job):
+    documented = _documented(job)
+    assert documented, f"no <!-- params:{job} --> table in docs/"
+    for name, spec in MLPROJECT["entry_points"][job]["parameters"].items():
+        assert name in documented, f"{job} parameter {name!r} is not documented in docs/"
+        expected = _as_documented(spec)
+        if expected == "0 (all)" and documented[name] == "`0`":
+            continue  # a plain zero default (freeze_layers, patience, trials) reads as 0
+        if expected in ("unset", "0 (all)") and documented[name] == "as trained":
+            continue  # evaluate's data options: unset means the training run's value
+        assert documented[name] == expected, f"{job}.{name}: docs say {documented[name]}, MLproject {expected}"
+    extra = set(documented) - set(MLPROJECT["entry_points"][job]["parameters"])
+    assert not extra, f"docs document {job} parameters MLproject lacks: {sorted(extra)}"
+
+
+def test_every_doc_is_linked_from_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    unlinked = [doc.name for doc in DOCS.glob("*.md") if f"docs/{doc.name}" not in readme]
+    assert not unlinked, f"README.md does not link {unlinked}"
+
+
+@pytest.mark.parametrize("page", ["README.md", *(f"docs/{p.name}" for p in sorted(DOCS.glob("*.md")))])
+def test_relative_links_resolve(page):
+    text = (ROOT / page).read_text()
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+        if re.match(r"[a-z]+://", target):
+            continue
+        assert ((ROOT / page).parent / target).exists(), f"{page} links {target}, which does not exist"
