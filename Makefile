@@ -44,7 +44,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 test: lint system-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # Debian packages the tests start for real: postgresql (tests/test_server_e2e.py, tests/test_sweep.py) and chromium
 # (tests/test_ui_browser.py, driven by Playwright). Installed only when missing and apt-get exists (sudo -n when not

@@ -10,9 +10,7 @@ without error into those classes and predict something else, so it is refused.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ from safetensors.numpy import save_file
 
 from bertcls.config import ModelConfig
 from bertcls.errors import ConfigError
-from bertcls.model.weights import apply_umask, flat_params, hf_key_table, load_model
+from bertcls.model.weights import flat_params, hf_key_table, load_model, written_atomically
 
 HF_CLASSES = {"bert": "BertForSequenceClassification", "distilbert": "DistilBertForSequenceClassification"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
@@ -77,9 +75,7 @@ def export(model_dir: Path, out_dir: Path, card: str) -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"{out_dir} exists and is not empty. Export into a new (or empty) directory.")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with written_atomically(out_dir) as staging:
         save_file(hf_state_dict(model), str(staging / "model.safetensors"), metadata={"format": "pt"})
         config = hf_config(model.config, meta.get("label_names"))
         (staging / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
@@ -87,10 +83,4 @@ def export(model_dir: Path, out_dir: Path, card: str) -> Path:
             if (Path(model_dir) / name).is_file():
                 shutil.copy(Path(model_dir) / name, staging / name)
         (staging / "README.md").write_text(card, encoding="utf-8")
-        apply_umask(staging)
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked above)
-        os.replace(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out_dir

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -22,7 +19,7 @@ from safetensors.numpy import save_file
 from bertcls.config import ModelConfig
 from bertcls.hf_export import hf_config
 from bertcls.model.mlm import MaskedLM
-from bertcls.model.weights import apply_umask, checkpoint_tensors, flat_params, hf_key_table, load_hf_checkpoint
+from bertcls.model.weights import checkpoint_tensors, flat_params, hf_key_table, load_hf_checkpoint, written_atomically
 
 
 def _unchanged(array: np.ndarray) -> np.ndarray:
@@ -80,10 +77,7 @@ def mlm_state_dict(model: MaskedLM) -> dict[str, np.ndarray]:
 
 def save_encoder(model: MaskedLM, tokenizer, out_dir: Path, card: str) -> Path:
     """Write the adapted encoder with its MLM head as a Hugging Face directory, atomically (all files or none)."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with written_atomically(out_dir) as staging:
         save_file(mlm_state_dict(model), str(staging / "model.safetensors"), metadata={"format": "pt"})
         config = {k: v for k, v in hf_config(model.config, None).items() if k not in ("id2label", "label2id",
                                                                                        "problem_type")}  # fmt: skip
@@ -91,10 +85,4 @@ def save_encoder(model: MaskedLM, tokenizer, out_dir: Path, card: str) -> Path:
         (staging / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         tokenizer.save_pretrained(str(staging))
         (staging / "README.md").write_text(card, encoding="utf-8")
-        apply_umask(staging)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
+    return Path(out_dir)

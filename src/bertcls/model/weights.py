@@ -8,6 +8,7 @@ problems are collected and raised once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -258,10 +259,7 @@ def save_model(
 
     `extra` holds JSON metadata saved beside the config (e.g. max_seq_length, buckets, task).
     """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with written_atomically(out_dir) as staging:
         save_file(flat_params(model), str(staging / OWN_WEIGHTS), metadata={"format": "bertcls"})
         meta = {
             "format": "bertcls",
@@ -271,13 +269,24 @@ def save_model(
             **(extra or {}),
         }
         (staging / OWN_CONFIG).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return Path(out_dir)
+
+
+@contextlib.contextmanager
+def written_atomically(out_dir: Path) -> Iterator[Path]:
+    """Yield a staging directory beside `out_dir`; when the block ends without error, give it the user's umask
+    modes and rename it to `out_dir` (replacing what was there). A crash leaves the old directory or nothing."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        yield staging
         apply_umask(staging)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
 
 
 def apply_umask(directory: Path) -> None:
