@@ -55,8 +55,9 @@ def _run_artifact(uri: str) -> Path:
     except Exception as err:  # noqa: BLE001 - unknown run, missing path, unreachable server: one message
         raise ModelNotFoundError(
             f"Cannot fetch model {uri!r} from the MLflow tracking store {mlflow.get_tracking_uri()} "
-            f"({type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}). Check the run id (mlflow runs list, "
-            "or the run's encoder_uri tag) and that MLFLOW_TRACKING_URI points at the store that holds the run."
+            f"({type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}). Check the run id (the pretrain run's "
+            "encoder_uri tag, in the MLflow UI or `mlflow runs list --experiment-id <id>`) and that "
+            "MLFLOW_TRACKING_URI points at the store that holds the run."
         ) from None
     if not (downloaded / "config.json").is_file():
         raise ModelNotFoundError(

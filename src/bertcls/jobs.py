@@ -806,6 +806,7 @@ class PretrainOutcome:
     encoder_uri: str
     history: list[dict[str, float]]  # [0] is the held-out score before training
     wall_time_s: float
+    experiment: str  # where the run is: the fine-tuning command names it
 
 
 def pretrain(
@@ -886,16 +887,20 @@ def pretrain(
                                       "encoder")  # fmt: skip
         encoder_uri = f"runs:/{run_id}/encoder"
         tracking.set_tags({"encoder_uri": encoder_uri})
-    return PretrainOutcome(run_id, encoder_uri, history, time.perf_counter() - started)
+    experiment_name = tracking.experiment_name(run.info.experiment_id)
+    return PretrainOutcome(run_id, encoder_uri, history, time.perf_counter() - started, experiment_name)
 
 
 def describe_pretrain(outcome: PretrainOutcome) -> str:
     """The lines printed at the end of `pretrain`."""
+    import shlex
+
     before, after = outcome.history[0], outcome.history[-1]
     return "\n".join([
         f"run {outcome.run_id}: {len(outcome.history) - 1} epoch(s), wall time {outcome.wall_time_s:.1f} s",
         f"  held-out MLM loss {before['val_mlm_loss']:.4f} -> {after['val_mlm_loss']:.4f} "
         f"(perplexity {before['val_perplexity']:.2f} -> {after['val_perplexity']:.2f})",
         f"encoder: {outcome.encoder_uri}",
-        f"fine-tune it: mlflow run . -e train -P model={outcome.encoder_uri}",
+        f"fine-tune it: mlflow run . -e train --env-manager local --experiment-name {shlex.quote(outcome.experiment)} "
+        f"-P model={outcome.encoder_uri}   (plus your data: -P dataset=... as pretrained, or another)",
     ])  # fmt: skip

@@ -437,6 +437,10 @@ def tracking_uri() -> str:
     return mlflow.get_tracking_uri()
 
 
+def experiment_name(experiment_id: str) -> str:
+    return mlflow.MlflowClient().get_experiment(experiment_id).name
+
+
 def get_run(run_id: str):
     """The run, or None if no run has this id in the tracking store."""
     try:
