@@ -50,9 +50,9 @@ def load_masked_lm(model_dir: Path, config: ModelConfig, seed: int = 0) -> tuple
     """(model, whether the MLM head came from the checkpoint) for the checkpoint in `model_dir`."""
     from flax import nnx
 
-    classifier, _ = load_hf_checkpoint(model_dir, dataclasses.replace(config, head="mean"), seed=seed)
+    tensors = checkpoint_tensors(model_dir)  # read once: the encoder and the MLM head come from it
+    classifier, _ = load_hf_checkpoint(model_dir, dataclasses.replace(config, head="mean"), seed=seed, tensors=tensors)
     model = MaskedLM(config, nnx.Rngs(params=seed), encoder=classifier.encoder)
-    tensors = checkpoint_tensors(model_dir)
     keys = MLM_HEAD_KEYS[config.model_type]
     if not all(hf_key in tensors for hf_key, _ in keys.values()):
         return model, False

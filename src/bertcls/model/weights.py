@@ -197,9 +197,14 @@ def checkpoint_tensors(model_dir: Path) -> dict[str, np.ndarray]:
     return {_canonical_key(k): v for k, v in _iter_tensors(_safetensors_files(model_dir))}
 
 
-def load_hf_checkpoint(model_dir: Path, config: ModelConfig, seed: int = 0) -> tuple[BertClassifier, LoadReport]:
-    """Load HF safetensors from `model_dir` into a BertClassifier for `config`; strict, see module doc."""
-    tensors = checkpoint_tensors(model_dir)
+def load_hf_checkpoint(
+    model_dir: Path, config: ModelConfig, seed: int = 0, tensors: dict[str, np.ndarray] | None = None
+) -> tuple[BertClassifier, LoadReport]:
+    """Load HF safetensors from `model_dir` into a BertClassifier for `config`; strict, see module doc.
+
+    tensors: the checkpoint already read (`checkpoint_tensors`), for a caller that needs more of it.
+    """
+    tensors = tensors if tensors is not None else checkpoint_tensors(model_dir)
     prefix = f"{config.model_type}." if any(k.startswith(f"{config.model_type}.") for k in tensors) else ""
     table = hf_key_table(config, prefix)
     shapes = param_shapes(config)
