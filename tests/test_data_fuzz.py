@@ -5,6 +5,7 @@ Generated files vary column names and counts, cell types (ints, floats, strings,
 rows, empty and header-only files. Every case goes through `prepare_data` and either raises a BertclsError with
 a message or gives a well-formed result: non-empty splits, label ids 0..C-1 all used, real label names, every
 row read kept or counted as dropped (for plausible files: exactly the rows written without text or label).
+A plausible, well-formed file must be read: it may be refused only for a reason `_refusal_expected` names.
 
 Cases are derandomized (the same on every run). 150 per format by default (about 20 s in all); a longer hunt:
 BERTCLS_FUZZ_EXAMPLES=2000 pytest tests/test_data_fuzz.py --hypothesis-show-statistics (events sort the outcomes).
@@ -272,6 +273,23 @@ def _kind_of(message: str, folder: str) -> str:
     return " ".join(message.split()[:12])
 
 
+def _refusal_expected(table: Table, suffix: str, well_formed: bool) -> str | None:
+    """Why this file may rightly be refused, or None for a plain, well-formed file that must be read."""
+    if table.hostile or not well_formed:
+        return "hostile or broken"
+    if table.text_pair_column in (table.text_column, table.label_column):
+        return "the pair column is the text or label column"
+    label = table.names.index(table.label_column)
+    if any(isinstance(row[label], float) and abs(row[label]) > 3.4e38 for row in table.rows):
+        return "a label beyond float32"
+    if any(isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 2**63 for row in table.rows for v in row):
+        return "whole numbers beyond 64 bits (the error says to write them as text)"
+    no_text, no_label = _expected_drops(table, delimited=suffix in (".csv", ".tsv"))
+    if no_text + no_label > table.max_dropped_fraction * len(table.rows):
+        return "more rows without text or label than max_dropped_fraction allows"
+    return None
+
+
 def _run_case(tokenizer, table: Table, suffix: str, content: bytes, well_formed: bool) -> None:
     """prepare_data on the file: a well-formed result, or a BertclsError with a message; nothing else."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -289,6 +307,8 @@ def _run_case(tokenizer, table: Table, suffix: str, content: bytes, well_formed:
             data = prepare_data(config, tokenizer)
         except BertclsError as err:
             assert str(err).strip(), "an error without a message"
+            reason = _refusal_expected(table, suffix, well_formed)
+            assert reason, f"a readable file was refused: {err}"  # a reader that refuses everything fails here
             event(f"{suffix} error: {_kind_of(str(err), tmp)}")
             return
     event(f"{suffix} ok: {'regression' if data.task.is_regression else 'classification'}")

@@ -85,3 +85,32 @@ def test_per_class_table_counts_each_class():
     assert table["precision"].tolist() == pytest.approx([1.0, 0.5]) and table["recall"].tolist() == pytest.approx(
         [2 / 3, 1.0]
     )
+
+
+def test_mean_loss_is_the_mean_cross_entropy_or_squared_error_computed_by_hand():
+    """Every logged val/test loss: checked against hand-computed values where a plausible wrong formula differs
+    (sum instead of mean, the wrong class's log-probability, absolute instead of squared error)."""
+    from bertcls.metrics import mean_loss
+
+    logits = np.array([[2.0, -1.0], [0.5, 1.5], [0.0, 3.0]])
+    labels = np.array([0, 1, 0])
+    by_hand = [np.log1p(np.exp(-3.0)), np.log1p(np.exp(-1.0)), np.log1p(np.exp(3.0))]  # 0.049, 0.313, 3.049
+    assert mean_loss(BINARY, logits, labels) == pytest.approx(np.mean(by_hand), rel=1e-12)
+    assert mean_loss(BINARY, logits, 1 - labels) == pytest.approx(
+        np.mean([np.log1p(np.exp(3.0)), np.log1p(np.exp(1.0)), np.log1p(np.exp(-3.0))]), rel=1e-12
+    )
+    regression = TaskSpec("stsb", (), True, "pearson", True)
+    scores, targets = np.array([[3.0], [2.5], [1.0]]), np.array([0.5, 2.0, 1.0])  # errors 2.5, 0.5, 0
+    assert mean_loss(regression, scores, targets) == pytest.approx((6.25 + 0.25) / 3, rel=1e-12)
+
+
+def test_mean_loss_equals_the_training_step_loss_per_example():
+    """The loss logged for validation is the one training minimises: weighted_loss / weight on the same rows."""
+    from bertcls.metrics import mean_loss
+    from bertcls.train.steps import weighted_loss
+
+    rng = np.random.default_rng(1)
+    logits, labels = rng.normal(size=(16, 3)) * 3, rng.integers(0, 3, size=16)
+    task = TaskSpec("t", ("a", "b", "c"), False, "accuracy", False)
+    total, weight = weighted_loss(logits.astype(np.float32), labels, np.ones(16, np.float32), False)
+    assert mean_loss(task, logits, labels) == pytest.approx(float(total) / float(weight), rel=1e-5)
