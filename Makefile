@@ -72,8 +72,15 @@ $(PEER_VENV)/.setup: benchmarks/peer-requirements.txt
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# The whole suite on TEST_WORKERS xdist workers (pyproject: --dist loadgroup keeps a module whose fixtures train on one),
+# skip reasons (-rs) and the 15 slowest tests, then the machine's fp32 matmul peak beside the wall time: these
+# machines differ up to 3x in speed (README, Tests).
+TEST_WORKERS ?= 2
 test: lint system-deps
-	$(PY) -m pytest -q --durations=15
+	@start=$$(date +%s); \
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -rs --durations=15; status=$$?; \
+	echo "make test: pytest took $$(( $$(date +%s) - start )) s on $(TEST_WORKERS) workers; $$($(PY) benchmarks/limit.py --peak-only)"; \
+	exit $$status
 
 # Debian packages the tests start for real: postgresql (tests/test_server_e2e.py, tests/test_sweep.py) and chromium
 # (tests/test_ui_browser.py, driven by Playwright). Installed only when missing and apt-get exists (sudo -n when not

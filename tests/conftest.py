@@ -7,12 +7,33 @@ from pathlib import Path
 
 import pytest
 
-# Multi-device code is tested on CPU: 8 host devices, set before anything imports jax.
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+# The suite runs as a user's process does: one CPU device (half the cost of 8 for every in-process training).
+# Multi-device code is tested in tests/multidevice/ on 8 CPU devices, in an interpreter of its own
+# (tests/test_multi_device.py starts it with BERTCLS_TEST_DEVICES=8): XLA fixes the count when jax starts.
+DEVICES = int(os.environ.get("BERTCLS_TEST_DEVICES", "1"))
+MULTIDEVICE = Path(__file__).parent / "multidevice"
+os.environ["XLA_FLAGS"] = " ".join(
+    [*[f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f],
+     f"--xla_force_host_platform_device_count={DEVICES}"]
+)  # fmt: skip
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never reach for the hub
 
 GOLDEN = Path(__file__).parent / "golden"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under xdist, the slow tests first: the long ones start early and the short ones fill the gaps at the end
+    (longest first keeps both workers busy to the last minute). A plain run keeps the files' order."""
+    if getattr(config.option, "numprocesses", None):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/multidevice/ needs 8 devices from the start: collected only in its own 8-device run."""
+    if DEVICES != 8 and MULTIDEVICE in (collection_path, *collection_path.parents):
+        return True
+    return None
 TINY_MODELS = ("tiny-bert", "tiny-bert-tanh", "tiny-distilbert")
 
 
@@ -37,8 +58,11 @@ def tokenizer(minilm_dir):
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
-    """Tokenization cache per test session, never the user's ~/.cache."""
-    monkeypatch.setenv("BERTCLS_CACHE", str(tmp_path_factory.getbasetemp() / "bertcls-cache"))
+    """Tokenization and XLA caches per test session (shared by its xdist workers), never the user's ~/.cache."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's basetemp is <session root>/popen-gwN
+        root = root.parent
+    monkeypatch.setenv("BERTCLS_CACHE", str(root / "bertcls-cache"))
 
 
 def make_small_minilm(minilm_dir: Path, target: Path, layers: int = 1) -> Path:
@@ -90,6 +114,41 @@ def empty_store(tmp_path, monkeypatch, store_template) -> str:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+@pytest.fixture(scope="module")
+def small_setup(small_model_dir, tokenizer):
+    """A 1-layer MiniLM, 256 / 64 real SMS texts in 3 buckets, 2 epochs: (config, data, model builder)."""
+    from bertcls.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
+    from bertcls.data import prepare_data
+    from bertcls.model.weights import load_hf_checkpoint
+
+    config = TrainConfig(
+        model=str(small_model_dir),
+        head="mean",
+        epochs=2,
+        batch_size=16,
+        eval_batch_size=16,
+        optim=OptimConfig(lr=3e-4),
+        data=DataConfig(max_train_samples=256, max_eval_samples=64, max_buckets=3),
+    )
+    data = prepare_data(config.data, tokenizer)
+    arch = ModelConfig.from_json_file(small_model_dir / "config.json", head="mean", num_labels=2)
+    return config, data, lambda: load_hf_checkpoint(small_model_dir, arch)[0]
+
+
+@pytest.fixture(scope="module")
+def one_shape_setup(small_setup, tokenizer):
+    """32 texts per split, one bucket: the fewest compiled shapes, for tests that fit several epochs."""
+    import dataclasses
+
+    from bertcls.data import prepare_data
+
+    config, _, build_model = small_setup
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, max_train_samples=32, max_eval_samples=32, max_buckets=1)
+    )
+    return config, prepare_data(config.data, tokenizer), build_model
 
 
 def write_sms_csv(path: Path, rows: int = 120) -> Path:

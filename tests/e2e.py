@@ -39,6 +39,32 @@ def train(tracking_uri: str, cwd: Path, experiment: str, model_dir: Path, **opti
     return re.search(r"^run ([0-9a-f]{32}):", done.stdout, re.M).group(1)
 
 
+def bertcls_here(tracking_uri: str, *args: str) -> str:
+    """`bertcls <args>` in this process (the real click command, no interpreter start-up) against this store;
+    returns its output. For tests where a subprocess is not the point."""
+    import mlflow
+    from click.testing import CliRunner
+
+    from bertcls.cli import main
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)  # wins over MLFLOW_TRACKING_URI, so set it for the command's duration
+    try:
+        done = CliRunner().invoke(main, list(args), env={"MLFLOW_TRACKING_URI": tracking_uri}, catch_exceptions=False)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert done.exit_code == 0, done.output[-3000:]
+    return done.output
+
+
+def train_here(tracking_uri: str, experiment: str, model_dir: Path, **options) -> str:
+    """`bertcls train` with --key value options in this process (see bertcls_here); returns the run id."""
+    command = ["train", "--model", str(model_dir), "--experiment", experiment, "--system-metrics", "false"]
+    for key, value in options.items():
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    return re.search(r"^run ([0-9a-f]{32}):", bertcls_here(tracking_uri, *command), re.M).group(1)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -96,7 +122,7 @@ def mlflow_server(args: list[str], home: Path, **env: str):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--workers", "2", *args]
+    command += ["--workers", "1", *args]  # uvicorn serves concurrent clients from one worker
     # No job runner: its 7 huey consumers serve GenAI jobs (scorers, prompt optimization) bertcls never uses.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **env}
     log = home / "server.log"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 
-import jax
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -18,7 +17,6 @@ from bertcls.data.batching import (
     fit_buckets,
     iterate_batches,
     padding_efficiency,
-    place_on_mesh,
     plan_epoch,
 )
 from bertcls.errors import ConfigError
@@ -96,15 +94,3 @@ def test_padding_efficiency_counts_fill_rows():
 def test_batch_size_must_divide_over_devices():
     with pytest.raises(ConfigError, match="not divisible by the 8 devices.*multiple of 8, e.g. 8 or 16"):
         check_batch_size(12, 8)
-
-
-def test_batches_are_placed_on_a_data_mesh():
-    assert jax.device_count() == 8  # conftest forces 8 CPU devices
-    mesh = jax.make_mesh((8,), ("data",))
-    split = _split(np.array([3, 5, 7, 9] * 4), 16)
-    batch = next(iterate_batches(split, 16, (8, 16), shuffle=False))
-    placed = place_on_mesh(batch, mesh)
-    assert placed["input_ids"].sharding.spec == jax.sharding.PartitionSpec("data")
-    assert len(placed["input_ids"].addressable_shards) == 8
-    assert placed["input_ids"].addressable_shards[0].data.shape == (2, 16)
-    np.testing.assert_array_equal(np.asarray(placed["labels"]), batch["labels"])

@@ -49,6 +49,7 @@ def test_bbc_news_counts_and_split(tokenizer):
     assert data.buckets[-1] == 256
 
 
+@pytest.mark.slow  # starts a fresh interpreter
 def test_same_seed_same_split_in_a_fresh_process(tokenizer):
     here = _split_digest(prepare_data(DataConfig(dataset="sms_spam"), tokenizer))
     code = (

@@ -97,6 +97,7 @@ def exported(small_model_dir, tmp_path_factory, store_template):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("export")  # `exported` trains once: one xdist worker runs its tests
 def test_a_trained_model_exports_with_its_card_and_predicts_the_same(exported):
     from mlflow import MlflowClient
 
@@ -117,6 +118,7 @@ def test_a_trained_model_exports_with_its_card_and_predicts_the_same(exported):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("export")
 @pytest.mark.skipif(
     importlib.util.find_spec("torch") is None,
     reason="torch is not installed (make test never pulls it); pip install torch==2.13.0 to run this",

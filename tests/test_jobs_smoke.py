@@ -134,34 +134,55 @@ def test_partial_finetune_through_the_job_logs_a_model_whose_frozen_weights_are_
 def test_every_epoch_checkpoint_is_a_logged_model_linked_to_its_validation_metrics(
     empty_store, small_model_dir, sms_csv
 ):
-    """log_checkpoints=all over 3 epochs: 3 checkpoints plus `model`, each with its epoch's val_* metrics (and the
-    validation dataset); a checkpoint loads by models:/<model_id> and predicts. keep_checkpoints=1 keeps the best
-    and the newest other one."""
+    """log_checkpoints=all, keep_checkpoints=1 over 3 epochs: each epoch's checkpoint is logged with its epoch's
+    val_* metrics (and the validation dataset), then beyond one other than the best the oldest is deleted; the final
+    `model` is linked to the best epoch; a checkpoint loads by models:/<model_id> and predicts."""
     import pandas as pd
 
     config = TrainConfig(
         model=str(small_model_dir), data=DataConfig(train_file=str(sms_csv), max_seq_length=32, max_buckets=1),
-        epochs=3, batch_size=16, eval_batch_size=16, log_checkpoints="all", optim=OptimConfig(lr=1e-3),
+        epochs=3, batch_size=16, eval_batch_size=16, log_checkpoints="all", keep_checkpoints=1,
+        optim=OptimConfig(lr=1e-3),
     )  # fmt: skip
     experiment = mlflow.create_experiment("checkpoints")
     outcome = jobs.train(config, experiment="checkpoints", system_metrics=False)
+    client = MlflowClient()
     models = mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")
     by_name = {m.name: m for m in models if m.source_run_id == outcome.run_id}
-    assert sorted(by_name) == ["checkpoint-epoch-1", "checkpoint-epoch-2", "checkpoint-epoch-3", "model"]
-    history = MlflowClient().get_metric_history(outcome.run_id, "val_accuracy")
+    best = f"checkpoint-epoch-{outcome.best_epoch}"
+    kept = {best, "checkpoint-epoch-3"} | ({"checkpoint-epoch-2"} if outcome.best_epoch == 3 else set())
+    assert set(by_name) == kept | {"model"}, (outcome.best_epoch, sorted(by_name))
+    history = client.get_metric_history(outcome.run_id, "val_accuracy")
     assert [m.step for m in sorted(history, key=lambda m: m.step)] == [1, 2, 3]  # each epoch once, not twice
-    for epoch in (1, 2, 3):
-        linked = {m.key: m for m in by_name[f"checkpoint-epoch-{epoch}"].metrics}
+    for name in kept:
+        epoch = int(name.rsplit("-", 1)[1])
+        linked = {m.key: m for m in by_name[name].metrics}
         assert {"val_accuracy", "val_loss", "val_mcc"} <= set(linked), linked
         assert linked["val_accuracy"].step == epoch and linked["val_accuracy"].dataset_name == "sms.csv"
         assert linked["val_accuracy"].value == next(m.value for m in history if m.step == epoch)
     final = {m.key: m for m in by_name["model"].metrics}
     assert final["best_val_accuracy"].step == outcome.best_epoch and "test_accuracy" in final
-    checkpoint = mlflow.pyfunc.load_model(f"models:/{by_name['checkpoint-epoch-2'].model_id}")
+    checkpoint = mlflow.pyfunc.load_model(f"models:/{by_name[best].model_id}")
     predicted = checkpoint.predict(pd.DataFrame({"text": ["WINNER! claim your prize now", "see you at lunch"]}))
     assert list(predicted["label"]) and set(predicted["label"]) <= {"ham", "spam"}
 
-    pruned = jobs.train(dataclasses.replace(config, keep_checkpoints=1), experiment="checkpoints", system_metrics=False)
-    left = [m.name for m in mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")
-            if m.source_run_id == pruned.run_id and m.name.startswith("checkpoint-")]  # fmt: skip
-    assert len(left) == 2 and "checkpoint-epoch-3" in left, left
+
+def test_keep_checkpoints_keeps_the_best_epoch_however_old_and_deletes_the_oldest_other(empty_store):
+    """keep_checkpoints=1 over validation accuracies 0.9, 0.7, 0.8, 0.6: the best (epoch 1) stays to the end, and
+    of the others only the newest; each deleted one is deleted in the store (real MLflow logged models)."""
+    config = TrainConfig(log_checkpoints="all", keep_checkpoints=1)
+    experiment = mlflow.create_experiment("keep")
+
+    def log_model(state, name, step, metrics):
+        return mlflow.initialize_logged_model(name=name, experiment_id=experiment)
+
+    checkpoints = jobs._Checkpoints(config, "accuracy", log_model, lambda: None)
+    ids = [checkpoints.log(epoch, {"val_accuracy": value}) for epoch, value in enumerate([0.9, 0.7, 0.8, 0.6], 1)]
+    assert checkpoints.best == (0.9, ids[0])
+    assert [epoch for epoch, _ in checkpoints.kept] == [1, 4]
+    alive = {m.name for m in mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")}
+    assert alive == {"checkpoint-epoch-1", "checkpoint-epoch-4"}
+
+    by_loss = jobs._Checkpoints(config, "mse", log_model, lambda: None)  # lower is better for mse
+    ids = [by_loss.log(epoch, {"val_mse": value}) for epoch, value in enumerate([0.5, 0.2, 0.4], 1)]
+    assert by_loss.best == (0.2, ids[1]) and [epoch for epoch, _ in by_loss.kept] == [2, 3]

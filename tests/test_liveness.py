@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import mlflow
+import pytest
 
 from bertcls import liveness
 
@@ -61,6 +62,7 @@ RACE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # three processes race
 def test_concurrent_jobs_on_a_brand_new_sqlite_store_all_start(tmp_path):
     """Without the lock, 2 of 3 processes died in MLflow's schema migration (reproduced before the fix)."""
     uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"

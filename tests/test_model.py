@@ -39,9 +39,30 @@ def _batch():
 def test_padding_invariance(model_type, head):
     model = _tiny_model(model_type=model_type, head=head, type_vocab_size=0 if model_type == "distilbert" else 2)
     ids, mask = _batch()
-    alone = model(ids[:1, :5], mask[:1, :5])  # the short sentence with no padding at all
-    batched = model(ids, mask)
+    forward = nnx.jit(lambda m, i, k: m(i, k))  # one compile per shape, not one per op
+    alone = forward(model, ids[:1, :5], mask[:1, :5])  # the short sentence with no padding at all
+    batched = forward(model, ids, mask)
     assert np.abs(np.asarray(alone[0]) - np.asarray(batched[0])).max() <= 1e-5
+
+
+def test_mean_pooling_averages_the_real_token_states_only():
+    """head=mean: the head sees the mean of the real tokens' states, computed by hand; sum, max, [CLS] or a mean
+    that counts padding would each give other vectors here."""
+    from bertcls.model.bert import masked_mean
+
+    model = _tiny_model(head="mean")
+    ids, mask = _batch()
+    hidden = np.asarray(model.encoder(ids, mask, None))  # [2, 8, H]
+    by_hand = np.stack([hidden[b, mask[b] == 1].mean(axis=0) for b in range(2)])  # [2, H]
+    pooled = np.asarray(model.pool(jnp.asarray(hidden), jnp.asarray(mask)))
+    np.testing.assert_allclose(pooled, by_hand, rtol=1e-5, atol=1e-6)
+    wrong = {"sum": hidden[0, :5].sum(0), "max": hidden[0, :5].max(0), "cls": hidden[0, 0], "all": hidden[0].mean(0)}
+    for name, other in wrong.items():
+        assert np.abs(other - by_hand[0]).max() > 1e-3, name
+    np.testing.assert_allclose(np.asarray(masked_mean(jnp.asarray(hidden), jnp.asarray(mask))), by_hand, rtol=1e-5,
+                               atol=1e-6)  # fmt: skip
+    logits = np.asarray(model(ids, mask))
+    np.testing.assert_allclose(logits, np.asarray(model.head(jnp.asarray(by_hand), None)), rtol=1e-5, atol=1e-6)
 
 
 def test_eval_is_deterministic_and_train_applies_dropout():
@@ -120,7 +141,7 @@ def test_gradients_flow_to_every_param():
     def loss(m):
         return m(ids, mask, rngs=nnx.Rngs(dropout=0)).sum()
 
-    grads = nnx.grad(loss)(model)
+    grads = nnx.jit(nnx.grad(loss))(model)
     norms = jax.tree.map(lambda g: float(jnp.abs(g).sum()), nnx.to_pure_dict(grads))
     assert all(v > 0 for v in jax.tree.leaves(norms))
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import e2e
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ from bertcls.data.masking import mask_tokens, max_predictions
 from bertcls.model.mlm import MaskedLM
 from bertcls.model.mlm_weights import load_masked_lm, mlm_state_dict, save_encoder
 from bertcls.model.weights import flat_params
+from tests import e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 CLS, SEP, PAD, MASK, VOCAB = 1, 2, 0, 3, 1000
@@ -52,6 +52,25 @@ def test_masking_chooses_bert_count_of_ordinary_tokens_only():
         np.testing.assert_array_equal(out.targets[row, :count], ids[row, chosen])  # the originals are the labels
         untouched = np.setdiff1d(np.arange(ids.shape[1]), chosen)
         np.testing.assert_array_equal(out.input_ids[row, untouched], ids[row, untouched])
+
+
+def test_masking_draws_positions_uniformly_and_random_tokens_from_the_whole_vocabulary():
+    """Every ordinary position is equally likely to be chosen (not the first n, not the last), rows of the same
+    text get different positions, and replacements spread over the vocabulary."""
+    length, count = 42, 3000
+    ids = np.full((count, length), PAD, dtype=np.int32)
+    ids[:, 0], ids[:, 1:-1], ids[:, -1] = CLS, np.arange(4, 44), SEP  # the same 40 ordinary tokens in every row
+    mask = np.ones_like(ids)
+    out = mask_tokens(ids, mask, SPECIAL, MASK, VOCAB, np.random.default_rng(6))
+    per_row = 6  # round(0.15 x 40)
+    assert (out.target_weights.sum(axis=1) == per_row).all()
+    chosen = out.positions[:, :per_row]
+    frequency = np.bincount(chosen.ravel(), minlength=length)[1:-1] / count  # [40] share of rows choosing each
+    assert np.abs(frequency - per_row / 40).max() < 0.04, frequency  # 0.15 each; first-n would give 1.0 or 0.0
+    assert len({tuple(row) for row in chosen.tolist()}) > 0.99 * count  # not one pattern reused across rows
+    seen = out.input_ids[np.arange(count)[:, None], chosen]
+    randomised = seen[(seen != MASK) & (seen != ids[np.arange(count)[:, None], chosen])]
+    assert len(np.unique(randomised)) > 0.8 * VOCAB * (1 - np.exp(-len(randomised) / VOCAB)) > 100
 
 
 def test_masking_80_10_10():
@@ -102,10 +121,10 @@ def test_mlm_head_is_tied_to_the_word_embeddings():
     assert [k for k, s in shapes.items() if s == (50, 16)] == ["encoder.embeddings.word.embedding"]  # no decoder copy
     ids = jnp.array([[1, 7, 8, 9, 2]])
     mask, positions = jnp.ones_like(ids), jnp.array([[1, 3]])
-    logits = model(ids, mask, positions)  # [1, 2, V]
+    logits = nnx.jit(lambda m: m(ids, mask, positions))(model)  # [1, 2, V]
     assert logits.shape == (1, 2, 50)
 
-    grads = nnx.grad(lambda m: m(ids, mask, positions).sum())(model)
+    grads = nnx.jit(nnx.grad(lambda m: m(ids, mask, positions).sum()))(model)
     grad = {".".join(map(str, path)): v.get_value() for path, v in nnx.to_flat_state(grads)}[
         "encoder.embeddings.word.embedding"
     ]

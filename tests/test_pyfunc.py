@@ -38,6 +38,9 @@ def _log(tmp: Path, model_dir: Path, pairs: bool) -> str:
         return tracking.log_model(saved, ["free entry", "see you"], ["a", "b"] if pairs else None).model_uri
 
 
+pytestmark = pytest.mark.xdist_group("pyfunc")  # its module fixtures build models once: one xdist worker
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("pyfunc")

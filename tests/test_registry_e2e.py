@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -14,29 +15,31 @@ from bertcls import jobs
 from bertcls.errors import BertclsError
 from tests import e2e
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("registry_e2e")]  # one xdist worker: fixtures train once
 EXPERIMENT = "registry-e2e"
 METRIC = "val_mcc"
 
 
 class Store:
-    def __init__(self, root: Path, model_dir: Path):
+    def __init__(self, root: Path, model_dir: Path, template: Path):
         self.root, self.model_dir = root, model_dir
+        shutil.copy(template, root / "mlflow.db")  # an empty, migrated store
         self.uri = f"sqlite:///{root / 'mlflow.db'}"
         self.client = MlflowClient(self.uri)
         self.client.create_experiment(EXPERIMENT, artifact_location=str(root / "artifacts"))
 
     def train(self, lr: str, **extra) -> str:
-        """A real training run in a subprocess (one CPU device); returns its run id."""
+        """A real training run of `bertcls train`, in this process (the registry is the point here, not the
+        interpreter: `mlflow run` trainings are tests/test_train_e2e.py's); returns its run id."""
         options = {"max_train_samples": 300, "max_eval_samples": 100, "epochs": 2, "max_buckets": 2, **extra}
-        return e2e.train(self.uri, self.root, EXPERIMENT, self.model_dir, head="mean", lr=lr, **options)
+        return e2e.train_here(self.uri, EXPERIMENT, self.model_dir, head="mean", lr=lr, **options)
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, small_model_dir):
+def store(tmp_path_factory, small_model_dir, store_template):
     root = tmp_path_factory.mktemp("registry")
     previous = os.environ.get("MLFLOW_TRACKING_URI")
-    made = Store(root, small_model_dir)
+    made = Store(root, small_model_dir, store_template)
     os.environ["MLFLOW_TRACKING_URI"] = made.uri
     mlflow.set_tracking_uri(made.uri)
     made.good = made.train("5e-4")

@@ -36,7 +36,11 @@ PREDICT = (
 TEXTS = ["WINNER!! claim your free cash prize, call 09061701461 now", "see you at lunch tomorrow"]
 
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(PG_BIN is None, reason=PG_MISSING)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(PG_BIN is None, reason=PG_MISSING),
+    pytest.mark.xdist_group("server_e2e"),  # one xdist worker: fixtures train once
+]
 
 
 @dataclasses.dataclass

@@ -151,7 +151,7 @@ def test_three_workers_on_one_postgresql_storage_run_each_grid_point_once(postgr
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     command = [sys.executable, "-m", "bertcls.cli", "sweep", "--model", base.model, "--train-file",
                base.data.train_file, "--max-seq-length", "32", "--max-buckets", "2", "--batch-size", "16",
-               "--eval-batch-size", "16", "--lrs", "1e-4 3e-4", "--epochs", "1 2", "--pruner", "none",
+               "--eval-batch-size", "16", "--lrs", "1e-4 2e-4 3e-4", "--epochs", "1", "--pruner", "none",
                "--storage", storage, "--study-name", "shared", "--experiment", "sweep",
                "--system-metrics", "false"]  # fmt: skip
     # two machines, as two commands; the first also runs a second worker process of its own (workers=2)
@@ -163,13 +163,12 @@ def test_three_workers_on_one_postgresql_storage_run_each_grid_point_once(postgr
 
     study = optuna.load_study(study_name="shared", storage=storage)
     trained = [t for t in study.trials if not t.user_attrs.get(search.SURPLUS)]
-    assert sorted((t.params["lr"], t.params["epochs"]) for t in trained) == [(1e-4, 1), (1e-4, 2), (3e-4, 1),
-                                                                             (3e-4, 2)]  # fmt: skip
+    assert sorted(t.params["lr"] for t in trained) == [1e-4, 2e-4, 3e-4]  # a point for each of 3 workers
     assert {t.state.name for t in trained} == {"COMPLETE"}
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("sweep").experiment_id
     children = client.search_runs([experiment], "tags.trial != ''")
-    assert sorted(c.data.tags["trial"] for c in children) == ["0", "1", "2", "3"]  # each trial trained once
+    assert sorted(c.data.tags["trial"] for c in children) == ["0", "1", "2"]  # each trial trained once
     parents = client.search_runs([experiment], "tags.bertcls_job = 'sweep'")
     assert len(parents) == 2 and {c.data.tags["mlflow.parentRunId"] for c in children} <= {
         p.info.run_id for p in parents

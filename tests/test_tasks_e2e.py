@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import importlib.util
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -21,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from bertcls import jobs
 from tests import e2e
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tasks_e2e")]  # one xdist worker: fixtures train once
 EXPERIMENT = "tasks"
 SLICE = {"max_train_samples": 240, "max_eval_samples": 60, "max_buckets": 2}
 
@@ -42,15 +43,17 @@ def _write_csv(path: Path, header: list[str], rows: list) -> Path:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, small_model_dir):
+def store(tmp_path_factory, small_model_dir, store_template):
     root = tmp_path_factory.mktemp("tasks")
+    shutil.copy(store_template, root / "mlflow.db")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     MlflowClient(uri).create_experiment(EXPERIMENT, artifact_location=str(root / "artifacts"))
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
-        yield root, uri, lambda **options: e2e.train(uri, root, EXPERIMENT, small_model_dir, **options)
+        # trainings run the real `bertcls train` in this process: the task shapes are the point, not start-up
+        yield root, uri, lambda **options: e2e.train_here(uri, EXPERIMENT, small_model_dir, **options)
     mlflow.set_tracking_uri(previous)
 
 

@@ -13,13 +13,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import e2e
 import pytest
 from mlflow import MlflowClient
+
+from tests import e2e
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Chromium as a test needs it here: no sandbox as root, no GPU, and no background calls to Google's services,
@@ -35,6 +34,7 @@ except ImportError:  # pragma: no cover - make setup installs it
     sync_playwright = None
 
 pytestmark = [
+    pytest.mark.xdist_group("ui_browser"),  # one xdist worker: fixtures train once
     pytest.mark.slow,
     pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed (make setup installs it)"),
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make system-deps)"),
@@ -47,15 +47,13 @@ def ui(tmp_path_factory, small_model_dir):
     home = tmp_path_factory.mktemp("ui")
     args = ["--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}", "--artifacts-destination", str(home / "art")]
     with e2e.mlflow_server(args, home) as url:
+        # the real `bertcls train` and `register`, in this process, through the server's REST API
         run_ids = {
-            name: e2e.train(url, home, EXPERIMENT, small_model_dir, lr=lr, run_name=name, epochs=EPOCHS,
-                            max_train_samples=96, max_eval_samples=48, max_buckets=2)  # fmt: skip
+            name: e2e.train_here(url, EXPERIMENT, small_model_dir, lr=lr, run_name=name, epochs=EPOCHS,
+                                 max_train_samples=96, max_eval_samples=48, max_buckets=2)  # fmt: skip
             for name, lr in RUNS.items()
         }
-        register = [sys.executable, "-m", "bertcls.cli", "register", "--experiment", EXPERIMENT, "--name", MODEL]
-        done = subprocess.run(register, cwd=home, env=e2e.subprocess_env(url), capture_output=True, text=True,
-                              timeout=600)  # fmt: skip
-        assert done.returncode == 0, done.stderr[-3000:]
+        e2e.bertcls_here(url, "register", "--experiment", EXPERIMENT, "--name", MODEL)
         experiment_id = MlflowClient(url).get_experiment_by_name(EXPERIMENT).experiment_id
         yield url, experiment_id, run_ids
 

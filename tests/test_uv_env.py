@@ -12,9 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import e2e
 import pytest
 from mlflow import MlflowClient
+
+from tests import e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 UV = shutil.which("uv", path=str(Path(sys.executable).parent))
