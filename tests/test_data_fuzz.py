@@ -35,7 +35,7 @@ from bertcls.data import prepare_data
 from bertcls.errors import BertclsError
 
 FUZZ = settings(
-    max_examples=int(os.environ.get("BERTCLS_FUZZ_EXAMPLES", "150")),
+    max_examples=int(os.environ.get("BERTCLS_FUZZ_EXAMPLES", "100")),
     deadline=None,
     derandomize=True,  # the same cases on every run and machine
     database=None,
