@@ -1,6 +1,6 @@
 """MLproject `evaluate` entry point: the same click command as `bertcls evaluate`."""
 
-from bertcls.cli import evaluate
+from bertcls.cli import entry_point, evaluate
 
 if __name__ == "__main__":
-    evaluate()
+    entry_point(evaluate)

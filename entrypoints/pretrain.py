@@ -1,6 +1,6 @@
 """MLproject `pretrain` entry point: the same click command as `bertcls pretrain`."""
 
-from bertcls.cli import pretrain
+from bertcls.cli import entry_point, pretrain
 
 if __name__ == "__main__":
-    pretrain()
+    entry_point(pretrain)

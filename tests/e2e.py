@@ -119,6 +119,13 @@ def post(port: int, payload: dict) -> tuple[int, dict]:
 @contextlib.contextmanager
 def mlflow_server(args: list[str], home: Path, **env: str):
     """`mlflow server` on 127.0.0.1:<free port> with cwd `home`; yields its URL once /health answers."""
+    with mlflow_server_process(args, home, **env) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def mlflow_server_process(args: list[str], home: Path, **env: str):
+    """As mlflow_server, yielding (URL, the server's Popen: signal_group() stops or continues it)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
@@ -137,8 +144,9 @@ def mlflow_server(args: list[str], home: Path, **env: str):
         )
     try:
         wait_until(lambda: _healthy(url), server, log, "mlflow server", timeout_s=180)
-        yield url
+        yield url, server
     finally:
+        signal_group(server, signal.SIGCONT)  # a stopped server cannot take its SIGTERM
         stop_process(server)
 
 

@@ -68,3 +68,32 @@ def test_pretrain_bad_input(tracking, args, message):
     assert "Traceback" not in result.output
     assert re.search(message, result.output), result.output
     assert tracking.search_runs([e.experiment_id for e in tracking.search_experiments()]) == []
+
+
+def _model_dir(target, weights_from, tokenizer_from=None):
+    """config.json and model.safetensors of `weights_from`, plus the tokenizer files of `tokenizer_from`."""
+    import shutil
+
+    target.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(weights_from / name, target / name)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if tokenizer_from is not None and (tokenizer_from / name).exists():
+            shutil.copy(tokenizer_from / name, target / name)
+    return target
+
+
+@pytest.mark.parametrize("job", ["train", "pretrain"])
+def test_a_model_without_its_tokenizer_is_refused_before_a_run(tracking, tmp_path, small_model_dir, golden_dir, job):
+    """Weights without tokenizer files trained a model that saw every word as [UNK] (issue 22); a tokenizer with
+    more ids than the model's embedding has rows cannot belong to it either."""
+    bare = _model_dir(tmp_path / "bare", small_model_dir)
+    result = CliRunner().invoke(main, [job, "--model", str(bare)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"No tokenizer in {bare}" in " ".join(result.output.split()) and "vocab.txt" in result.output
+
+    foreign = _model_dir(tmp_path / "foreign", golden_dir / "tiny-bert", tokenizer_from=small_model_dir)
+    result = CliRunner().invoke(main, [job, "--model", str(foreign), "--max-seq-length", "32"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "has 30,522 tokens but the model's config.json says vocab_size 99" in " ".join(result.output.split())
+    assert tracking.search_runs([e.experiment_id for e in tracking.search_experiments()]) == []

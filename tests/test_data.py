@@ -512,3 +512,26 @@ def test_mixed_type_json_text_column_is_a_data_error(tmp_path, tokenizer):
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     with pytest.raises(DataError, match="Column 'text' of the train split holds mixed-type JSON values, not text"):
         prepare_data(_plain_config(tmp_path / "train.jsonl"), tokenizer)
+
+
+def test_rare_classes_and_classes_missing_from_validation_are_warned_about(tmp_path, tokenizer):
+    from bertcls.data.pipeline import class_warnings
+
+    train = [(f"common {c}", f"text {i} of common class {c}") for c in range(4) for i in range(30)]
+    train += [("rare", f"one of two rare texts {i}") for i in range(2)]
+    validation = [(f"common {c}", f"held-out text {i} of class {c}") for c in range(4) for i in range(5)]
+    for name, rows in (("train", train), ("validation", validation)):
+        pd.DataFrame(rows, columns=["label", "text"]).to_csv(tmp_path / f"{name}.csv", index=False)
+    config = DataConfig(dataset="", train_file=str(tmp_path / "train.csv"),
+                        validation_file=str(tmp_path / "validation.csv"))  # fmt: skip
+    found = class_warnings(prepare_data(config, tokenizer))
+    assert found == ["1 of 5 classes have fewer than 5 training texts: rare (2)",
+                     "1 of 5 classes have no validation text: rare"], found  # fmt: skip
+    assert class_warnings(prepare_data(DataConfig(max_train_samples=200, max_eval_samples=60), tokenizer)) == []
+
+
+def test_a_semicolon_separated_csv_is_named_as_such_with_the_way_out(tmp_path, tokenizer):
+    path = tmp_path / "semi.csv"
+    path.write_text("label;text\nham;see you at lunch\nspam;WIN a prize now\n" * 20, encoding="utf-8")
+    with pytest.raises(DataError, match="looks semicolon-separated.*sep=';'"):
+        prepare_data(DataConfig(dataset="", train_file=str(path)), tokenizer)

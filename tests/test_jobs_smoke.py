@@ -33,6 +33,8 @@ def test_train_job_in_process_then_evaluate_reads_texts_as_the_model_was_trained
     run = client.get_run(outcome.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["dataset"] == "sms.csv"
     assert run.data.params["head"] == "mean" and run.data.params["max_seq_length"] == "32"
+    # the majority-class baseline `register` compares with: logged, and what always answering "ham" scores
+    assert 0.5 < run.data.metrics["baseline_val_accuracy"] < 1 and run.data.metrics["baseline_val_mcc"] == 0.0
     saved = mlflow.artifacts.load_dict(f"runs:/{outcome.run_id}/bertcls/train_config.json")
     assert saved == json.loads(json.dumps(train_config_to_dict(config)))  # files were absolute already
 
@@ -176,13 +178,13 @@ def test_keep_checkpoints_keeps_the_best_epoch_however_old_and_deletes_the_oldes
     def log_model(state, name, step, metrics):
         return mlflow.initialize_logged_model(name=name, experiment_id=experiment)
 
-    checkpoints = jobs._Checkpoints(config, "accuracy", log_model, lambda: None)
-    ids = [checkpoints.log(epoch, {"val_accuracy": value}) for epoch, value in enumerate([0.9, 0.7, 0.8, 0.6], 1)]
+    checkpoints = jobs._Checkpoints(config, "accuracy", log_model)
+    ids = [checkpoints.log(epoch, {"val_accuracy": v}, None) for epoch, v in enumerate([0.9, 0.7, 0.8, 0.6], 1)]
     assert checkpoints.best == (0.9, ids[0])
     assert [epoch for epoch, _ in checkpoints.kept] == [1, 4]
     alive = {m.name for m in mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")}
     assert alive == {"checkpoint-epoch-1", "checkpoint-epoch-4"}
 
-    by_loss = jobs._Checkpoints(config, "mse", log_model, lambda: None)  # lower is better for mse
-    ids = [by_loss.log(epoch, {"val_mse": value}) for epoch, value in enumerate([0.5, 0.2, 0.4], 1)]
+    by_loss = jobs._Checkpoints(config, "mse", log_model)  # lower is better for mse
+    ids = [by_loss.log(epoch, {"val_mse": value}, None) for epoch, value in enumerate([0.5, 0.2, 0.4], 1)]
     assert by_loss.best == (0.2, ids[1]) and [epoch for epoch, _ in by_loss.kept] == [2, 3]

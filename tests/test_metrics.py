@@ -114,3 +114,61 @@ def test_mean_loss_equals_the_training_step_loss_per_example():
     task = TaskSpec("t", ("a", "b", "c"), False, "accuracy", False)
     total, weight = weighted_loss(logits.astype(np.float32), labels, np.ones(16, np.float32), False)
     assert mean_loss(task, logits, labels) == pytest.approx(float(total) / float(weight), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("metric", "direction"),
+    [("val_perplexity", "min"), ("best_val_mlm_loss", "min"), ("test_error_rate", "min"), ("val_ece", "min"),
+     ("test_brier", "min"), ("best_val_mse", "min"), ("val_loss", "min"), ("best_val_mcc", "max"),
+     ("test_accuracy", "max"), ("val_macro_f1", "max"), ("best_val_pearson", "max")],
+)  # fmt: skip
+def test_metric_directions_come_from_one_table(metric, direction):
+    assert metric_direction(metric) == direction
+
+
+def test_an_unknown_metric_needs_its_direction_said():
+    from bertcls.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="does not know whether a higher or a lower 'val_bleu' is better"):
+        metric_direction("val_bleu")
+    assert metric_direction("val_bleu", "max") == "max" and metric_direction("val_loss", "max") == "max"
+
+
+def test_top_confusions_lists_the_most_frequent_mistakes_first():
+    from bertcls.metrics import top_confusions
+
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    predicted = np.array([1, 1, 0, 0, 1, 0, 1, 1, 2])
+    table = top_confusions(labels, predicted, ("a", "b", "c"))
+    assert table.values.tolist() == [["a", "b", 2, 2 / 3], ["c", "b", 2, 0.5], ["b", "a", 1, 0.5], ["c", "a", 1, 0.25]]
+
+
+def test_many_classes_get_a_table_of_top_confusions_instead_of_a_figure(empty_store):
+    """500 classes: the figure would be 600 x 600 inches (14 GB reached in 40 s); a table stands in above 30."""
+    import mlflow
+
+    from bertcls import tracking
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 500, size=2000)
+    predicted = np.where(rng.random(2000) < 0.7, labels, rng.integers(0, 500, size=2000))
+    names = tuple(f"class {i}" for i in range(500))
+    with mlflow.start_run(experiment_id=mlflow.create_experiment("many classes")) as run:
+        path = tracking.log_confusion_matrix(labels, predicted, names, "val")
+        small = tracking.log_confusion_matrix(labels % 3, predicted % 3, names[:3], "test")
+    assert path == "val_top_confusions.json" and small == "figures/test_confusion_matrix.png"
+    table = mlflow.load_table(path, run_ids=[run.info.run_id])
+    assert len(table) == 50 and list(table.columns) == ["label", "predicted", "count", "share_of_label"]
+    assert table["count"].is_monotonic_decreasing
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "figures")}
+    assert artifacts == {"figures/test_confusion_matrix.png"}
+
+
+def test_the_baseline_always_answers_the_training_majority():
+    from bertcls.metrics import baseline_metrics
+
+    got = baseline_metrics(BINARY, np.array([0, 0, 0, 1]), np.array([0, 1, 1, 1]))  # majority of train: 0
+    assert got["accuracy"] == 0.25 and got["mcc"] == 0.0 and got["f1"] == 0.0
+    regression = TaskSpec("stsb", (), True, "pearson", True)
+    got = baseline_metrics(regression, np.array([1.0, 3.0]), np.array([0.0, 4.0]))  # always 2.0
+    assert got["mse"] == 4.0 and got["pearson"] == 0.0

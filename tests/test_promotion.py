@@ -87,3 +87,14 @@ def test_mismatched_data_is_detected_on_the_split_recipe():
 def test_better_is_strict():
     assert better(0.5, 0.4, "val_accuracy") and not better(0.5, 0.5, "val_accuracy")
     assert better(0.4, 0.5, "val_loss") and not better(0.5, 0.5, "val_loss")
+
+
+def test_a_candidate_must_beat_the_majority_class_baseline_unless_forced():
+    from bertcls.promotion import below_baseline
+
+    assert below_baseline("r", "best_val_mcc", 0.0, 0.0, None, force=False).alias is None  # a tie is no better
+    assert below_baseline("r", "best_val_mcc", 0.1, 0.0, None, force=False) is None
+    assert below_baseline("r", "best_val_mcc", 0.0, 0.0, None, force=True) is None
+    assert below_baseline("r", "best_val_mse", 0.9, 1.0, None, force=False) is None  # lower is better for mse
+    assert below_baseline("r", "best_val_mse", 1.1, 1.0, None, force=False) is not None
+    assert below_baseline("r", "best_val_mcc", 0.0, None, None, force=False) is None  # runs from before baselines

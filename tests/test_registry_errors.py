@@ -31,6 +31,7 @@ def store(empty_store, tmp_path):
         (["register", "--experiment", "nope"], "No experiment named 'nope'.*Experiments there: .*runs"),
         (["register", "--experiment", "empty"], "has no FINISHED training runs"),
         (["register", "--experiment", "runs", "--metric", "val_bleu"], "No finished run .* logged the metric"),
+        (["register", "--experiment", "runs", "--name", "team/spam"], "Names cannot contain '/' or ':'.* --name"),
         (["evaluate", "--model-uri", "runs:/abc"], "Malformed model URI 'runs:/abc'"),
         (["evaluate", "--model-uri", "s3://bucket/model"], "Malformed model URI"),
         (["evaluate", "--model-uri", "runs:/0123456789abcdef0123456789abcdef/model"], "not found"),
@@ -61,3 +62,30 @@ def test_runs_on_several_datasets_are_not_ranked_together(store):
     result = CliRunner().invoke(main, ["register", "--experiment", "runs", "--metric", "val_mcc"])
     assert result.exit_code == 2 and "training runs on several datasets (data.csv, sms)" in result.output, result.output
     assert "--dataset" in result.output and "Traceback" not in result.output
+
+
+def test_a_metric_of_unknown_direction_is_refused_and_a_given_direction_ranks(store):
+    """No guessing which way is better (error metrics ranked higher-is-better promoted the worst run)."""
+    client, _ = store
+    experiment = client.get_experiment_by_name("runs").experiment_id
+    run_id = client.search_runs([experiment], "tags.bertcls_job = 'train'")[0].info.run_id
+    client.log_metric(run_id, "best_val_bleu", 0.3)
+    result = CliRunner().invoke(main, ["register", "--experiment", "runs", "--metric", "val_bleu"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "does not know whether a higher or a lower 'best_val_bleu' is better" in " ".join(result.output.split())
+    assert "--direction max" in result.output and client.search_registered_models() == []
+    result = CliRunner().invoke(main, ["register", "--experiment", "runs", "--metric", "val_bleu", "--direction", "up"])
+    assert result.exit_code == 2 and "direction must be max" in result.output, result.output
+
+
+def test_a_run_no_better_than_always_answering_the_majority_class_is_not_registered(store):
+    """A constant model (always "ham": validation MCC 0, the baseline's) took @champion with no word (issue 22)."""
+    client, _ = store
+    experiment = client.get_experiment_by_name("runs").experiment_id
+    run_id = client.search_runs([experiment], "tags.bertcls_job = 'train'")[0].info.run_id
+    client.log_metric(run_id, "baseline_val_mcc", 0.5)  # the run's best_val_mcc is 0.5: no better
+    result = CliRunner().invoke(main, ["register", "--experiment", "runs", "--metric", "val_mcc"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "Not registered" in said and "does not beat the majority-class baseline" in said and "--force" in said
+    assert client.search_registered_models() == []

@@ -96,6 +96,10 @@ def test_a_run_killed_in_epoch_2_resumes_as_the_same_run_with_the_uninterrupted_
         history = client.get_metric_history(run_id, key)
         assert [m.step for m in history] == [1, 2, 3], key  # each epoch exactly once
         assert [m.value for m in history] == [m.value for m in client.get_metric_history(straight.run_id, key)], key
+    # the resumed epoch's timing covers the whole epoch, its part before the kill too: examples/s x time = n_train
+    per_s, seconds = (next(m.value for m in client.get_metric_history(run_id, k) if m.step == 2)
+                      for k in ("train_examples_per_s", "epoch_time_s"))  # fmt: skip
+    assert per_s * seconds == pytest.approx(float(run.data.params["n_train"]), rel=1e-6)
     final = {k: v for k, v in reference.data.metrics.items() if k.startswith(("best_", "test_"))}
     assert final and {k: run.data.metrics[k] for k in final} == final
     mine, theirs = _weights(run_id), _weights(straight.run_id)
@@ -129,8 +133,10 @@ def test_resume_source_refuses_what_cannot_resume_and_names_the_fix(empty_store,
         resume_source("0123456789abcdef0123456789abcdef", config)
     with pytest.raises(ConfigError, match="already FINISHED: there is nothing to resume"):
         resume_source(_train_run(config, "FINISHED", checkpoint=True), config)
-    with pytest.raises(ConfigError, match="has no resume checkpoint"):
+    with pytest.raises(ConfigError, match="has no resume checkpoint") as refused:  # e.g. kill -9 inside epoch 1
         resume_source(_train_run(config, "KILLED", checkpoint=False), config)
+    assert "a kill -9 or a crash inside the first epoch leaves none" in str(refused.value)
+    assert "before its first training step" not in str(refused.value)  # what it said: wrong after a kill -9
 
     killed = _train_run(config, "KILLED", checkpoint=True)
     source = resume_source(killed, TrainConfig())  # defaults given: the run's own parameters are used

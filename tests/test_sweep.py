@@ -5,7 +5,9 @@ anything runs. Trials are real trainings of a 1-layer MiniLM on 120 real SMS tex
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -142,6 +144,49 @@ def test_tpe_with_the_median_pruner_prunes_a_hopeless_trial(empty_store, base):
         assert int(child.data.tags["epochs_run"]) < 2
         assert len(MlflowClient().get_metric_history(row["run_id"], "val_loss")) == int(child.data.tags["epochs_run"])
     assert len(outcome.table) == 4 and outcome.parent_run_id
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_mid_trial_is_stale_and_a_rerun_at_once_trains_every_point(empty_store, tmp_path, base):
+    """kill -9 during trial 0: the sweep run carries host/pid (so `runs --stale` finds it), and a re-run seconds
+    later (well inside Optuna's 60 s heartbeat grace) sees the trial's process gone, ends its MLflow run FAILED
+    and retrains that point, so the best is named over the whole grid."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    command = [sys.executable, "-m", "bertcls.cli", "sweep", "--model", base.model, "--train-file",
+               base.data.train_file, "--max-seq-length", "32", "--max-buckets", "2", "--batch-size", "16",
+               "--eval-batch-size", "16", "--lrs", "1e-4 3e-4", "--epochs", "1", "--pruner", "none",
+               "--storage", storage, "--study-name", "killed", "--experiment", "sweep",
+               "--system-metrics", "false"]  # fmt: skip
+    log = tmp_path / "sweep.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, cwd=tmp_path, env=e2e.subprocess_env(empty_store), start_new_session=True,
+                                   stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    client = MlflowClient(empty_store)
+
+    def trial_0_started():
+        found = client.get_experiment_by_name("sweep")
+        return found is not None and client.search_runs([found.experiment_id], "tags.trial = '0'")
+
+    try:
+        e2e.wait_until(trial_0_started, process, log, "the sweep", 240)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    experiment = client.get_experiment_by_name("sweep").experiment_id
+    (killed_parent,) = client.search_runs([experiment], "tags.bertcls_job = 'sweep'")
+    assert killed_parent.data.tags["pid"] == str(process.pid)
+    stale = {r.run_id: r.stale_reason for r in jobs.running_runs("sweep", heartbeat_timeout_s=3600)}
+    assert f"its process {process.pid}" in stale[killed_parent.info.run_id]
+
+    again = jobs.sweep(base, SweepConfig(lrs="1e-4 3e-4", epochs="1", pruner="none", storage=storage,
+                                         study_name="killed"), experiment="sweep")  # fmt: skip
+    complete = again.table[again.table["state"] == "COMPLETE"]
+    assert sorted(complete["lr"]) == [1e-4, 3e-4], again.table  # every grid point, the killed one retrained
+    assert list(again.table[again.table["state"] == "FAIL"]["trial"]) == [0]
+    (killed_trial,) = client.search_runs([experiment], "tags.trial = '0'")
+    assert killed_trial.info.status == "FAILED", killed_trial.info
+    assert f"its process {process.pid}" in killed_trial.data.tags["stale_reason"]
+    assert again.best_run_id in set(complete["run_id"])
 
 
 @pytest.mark.slow

@@ -113,7 +113,7 @@ def test_browser_shows_runs_charts_compare_and_champion(ui, tmp_path):
 
         # Its metric charts: the UI fetches one point per epoch for each per-epoch metric.
         page.goto(f"{url}/#/experiments/{experiment_id}/runs/{first}/model-metrics")
-        page.get_by_placeholder("Search metric charts").fill("val_")  # the per-epoch validation metrics
+        page.get_by_placeholder("Search metric charts").fill("val_accuracy")  # per epoch (and best_, baseline_)
         expect(page.get_by_text("val_accuracy", exact=True).first).to_be_visible()
         page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length > 0")
         page.wait_for_timeout(3000)  # the charts' history requests

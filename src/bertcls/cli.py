@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from bertcls.errors import BertclsError, ConfigError, setting
+from bertcls.errors import BertclsError, ConfigError, TrackingUnreachable, setting
 from bertcls.params import Param, build, job_params
 
 
@@ -63,9 +63,52 @@ def friendly_errors(command):
             return command(*args, **kwargs)
         except BertclsError as err:
             click.echo(f"error: {err}", err=True)
+            if not isinstance(err, TrackingUnreachable):
+                _end_launcher_run_refused(str(err), command.__name__.replace("_", "-"))
             sys.exit(err.exit_code)
 
     return wrapper
+
+
+def _end_launcher_run_refused(message: str, job: str) -> None:
+    """Under `mlflow run`, MLflow made a run (with every -P as a param) before our code ran: input refused before
+    the job started ends it FAILED, tagged refused_input, its description the error, so the UI says why."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id:
+        from bertcls import tracking
+
+        tracking.end_refused_run(run_id, message, job)
+
+
+def _stop_with_parent() -> None:
+    """Linux: get SIGTERM when the parent (`mlflow run`) dies. A SIGTERM to `mlflow run` alone used to end just
+    that process (exit 143) while training went on unseen, its run RUNNING; now training checkpoints and stops."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the signal has to reach the process group
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def entry_point(command: click.Command) -> None:
+    """Run `command` as an MLproject entry point: a bad -P value that click itself refuses also ends the run
+    `mlflow run` made, FAILED and saying why (errors of our own do so in friendly_errors); training stops with
+    its parent `mlflow run` (see _stop_with_parent)."""
+    _stop_with_parent()
+    try:
+        code = command.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except click.ClickException as err:
+        err.show()
+        _end_launcher_run_refused(err.format_message(), command.name or "train")
+        sys.exit(err.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group()
@@ -232,7 +275,8 @@ def register(**values) -> None:
     from bertcls.config import RegisterConfig
 
     config = build(RegisterConfig, values)
-    outcome = jobs.register(config.experiment, config.metric, config.name, config.force, config.dataset, config.run_id)
+    outcome = jobs.register(config.experiment, config.metric, config.name, config.force, config.dataset, config.run_id,
+                            config.direction)  # fmt: skip
     click.echo(outcome.message)
     click.echo("load it with:")
     click.echo(

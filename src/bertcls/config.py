@@ -415,8 +415,11 @@ class RegisterConfig:
 
     experiment: str = option(DEFAULT_EXPERIMENT, "experiment whose training runs compete")
     metric: str = option(
-        "val_accuracy", "metric that ranks runs (val_* compares the logged best epoch; test_* too; losses and "
-        "mse: lower is better)",
+        "val_accuracy", "metric that ranks runs (val_* compares the logged best epoch; test_* too; which way is "
+        "better comes from a table: losses, mse, perplexity, error_rate lower)",
+    )  # fmt: skip
+    direction: str | None = option(
+        None, "max or min: whether a higher or a lower metric is better, for a metric bertcls does not know",
     )  # fmt: skip
     name: str | None = option(None, "registered model name (default bertcls-<dataset>)")
     force: bool = option(False, "promote to @champion even if the candidate loses")

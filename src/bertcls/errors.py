@@ -29,6 +29,12 @@ class InputError(BertclsError):
     """Input given to a loaded model for prediction is not texts it can read."""
 
 
+class TrackingUnreachable(BertclsError):
+    """The tracking server stayed unreachable to the end of a job; what it computed waits locally."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later (the message names the command)
+
+
 def setting(name: str, value: object) -> str:
     """How to pass a setting in the front end in use: `-P lr=2e-5` under `mlflow run`, else `--lr 2e-5`."""
     if os.environ.get("MLFLOW_RUN_ID"):  # set by `mlflow run` for the entry point's command

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 
 
@@ -51,8 +52,13 @@ def raising_interrupts() -> Iterator[None]:
 def signals_deferred() -> Iterator[None]:
     """Finish a critical section (writing the model) before a pending SIGTERM/SIGINT takes effect.
 
-    The signal is raised when the outermost section ends (or earlier, by `raise_pending()`).
+    The signal is raised when the outermost section ends (or earlier, by `raise_pending()`). Signals reach the
+    main thread only, so another thread's section (the background logger's uploads) needs no deferral, and must
+    not take the main thread's pending signal.
     """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     _state["deferred"] += 1
     try:
         yield

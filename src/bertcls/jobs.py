@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bertcls.background_logging import BackgroundLogger, wait_at_end_s
 from bertcls.config import DEFAULT_EXPERIMENT, PRECISION_DTYPES, DataConfig, ModelConfig, TrainConfig
-from bertcls.errors import ConfigError
+from bertcls.errors import ConfigError, TrackingUnreachable
 
 log = logging.getLogger("bertcls")
 
@@ -61,11 +62,10 @@ class _Checkpoints:
     """log_checkpoints=all: each epoch's model as a logged model; beyond keep_checkpoints, the oldest that is not
     the best so far is deleted (MLflow marks the logged model deleted)."""
 
-    def __init__(self, config: TrainConfig, primary: str, log_model, current_state):
+    def __init__(self, config: TrainConfig, primary: str, log_model):
         self.keep = config.keep_checkpoints
         self.primary = primary
         self.log_model = log_model
-        self.current_state = current_state
         self.kept: list[tuple[int, str]] = []  # (epoch, model id), oldest first
         self.best: tuple[float, str] | None = None
 
@@ -73,17 +73,26 @@ class _Checkpoints:
         """What a resume checkpoint keeps of it."""
         return {"kept": self.kept, "best": self.best}
 
-    def restore(self, state: dict) -> None:
-        self.kept = [tuple(item) for item in state["kept"]]
-        self.best = tuple(state["best"]) if state["best"] else None
+    def restore(self, run_id: str) -> None:
+        """What a resumed run logged before: read from the store, the one record that cannot lag behind (models
+        are logged in the background, after the resume checkpoint of their epoch is written)."""
+        from bertcls import tracking
+        from bertcls.data.tasks import metric_direction
 
-    def log(self, epoch: int, metrics: dict[str, float]) -> str:
+        logged = tracking.logged_checkpoints(run_id, f"val_{self.primary}")  # [(epoch, model id, value)]
+        self.kept = [(epoch, model_id) for epoch, model_id, _ in logged]
+        scored = [(value, model_id) for _, model_id, value in logged if value is not None]
+        pick = max if metric_direction(self.primary) == "max" else min
+        self.best = pick(scored, key=lambda item: item[0]) if scored else None
+
+    def log(self, epoch: int, metrics: dict[str, float], state) -> str:
+        """Log `state` (the model at the end of `epoch`) as checkpoint-epoch-<epoch>; returns its model id."""
         import mlflow
 
         from bertcls.data.tasks import metric_direction
 
         validation = {f"best_{k}": v for k, v in metrics.items() if k.startswith("val_")}  # the card's figures
-        model_id = self.log_model(self.current_state(), f"checkpoint-epoch-{epoch}", epoch, validation).model_id
+        model_id = self.log_model(state, f"checkpoint-epoch-{epoch}", epoch, validation).model_id
         value = metrics[f"val_{self.primary}"]
         maximise = metric_direction(self.primary) == "max"
         if self.best is None or (value > self.best[0] if maximise else value < self.best[0]):
@@ -125,7 +134,9 @@ def train(
     from bertcls import tracking
     from bertcls.data import prepare_data
     from bertcls.data.batching import check_batch_size
+    from bertcls.data.pipeline import class_warnings
     from bertcls.hub import resolve_model
+    from bertcls.metrics import baseline_metrics
     from bertcls.model.weights import load_hf_checkpoint, save_model
     from bertcls.model_card import CardFacts, base_licence
     from bertcls.model_card import render as render_card
@@ -159,8 +170,11 @@ def train(
         head_batchnorm=config.head_batchnorm,
     )  # fmt: skip
     _check_model_against_data(arch, config)
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer = load_tokenizer(model_dir, arch.vocab_size)
     data = prepare_data(config.data, tokenizer)
+    data_warnings = class_warnings(data)
+    for warning in data_warnings:
+        log.warning("%s", warning)
     model_config = dataclasses.replace(arch, num_labels=data.task.num_labels)
     model, report = load_hf_checkpoint(model_dir, model_config, seed=config.seed)
     enable_compilation_cache(cache_root("xla"))
@@ -185,7 +199,8 @@ def train(
     with tracking.tracked_run(experiment, run_name, system_metrics=system_metrics, resume_run_id=resume_run_id,
                               parent_run_id=parent_run_id) as run:  # fmt: skip
         run_id = run.info.run_id
-        tracking.set_tags(tags or {})
+        warned = {"data_warnings": "; ".join(data_warnings)[:5000]} if data_warnings else {}
+        tracking.set_tags({**(tags or {}), **warned})
         tags = tracking.get_run(run_id).data.tags  # `mlflow run` marks its runs PROJECT (and conda/uv: the env)
         env_manager = tags.get("mlflow.project.env", "local") if tags.get("mlflow.source.type") == "PROJECT" else None
         command = resume_command(run_id, run.info.experiment_id, env_manager)
@@ -221,24 +236,34 @@ def train(
                 (path / "model_card.md").write_text(render_card(facts, hugging_face=False), encoding="utf-8")
                 return tracking.log_model(path, example_texts, example_pairs, name=name, step=step)
 
-        checkpoints = _Checkpoints(config, data.task.primary_metric, log_model, steps.host_model_state)
-        if restored_extras:
-            checkpoints.restore(restored_extras["logged_checkpoints"])
+        checkpoints = _Checkpoints(config, data.task.primary_metric, log_model)
+        if source is not None and config.log_checkpoints == "all":
+            checkpoints.restore(run_id)
         progress = [ProgressBar()]  # process 0's: one bar per job, not per host
+        background = BackgroundLogger(tracking.tracking_uri())  # training never waits on the tracking server
         mlflow_callback = tracking.MlflowCallback(
+            run_id,
+            background,
             checkpoints.log if config.log_checkpoints == "all" else None,
+            steps.host_model_state,
             datasets.get("validation"),
             already_logged=tracking.logged_epoch_steps(run_id) if source else frozenset(),
         )
+        for epoch, metrics in enumerate(start.history if start else [], 1):  # epochs an outage kept from the store
+            mlflow_callback.log_epoch(epoch, metrics)
         writer = ResumeCheckpoints(run_id, steps, fingerprint, lambda: {"logged_checkpoints": checkpoints.state()},
-                                   current=source.checkpoint if source else None)  # fmt: skip
+                                   background, current=source.checkpoint if source else None)  # fmt: skip
         save_progress = writer.save if jax.process_count() == 1 else None  # multi-process: not yet (docs/scaling.md)
         try:
             result = fit(steps, data, config, [*progress, mlflow_callback, *callbacks], start=start,
                          save_progress=save_progress)  # fmt: skip
         except KeyboardInterrupt as interrupt:
+            background.flush(wait_at_end_s())  # the checkpoint's upload, if the server answers
             interrupt.resume_command = command if writer.current else None  # the CLI prints it
             raise
+        if not background.flush(wait_at_end_s()):
+            raise TrackingUnreachable(_outage_paragraph(background, writer, run_id, command, len(result.history)))
+        _raise_refused(background)
 
         steps.load_model_state(result.best_model_state)
         primary = data.task.primary_metric
@@ -249,6 +274,13 @@ def train(
             evaluated = predict_split(steps, data.splits["test"], data.task, config.eval_batch_size, data.buckets)
             test = {f"test_{k}": v for k, v in evaluated.metrics.items()}
             test["test_loss"] = evaluated.loss
+        train_labels = data.splits["train"].text_labels()
+        baseline = {  # what always answering the majority class scores: register's bar for @champion
+            f"baseline_{prefix}_{k}": v
+            for prefix, split in (("val", "validation"), ("test", "test")) if split in data.splits
+            for k, v in baseline_metrics(data.task, train_labels, data.splits[split].text_labels()).items()
+        }  # fmt: skip
+        tracking.log_metrics(baseline)
         tracking.log_learning_curves(result.history, primary)
         if not data.task.is_regression:
             tracking.log_confusion_matrix(
@@ -274,6 +306,28 @@ def train(
     wall = time.perf_counter() - started
     log.info("run %s finished in %.1f s; best epoch %d", run_id, wall, result.best_epoch)
     return TrainOutcome(run_id, model_uri, result.best_epoch, final, wall, len(result.history))
+
+
+def _outage_paragraph(background, writer, run_id: str, command: str, epochs: int) -> str:
+    """What an unfinished run left where, and the one command that completes it."""
+    import time as clock
+
+    since = clock.strftime("%H:%M:%S", clock.localtime(background.unreachable_since or clock.time()))
+    return (
+        f"The tracking server {background.where} has been unreachable since {since} ({background.last_problem}), "
+        f"so run {run_id} could not be completed there; training went on and nothing computed is lost. On this "
+        f"machine: the resume checkpoint {writer.root / (writer.current or '')} holds the model, the optimizer "
+        f"state and the metrics of all {epochs} epoch(s) ({background.pending} tracking calls were still waiting). "
+        f"When the server answers again, run: {command} -- it logs what the run lacks and finishes it (no epoch "
+        "is trained twice)."
+    )
+
+
+def _raise_refused(background) -> None:
+    """A call the tracking store refused during training (not an outage) fails the job after training."""
+    if background.failed:
+        what, error = background.failed[0]
+        raise error
 
 
 def describe(outcome: TrainOutcome) -> str:
@@ -439,30 +493,41 @@ def register(
     force: bool = False,
     dataset: str | None = None,
     run_id: str | None = None,
+    direction: str | None = None,
 ) -> RegisterOutcome:
     """Register the best new run's model; @champion moves only if it beats the current champion.
 
-    The decisions are `bertcls.promotion`'s; this function gathers their inputs and applies them.
+    The decisions are `bertcls.promotion`'s; this function gathers their inputs and applies them. `direction`
+    (max/min) ranks a metric bertcls does not know (it never guesses).
     """
     import re
 
     from bertcls import promotion, registry
+    from bertcls.data.tasks import metric_direction
 
+    if name is not None:
+        registry.check_model_name(name)
     client = registry.client()
     registry.tag_job_run(client, "register")  # under `mlflow run`: this run must never be a candidate
     if run_id:
         candidate = registry.candidate_from_run(client, run_id, metric)
     else:
-        candidate = registry.best_run(client, experiment, metric, dataset)
+        candidate = registry.best_run(client, experiment, metric, dataset, direction=direction)
+    direction = metric_direction(candidate.metric_key, direction)  # an unknown metric is refused before any write
     name = name or "bertcls-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", candidate.dataset or "model")
     champion = registry.current_alias(client, name, promotion.CHAMPION)
     if champion is not None and not run_id:
         since, on = champion.creation_timestamp, dataset or candidate.dataset  # newer runs on the same data only
-        newer = registry.best_run(client, experiment, metric, on, finished_after=since, missing_ok=True)
+        newer = registry.best_run(client, experiment, metric, on, finished_after=since, missing_ok=True,
+                                  direction=direction)  # fmt: skip
         if newer is None:
             decision = promotion.no_new_run(champion.version, experiment)
             return RegisterOutcome(name, champion.version, False, None, decision.message)
         candidate = newer
+    refusal = promotion.below_baseline(candidate.run_id, candidate.metric_key, candidate.value,
+                                       registry.baseline_value(client, candidate), direction, force)  # fmt: skip
+    if refusal is not None:
+        return RegisterOutcome(name, None, False, None, refusal.message)
     version, created = registry.register_run(client, name, candidate)
     values = {"metric": candidate.metric_key, "candidate_run": candidate.run_id, "candidate_value": candidate.value}
     entry = promotion.Entry(version.version, candidate.value)
@@ -483,7 +548,8 @@ def register(
             )
         values.update(compared=compared, candidate_value=mine, champion_value=theirs, basis=basis)
         decision = promotion.after_comparison(
-            promotion.Entry(version.version, mine), promotion.Entry(champion.version, theirs), compared, basis, force
+            promotion.Entry(version.version, mine), promotion.Entry(champion.version, theirs), compared, basis, force,
+            direction,
         )
     alias = decision.alias
     if decision.alias is not None:
@@ -543,7 +609,9 @@ def _sweep_task(base: TrainConfig):
     from bertcls.hub import resolve_model
     from bertcls.tokenizer import load_tokenizer
 
-    return prepare_data(base.data, load_tokenizer(resolve_model(base.model))).task
+    model_dir = resolve_model(base.model)
+    vocab_size = ModelConfig.from_json_file(model_dir / "config.json").vocab_size
+    return prepare_data(base.data, load_tokenizer(model_dir, vocab_size)).task
 
 
 def _worker_command(base: TrainConfig, sweep_config, parent_run_id: str, storage: str, study: str) -> list[str]:
@@ -586,25 +654,52 @@ def _trial_table(study, space, metric: str):
     return pd.DataFrame(rows)
 
 
+SWEEP_POLL_S = 5  # how often a worker with nothing left to train looks at the trials others run
+
+
+def _beat(run_id: str) -> None:
+    """Refresh a run's heartbeat tag; a store that does not answer now is tried again at the next beat."""
+    import contextlib
+
+    from bertcls import liveness, tracking
+
+    with contextlib.suppress(Exception):
+        tracking.set_run_tags(run_id, liveness.heartbeat_tag())
+
+
 def _run_trials(study, space, base: TrainConfig, metric: str, parent_run_id: str, study_name: str) -> int:
     """Ask, train and tell until the study's budget is used up; returns how many trials this process trained."""
     import optuna
 
     from bertcls import search, tracking
 
-    trained = 0
+    trained, waited_for = 0, None
+    experiment_id = tracking.get_run(parent_run_id).info.experiment_id
     while True:
-        search.fail_stale(study)  # a dead worker's trial: FAIL, and a retry copy waits
+        for number, reason in search.fail_stale(study):  # a dead worker's trial: FAIL, and a retry copy waits
+            log.warning("trial %d failed: %s; its grid point is retried", number, reason)
+            for run in tracking.find_runs([experiment_id], {"sweep_study": study_name, "trial": str(number)}):
+                if run.info.status == "RUNNING":
+                    tracking.mark_failed(run.info.run_id, f"sweep trial {number}: {reason}")
         if not search.remaining(study, space):
-            return trained
+            busy = search.running_elsewhere(study)
+            if not busy:
+                return trained
+            if waited_for != [t.number for t in busy]:  # say it once per set of trials waited for
+                waited_for = [t.number for t in busy]
+                held = ", ".join(f"trial {t.number} {t.params} in {search.owner_of(t)}" for t in busy)
+                log.warning("waiting for %s before naming the best (a trial whose process dies is retried)", held)
+            time.sleep(SWEEP_POLL_S)
+            continue
         trial = search.ask(study)
         if search.is_surplus(trial, space):  # another worker took the last point meanwhile
             study._storage.set_trial_user_attr(trial._trial_id, search.SURPLUS, True)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            return trained
+            continue  # the points other workers hold are waited for above
+        search.claim(study, trial)
         tags = {"sweep_study": study_name, "trial": str(trial.number)}
         started = time.perf_counter()
-        with search.Heartbeat(study, trial):
+        with search.Heartbeat(study, trial, also=lambda: _beat(parent_run_id)):
             values = {}
             try:
                 values = space.suggest(trial)
@@ -665,7 +760,7 @@ def sweep(
     import subprocess
     import tempfile
 
-    from bertcls import search, tracking
+    from bertcls import liveness, search, tracking
     from bertcls.data.tasks import metric_direction
 
     base = dataclasses.replace(base, data=_with_absolute_files(base.data))
@@ -693,6 +788,7 @@ def sweep(
     with tracking.tracked_run(experiment, run_name or f"sweep {name}", system_metrics=system_metrics) as parent:
         parent_id = parent.info.run_id
         tracking.set_job_tag("sweep")
+        tracking.set_tags(liveness.process_tags())  # host, pid: `bertcls runs --stale` finds a killed sweep
         tracking.set_tags({"sweep_study": name, "sweep_storage": search.redacted(storage_url), "metric": metric})
         definition = {"base": base.flat_params(), "space": space.describe(), "metric": metric, "study": name,
                       "budget": space.budget, "sampler": "grid" if space.is_grid else "tpe",
@@ -843,7 +939,7 @@ def pretrain(
             f"max_seq_length {length} exceeds the model's position limit ({arch.max_position_embeddings} positions "
             f"in {config.model}). Use max_seq_length <= {arch.max_position_embeddings}."
         )
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer = load_tokenizer(model_dir, arch.vocab_size)
     if tokenizer.mask_token_id is None:
         raise ConfigError(f"The tokenizer of {config.model} has no [MASK] token: it cannot train as a masked LM.")
     corpus = load_corpus(config.data)

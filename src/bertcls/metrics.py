@@ -54,6 +54,16 @@ def compute_metrics(task: TaskSpec, outputs: np.ndarray, labels: np.ndarray, wei
     return classification_metrics(outputs.argmax(axis=-1), labels, task.num_labels)
 
 
+def baseline_metrics(task: TaskSpec, train_labels: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The metrics of a model that learned nothing: always the training split's majority class (regression: its
+    mean), scored on `labels`. A candidate for @champion must beat them."""
+    if task.is_regression:
+        constant = np.full((len(labels), 1), float(np.mean(train_labels)))
+        return compute_metrics(task, constant, labels, np.ones(len(labels)))
+    majority = int(np.bincount(np.asarray(train_labels, dtype=int), minlength=task.num_labels).argmax())
+    return compute_metrics(task, np.eye(task.num_labels)[np.full(len(labels), majority)], labels, np.ones(len(labels)))
+
+
 def mean_loss(task: TaskSpec, outputs: np.ndarray, labels: np.ndarray) -> float:
     """Mean cross-entropy of [N, C] logits (or squared error of [N, 1] scores), in float64; training's loss."""
     outputs = np.asarray(outputs, dtype=np.float64)
@@ -117,3 +127,18 @@ def most_confident_mistakes(
         confidence=[float(probs[i, predicted[i]]) for i in wrong],
     )
     return pd.DataFrame(table)
+
+
+def top_confusions(labels: np.ndarray, predictions: np.ndarray, names: tuple[str, ...], top: int = 50):
+    """The `top` most frequent mistakes as (label, predicted, count, share of the label's examples), most frequent
+    first (ties by label order): what a confusion matrix shows, for more classes than a figure can hold."""
+    import pandas as pd
+
+    counts = skm.confusion_matrix(labels, predictions, labels=list(range(len(names))))  # [C, C]
+    np.fill_diagonal(counts, 0)
+    true, predicted = np.nonzero(counts)
+    order = np.lexsort((predicted, true, -counts[true, predicted]))[:top]
+    support = np.bincount(labels, minlength=len(names))
+    rows = [(names[t], names[p], int(counts[t, p]), float(counts[t, p] / support[t])) for t, p in
+            zip(true[order], predicted[order], strict=True)]  # fmt: skip
+    return pd.DataFrame(rows, columns=["label", "predicted", "count", "share_of_label"])

@@ -30,7 +30,8 @@ def load_pretrained(name: str, seed: int = 0, **overrides: Any) -> Pretrained:
     model_dir = resolve_model(name)
     if is_own_format(model_dir):
         model, meta = load_model(model_dir)
-        return Pretrained(model, model.config, load_tokenizer(model_dir), model_dir, None, meta.get("label_names"))
+        return Pretrained(model, model.config, load_tokenizer(model_dir, model.config.vocab_size), model_dir, None,
+                          meta.get("label_names"))
     config = ModelConfig.from_json_file(model_dir / "config.json", **overrides)
     model, report = load_hf_checkpoint(model_dir, config, seed=seed)
-    return Pretrained(model, config, load_tokenizer(model_dir), model_dir, report)
+    return Pretrained(model, config, load_tokenizer(model_dir, config.vocab_size), model_dir, report)

@@ -32,9 +32,25 @@ class Decision:
     message: str  # what `register` prints
 
 
-def better(value: float, other: float, metric: str) -> bool:
-    """Strictly better in the metric's direction (losses and mse lower, everything else higher)."""
-    return value > other if metric_direction(metric) == "max" else value < other
+def better(value: float, other: float, metric: str, direction: str | None = None) -> bool:
+    """Strictly better in the metric's direction (bertcls.data.tasks.METRIC_DIRECTIONS, or `direction`)."""
+    return value > other if metric_direction(metric, direction) == "max" else value < other
+
+
+def below_baseline(
+    run_id: str, metric: str, value: float, baseline: float | None, direction: str | None, force: bool
+) -> Decision | None:
+    """A candidate that does not beat always answering the majority class learned nothing: it is not registered
+    (unless forced). None when it beats the baseline, or its run logged none (runs from before baselines)."""
+    if baseline is None or force or better(value, baseline, metric, direction):
+        return None
+    return Decision(
+        None,
+        None,
+        f"Not registered: run {run_id}'s {metric} {value:.4f} does not beat the majority-class baseline of its data "
+        f"({baseline:.4f}: always answering the most frequent training label), so it has learned nothing to promote. "
+        f"Train longer or with another lr, or pass {setting('force', 'true')} to register it anyway.",
+    )
 
 
 def comparison_basis(same_data_and_split: bool, champion_logged_the_metric: bool) -> str:
@@ -65,9 +81,11 @@ def without_comparison(candidate: Entry, champion_version: str | None, metric: s
     return None
 
 
-def after_comparison(candidate: Entry, champion: Entry, metric: str, basis: str, force: bool) -> Decision:
+def after_comparison(
+    candidate: Entry, champion: Entry, metric: str, basis: str, force: bool, direction: str | None = None
+) -> Decision:
     """Champion if the candidate strictly beats the champion (or `force`), else challenger."""
-    wins = better(candidate.value, champion.value, metric)
+    wins = better(candidate.value, champion.value, metric, direction)
     if wins or force:
         reason = "beat the champion" if wins else "forced"
         return Decision(

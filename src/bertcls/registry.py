@@ -68,6 +68,25 @@ def _experiment_id(client: MlflowClient, experiment: str) -> str:
     return found.experiment_id
 
 
+def baseline_value(client: MlflowClient, candidate: Candidate) -> float | None:
+    """The candidate run's majority-class figure for its metric (best_val_mcc -> baseline_val_mcc), if logged."""
+    key = "baseline_" + candidate.metric_key.removeprefix("best_")
+    return client.get_run(candidate.run_id).data.metrics.get(key)
+
+
+def check_model_name(name: str) -> None:
+    """MLflow's own rule for registered model names, checked before anything is registered."""
+    from mlflow.utils.validation import _validate_model_name
+
+    try:
+        _validate_model_name(name)
+    except MlflowException as err:
+        raise RegistryError(
+            f"{err.message} Pass another {setting('name', 'bertcls-team-spam')} (letters, digits, '-', '_' and '.' "
+            "are safe)."
+        ) from None
+
+
 def metric_key_for(metric: str) -> str:
     """Per-epoch validation metrics compare at the logged (best) epoch: val_mcc -> best_val_mcc."""
     return f"best_{metric}" if metric.startswith("val_") else metric
@@ -80,8 +99,10 @@ def best_run(
     dataset: str | None = None,
     finished_after: int | None = None,
     missing_ok: bool = False,
+    direction: str | None = None,
 ) -> Candidate | None:
-    """The FINISHED training run with the best `metric` (optionally: on `dataset`, finished after a time)."""
+    """The FINISHED training run with the best `metric` (optionally: on `dataset`, finished after a time);
+    `direction` (max/min) for a metric whose direction bertcls does not know."""
     experiment_id = _experiment_id(client, experiment)
     query = "attributes.status = 'FINISHED'"
     if dataset:
@@ -111,7 +132,7 @@ def best_run(
             f"{key} values are not comparable. Register one dataset at a time: pass "
             f"{setting('dataset', datasets[0])} (or {setting('run_id', '<id>')} for one run)."
         )
-    sign = 1 if metric_direction(key) == "max" else -1
+    sign = 1 if metric_direction(key, direction) == "max" else -1
     winner = max(scored, key=lambda r: (sign * r.data.metrics[key], -r.info.start_time))
     return _candidate(winner, key)
 

@@ -71,11 +71,15 @@ def resume_source(run_id: str, given: TrainConfig, heartbeat_timeout_s: float = 
             "Drop those parameters to resume (the run's `resume_command` tag holds the exact command), or start a "
             "new run without resume_run_id to train with them."
         )
-    checkpoint = tracking.latest_resume_checkpoint(run_id)
+    # This machine's copy is never older than the artifacts' (they are synced from it), and it is the only one
+    # while the tracking server was unreachable.
+    checkpoint = local_latest(run_id) or tracking.latest_resume_checkpoint(run_id)
     if checkpoint is None:
         raise ConfigError(
-            f"Run {run_id} ({status}) has no resume checkpoint: it stopped before its first training step, or it "
-            "was logged before resume existed. Start a new run with its parameters instead."
+            f"Run {run_id} ({status}) has no resume checkpoint: it stopped before its first one (a checkpoint is "
+            "written after every epoch and when Ctrl-C or SIGTERM stops training; a kill -9 or a crash inside the "
+            "first epoch leaves none), or it was logged before resume existed. Start a new run with its parameters "
+            "instead."
         )
     return ResumeSource(run_id, run.info.experiment_id, recorded, checkpoint)
 
@@ -89,30 +93,47 @@ def resume_command(run_id: str, experiment_id: str, env_manager: str | None) -> 
 
 
 class ResumeCheckpoints:
-    """Writes fit()'s progress as a resume checkpoint in a local directory, then syncs it to the run's
-    artifacts (`resume/<name>`); only the latest is kept, locally and in the artifacts."""
+    """Writes fit()'s progress as a resume checkpoint in a local directory first (with `latest.json` naming it),
+    then has the background logger sync it to the run's artifacts (`resume/<name>`). Only the latest is kept,
+    locally and in the artifacts; while the tracking server is unreachable the local one is what resumes."""
 
-    def __init__(self, run_id: str, steps, fingerprint: dict, extras, current: str | None = None):
+    def __init__(self, run_id: str, steps, fingerprint: dict, extras, background, current: str | None = None):
         from bertcls.paths import cache_root
 
+        self.run_id = run_id
         self.root = cache_root("checkpoints", run_id)
         self.steps, self.fingerprint, self.extras = steps, fingerprint, extras
-        self.current = current  # name of the latest checkpoint (the one resumed from, at first)
+        self.background = background
+        self.current = current  # name of the latest local checkpoint (the one resumed from, at first)
+        self.synced = current  # name of the latest checkpoint in the run's artifacts
 
     def save(self, progress) -> None:
+        import json
         import shutil
 
-        from bertcls import tracking
         from bertcls.train import resume
 
         name = resume.checkpoint_name(progress)
         path = self.root / name
         shutil.rmtree(path, ignore_errors=True)
         resume.save(path, self.steps, progress, self.fingerprint, self.extras())
-        tracking.sync_resume_checkpoint(path, self.current)
-        if self.current and self.current != name:
-            shutil.rmtree(self.root / self.current, ignore_errors=True)
+        (self.root / LOCAL_POINTER).write_text(json.dumps({"checkpoint": name}), encoding="utf-8")
         self.current = name
+        self.background.submit(f"the resume checkpoint {name}", self._sync, name)
+
+    def _sync(self, name: str) -> None:
+        """Upload `name` unless a newer checkpoint replaced it meanwhile; drop what it replaces (worker thread)."""
+        import shutil
+
+        from bertcls import tracking
+
+        if name != self.current:  # a newer one is queued behind: upload that one only
+            return
+        tracking.sync_resume_checkpoint(self.run_id, self.root / name, self.synced)
+        self.synced = name
+        for old in self.root.iterdir():  # the older local ones; a newer one may be being written right now
+            if old.is_dir() and _position(old.name) < _position(name):
+                shutil.rmtree(old, ignore_errors=True)
 
     def discard(self, run_id: str) -> None:
         """A finished run needs no resume checkpoint: free the local copy and the artifacts."""
@@ -121,8 +142,35 @@ class ResumeCheckpoints:
         from bertcls import tracking
 
         shutil.rmtree(self.root, ignore_errors=True)
-        if self.current:
+        if self.synced:
             tracking.delete_artifacts(run_id, tracking.RESUME_DIR)
+
+
+def _position(name: str) -> tuple[int, int]:
+    """(epoch, batch) of a checkpoint named `epoch-E-batch-B`; (-1, -1) for anything else."""
+    parts = name.split("-")
+    try:
+        return int(parts[1]), int(parts[3])
+    except (IndexError, ValueError):
+        return -1, -1
+
+
+LOCAL_POINTER = "latest.json"  # in the local checkpoint folder: the newest complete checkpoint
+
+
+def local_latest(run_id: str) -> str | None:
+    """The newest complete resume checkpoint of `run_id` on this machine, or None."""
+    import json
+
+    from bertcls.paths import cache_root
+    from bertcls.train import resume
+
+    root = cache_root("checkpoints", run_id)
+    try:
+        name = json.loads((root / LOCAL_POINTER).read_text(encoding="utf-8"))["checkpoint"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return name if resume.read_record(root / name) is not None else None
 
 
 def local_checkpoint(source: ResumeSource):

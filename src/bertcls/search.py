@@ -4,9 +4,13 @@ trial runs next, exactly once across every worker that shares the storage.
 Optuna does the searching (GridSampler, TPESampler), the pruning (MedianPruner) and the bookkeeping (an RDB
 storage many machines share, heartbeats, retries of trials whose worker died). What is ours: reading the
 sweep's lists and ranges, and the rule that keeps a grid point from running twice. GridSampler gives grid
-point k to trial number k for k < grid size, and trial numbers are unique in the storage, so the first
-`budget` trial numbers are exactly the grid; a trial beyond the budget that is not a retry is surplus (a
-worker asked while another took the last point) and is ended at once, untrained. No mlflow here.
+point k to trial number k for k < grid size and a free point to later numbers, a retry copy keeps its
+trial's point, and trial numbers are unique in the storage; so the first `budget` trials that are not
+retries hold exactly the grid, and one beyond them is surplus (a worker asked while another took the last
+point) and is ended at once, untrained. Every trial records the
+process that trains it, so a worker on the same host sees a killed trial's process gone at once (another
+host's, after GRACE_S without a heartbeat); a worker never finishes while a point is still running elsewhere.
+No mlflow here.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import hashlib
 import itertools
 import json
 import re
+import socket
 import threading
 from typing import Any
 
+from bertcls import liveness
 from bertcls.config import HEADS, SWEPT, SweepConfig, TrainConfig
 from bertcls.errors import ConfigError
 from bertcls.params import build, flatten
@@ -27,6 +33,7 @@ KINDS = {"lr": float, "epochs": int, "weight_decay": float, "head": str, "finetu
          "llrd": float, "seed": int}  # fmt: skip
 RANGES = {"lr": ("lr_range", True), "weight_decay": ("weight_decay_range", False), "llrd": ("llrd_range", False)}
 RETRY_MARK = "failed_trial"  # system attr Optuna's retry callback puts on a retried trial
+OWNER = "owner"  # system attr: host, pid and process start of the process training the trial
 SURPLUS = "surplus"  # user attr of a trial ended untrained (see the module docstring)
 HEARTBEAT_S, GRACE_S = 20, 60  # a RUNNING trial silent for GRACE_S is stale: failed, and retried once
 
@@ -237,11 +244,59 @@ def _quietly(call, *args):
         return call(*args)
 
 
-def fail_stale(study) -> None:
-    """A dead worker's RUNNING trial: FAIL, and a retry copy waits (Optuna's heartbeat bookkeeping)."""
-    import optuna
+def claim(study, trial) -> None:
+    """Record this process as the trial's owner (host, pid, process start)."""
+    owner = {key: value for key, value in liveness.process_tags().items() if key != liveness.HEARTBEAT}
+    study._storage.set_trial_system_attr(trial._trial_id, OWNER, owner)
 
+
+def owner_of(trial) -> str:
+    """`host:pid` of the process training the trial, or '?' for a trial without an owner."""
+    owner = trial.system_attrs.get(OWNER) or {}
+    return f"{owner.get(liveness.HOST, '?')}:{owner.get(liveness.PID, '?')}"
+
+
+def _owner_gone(trial, this_host: str) -> bool:
+    owner = trial.system_attrs.get(OWNER) or {}
+    pid = str(owner.get(liveness.PID, ""))
+    if owner.get(liveness.HOST) != this_host or not pid.isdigit():
+        return False
+    return not liveness.process_alive(int(pid), owner.get(liveness.PROCESS_START) or None)
+
+
+def fail_stale(study) -> list[tuple[int, str]]:
+    """A dead worker's RUNNING trial: FAIL, and a retry copy of it waits. On this host a trial whose process is gone
+    fails at once; on others after GRACE_S without a heartbeat (Optuna's bookkeeping). Returns (number, why) of
+    each trial this call failed, so the caller can end its MLflow run too."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage, host = study._storage, socket.gethostname()
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    failed = []
+    for trial in running:
+        if _owner_gone(trial, host):
+            reason = f"its process {owner_of(trial).split(':', 1)[1]} on {host} is gone"
+            try:
+                if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                    failed.append((trial.number, reason))
+                    retry_callback()(study, storage.get_trial(trial._trial_id))
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # another worker ended it first
     _quietly(optuna.storages.fail_stale_trials, study)
+    gone = {number for number, _ in failed}
+    for trial in running:
+        if trial.number not in gone and storage.get_trial(trial._trial_id).state == TrialState.FAIL:
+            failed.append((trial.number, f"no heartbeat for {GRACE_S} s (its process {owner_of(trial)})"))
+    return failed
+
+
+def running_elsewhere(study) -> list:
+    """Trials another live process is training now (surplus trials aside): a sweep is not done while one runs."""
+    from optuna.trial import TrialState
+
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return [t for t in running if not t.user_attrs.get(SURPLUS)]
 
 
 def ask(study):
@@ -269,22 +324,28 @@ def remaining(study, space: SearchSpace) -> bool:
 
 
 def is_surplus(trial, space: SearchSpace) -> bool:
-    """A trial numbered beyond the budget that is not a retry: another worker holds its point."""
-    return trial.number >= space.budget and RETRY_MARK not in system_attrs(trial.study, trial)
+    """A trial that is not a retry, asked when `budget` such trials came before it: another worker took the last
+    point meanwhile. (Counting trials, not trial numbers: a retry copy takes a number but keeps its old point.)"""
+    if RETRY_MARK in system_attrs(trial.study, trial):
+        return False
+    earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
+    return sum(RETRY_MARK not in t.system_attrs for t in earlier) >= space.budget
 
 
 class Heartbeat:
     """Records the running trial's heartbeat every HEARTBEAT_S seconds (Optuna does this only inside
     `study.optimize`); a worker that dies stops beating and its trial is retried by the next worker."""
 
-    def __init__(self, study, trial):
-        self.storage, self.trial_id = study._storage, trial._trial_id
+    def __init__(self, study, trial, also=None):
+        self.storage, self.trial_id, self.also = study._storage, trial._trial_id, also
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True)
 
     def _beat(self) -> None:
         while not self.stop.is_set():
             self.storage.record_heartbeat(self.trial_id)
+            if self.also is not None:
+                self.also()  # the sweep run's own heartbeat (its `runs --stale` verdict from other hosts)
             self.stop.wait(HEARTBEAT_S)
 
     def __enter__(self):

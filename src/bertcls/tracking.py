@@ -17,12 +17,14 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 import bertcls
 from bertcls import liveness
 from bertcls.data.pipeline import PreparedData
+from bertcls.errors import TrackingUnreachable
 from bertcls.interrupts import raising_interrupts, signals_deferred
 from bertcls.store import ensure_store
 
@@ -99,11 +101,37 @@ def tracked_run(
 
                 status_guard.start(run.info.run_id)
             raise
+        except TrackingUnreachable:
+            _end_run_if_reachable("FAILED")  # the server is (or just was) down: one quick try, never a wait
+            raise
         except BaseException:
             mlflow.end_run(status="FAILED")
             raise
         else:
             mlflow.end_run(status="FINISHED")
+
+
+@contextlib.contextmanager
+def _http_fail_fast(timeout_s: int = 5) -> Iterator[None]:
+    """MLflow's HTTP calls in the block: one try of at most `timeout_s` (its retries and timeout are env-set)."""
+    names = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s)}
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(names)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _end_run_if_reachable(status: str) -> None:
+    """End the active run with `status` if the store answers at once; else leave it (MLflow's stack is popped
+    either way, so nothing retries at exit). A RUNNING run whose process is gone resumes like a FAILED one."""
+    with _http_fail_fast(), contextlib.suppress(Exception):
+        mlflow.end_run(status=status)
 
 
 def log_params(params: dict[str, Any]) -> None:
@@ -186,6 +214,22 @@ def running_runs(experiment: str | None) -> list:
     return list(client.search_runs(ids, "attributes.status = 'RUNNING'", max_results=5000)) if ids else []
 
 
+def end_refused_run(run_id: str, message: str, job: str) -> None:
+    """End a run that input was refused for before its job did anything (the run `mlflow run` makes first) FAILED,
+    tagged refused_input with the error as its description. A run with metrics is left to its job; a store that
+    does not answer at once is left alone (the error is what matters)."""
+    with _http_fail_fast(), contextlib.suppress(Exception):
+        client = mlflow.MlflowClient()
+        run = client.get_run(run_id)
+        if run.data.metrics:
+            return
+        client.set_tag(run_id, "refused_input", "true")
+        if "bertcls_job" not in run.data.tags:
+            client.set_tag(run_id, "bertcls_job", job)
+        client.set_tag(run_id, "mlflow.note.content", f"Refused before {job} started: {message}")
+        client.set_terminated(run_id, "FAILED")
+
+
 def mark_failed(run_id: str, reason: str) -> None:
     """End a stale run FAILED, saying why in a tag."""
     client = mlflow.MlflowClient()
@@ -252,33 +296,81 @@ def log_train_config(saved: dict[str, Any]) -> None:
 
 
 class MlflowCallback:
-    """fit() callback: buckets and step count as params, every epoch's metrics with step=epoch.
+    """fit() callback: buckets and step count as params, every epoch's metrics with step=epoch, all through the
+    background logger (`bertcls.background_logging`), so training never waits on the tracking server.
 
-    checkpoint(epoch, metrics) -> model id, when given, logs that epoch's model first; the epoch's val_*
-    metrics are then linked to that model and to the validation dataset (the UI's model list compares them).
+    checkpoint(epoch, metrics, state) -> model id, when given, logs that epoch's model (`state`, snapshot() taken
+    when the epoch ended) first; the epoch's val_* metrics are then linked to that model and to the validation
+    dataset (the UI's model list compares them).
     """
 
     def __init__(
         self,
-        checkpoint: Callable[[int, dict[str, float]], str] | None = None,
+        run_id: str,
+        background,
+        checkpoint: Callable[[int, dict[str, float], Any], str] | None = None,
+        snapshot: Callable[[], Any] | None = None,
         validation_dataset=None,
         already_logged: set[int] = frozenset(),
     ):
-        self.checkpoint = checkpoint
+        self.run_id, self.background = run_id, background
+        self.checkpoint, self.snapshot = checkpoint, snapshot
         self.validation_dataset = validation_dataset
         self.already_logged = already_logged  # epochs a resumed run logged before its last checkpoint was written
 
     def on_train_start(self, info: dict[str, Any]) -> None:
-        log_params({"buckets": " ".join(map(str, info["buckets"])), "total_steps": info["total_steps"]})
+        params = {"buckets": " ".join(map(str, info["buckets"])), "total_steps": info["total_steps"]}
+        self.background.submit("the bucket params", log_params_to, self.run_id, params)
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.log_epoch(epoch, metrics, self.snapshot() if self.checkpoint else None)
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float], state=None) -> None:
+        """Hand epoch `epoch`'s metrics (and its model, if checkpointing) to the background logger, once."""
         if epoch in self.already_logged:  # each epoch's metrics once, even across a resume
             return
-        model_id = self.checkpoint(epoch, metrics) if self.checkpoint else None
+        self.already_logged = {*self.already_logged, epoch}
+        stamp = int(time.time() * 1000)  # when computed: a late upload keeps the time, and a retry is no new point
+        self.background.submit(f"epoch {epoch}'s metrics", self._log_epoch, epoch, dict(metrics), state, stamp)
+
+    def _log_epoch(self, epoch: int, metrics: dict[str, float], state, stamp: int) -> None:
+        model_id = None
+        if self.checkpoint is not None and state is not None:
+            attach_run(self.run_id)  # logging a model needs the run active in this (the worker's) thread
+            model_id = self.checkpoint(epoch, metrics, state)
         validation = {k: v for k, v in metrics.items() if k.startswith("val_")}
-        mlflow.log_metrics({k: v for k, v in metrics.items() if k not in validation}, step=epoch)
-        log_linked_metrics(validation, epoch, model_id, self.validation_dataset)
-        mlflow.set_tags(liveness.heartbeat_tag())
+        others = {k: v for k, v in metrics.items() if k not in validation}
+        mlflow.log_metrics(others, step=epoch, run_id=self.run_id, timestamp=stamp)
+        linked = {"model_id": model_id, "dataset": self.validation_dataset} if model_id else {}
+        mlflow.log_metrics(validation, step=epoch, run_id=self.run_id, timestamp=stamp, **linked)
+        for key, value in liveness.heartbeat_tag().items():
+            mlflow.MlflowClient().set_tag(self.run_id, key, value)
+
+
+def attach_run(run_id: str) -> None:
+    """Make `run_id` this thread's active run (MLflow keeps one per thread) without ending or restarting it."""
+    active = mlflow.active_run()
+    if active is None or active.info.run_id != run_id:
+        mlflow.start_run(run_id=run_id, log_system_metrics=False)
+
+
+def log_params_to(run_id: str, params: dict[str, Any]) -> None:
+    """Params not already on the run (re-logging a key with another value raises)."""
+    existing = mlflow.MlflowClient().get_run(run_id).data.params
+    fresh = [Param(k, "" if v is None else str(v)) for k, v in params.items() if k not in existing]
+    if fresh:
+        mlflow.MlflowClient().log_batch(run_id, params=fresh)
+
+
+def logged_checkpoints(run_id: str, metric: str) -> list[tuple[int, str, float | None]]:
+    """(epoch, model id, its `metric`) of the run's live checkpoint-epoch-<n> logged models, oldest first."""
+    run = mlflow.MlflowClient().get_run(run_id)
+    found = []
+    for model in mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list"):
+        if model.source_run_id == run_id and model.name.startswith("checkpoint-epoch-"):
+            value = next((m.value for m in model.metrics or [] if m.key == metric), None)
+            found.append((int(model.name.rsplit("-", 1)[1]), model.model_id, value))
+    return sorted(found)
 
 
 def log_linked_metrics(metrics: dict[str, float], step: int, model_id: str | None, dataset) -> None:
@@ -320,11 +412,22 @@ def log_mlm_curve(history: list[dict[str, float]]) -> None:
     plt.close(fig)
 
 
+CONFUSION_FIGURE_MAX_CLASSES = 30  # beyond, a figure is unreadable (and 500 classes took 14 GB to draw)
+
+
 def log_confusion_matrix(
     labels: np.ndarray, predictions: np.ndarray, names: tuple[str, ...], split: str, title: str | None = None
-) -> None:
+) -> str:
+    """figures/<split>_confusion_matrix.png, or above CONFUSION_FIGURE_MAX_CLASSES classes the table
+    <split>_top_confusions.json (the 50 most frequent mistakes); returns the artifact's path."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
+    if len(names) > CONFUSION_FIGURE_MAX_CLASSES:
+        from bertcls.metrics import top_confusions
+
+        path = f"{split}_top_confusions.json"
+        log_table(top_confusions(labels, predictions, names), path)
+        return path
     fig, axis = plt.subplots(figsize=(1.2 * len(names) + 3, 1.2 * len(names) + 2.5))
     ConfusionMatrixDisplay.from_predictions(
         labels,
@@ -337,8 +440,10 @@ def log_confusion_matrix(
     )
     axis.set_title(title or f"{split} confusion matrix")
     fig.tight_layout()
-    mlflow.log_figure(fig, f"figures/{split}_confusion_matrix.png")
+    path = f"figures/{split}_confusion_matrix.png"
+    mlflow.log_figure(fig, path)
     plt.close(fig)
+    return path
 
 
 def pip_requirements() -> list[str]:
@@ -398,13 +503,13 @@ def _artifact_repository(run_id: str):
     return get_artifact_repository(mlflow.MlflowClient().get_run(run_id).info.artifact_uri)
 
 
-def sync_resume_checkpoint(local_dir: Path, previous: str | None) -> None:
-    """Copy a complete checkpoint directory to the active run's artifacts, point `resume/latest.json` at it,
-    then delete the previous one (where the artifact store can delete). A signal waits until this is done."""
-    run_id = mlflow.active_run().info.run_id
+def sync_resume_checkpoint(run_id: str, local_dir: Path, previous: str | None) -> None:
+    """Copy a complete checkpoint directory to the run's artifacts, point `resume/latest.json` at it, then delete
+    the previous one (where the artifact store can delete). A signal waits until this is done."""
+    client = mlflow.MlflowClient()
     with signals_deferred():
-        mlflow.log_artifacts(str(local_dir), f"{RESUME_DIR}/{local_dir.name}")
-        mlflow.log_dict({"checkpoint": local_dir.name}, RESUME_POINTER)  # only names complete uploads
+        client.log_artifacts(run_id, str(local_dir), f"{RESUME_DIR}/{local_dir.name}")
+        client.log_dict(run_id, {"checkpoint": local_dir.name}, RESUME_POINTER)  # only names complete uploads
         if previous and previous != local_dir.name:
             delete_artifacts(run_id, f"{RESUME_DIR}/{previous}")
 

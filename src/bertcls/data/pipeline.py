@@ -86,10 +86,17 @@ def _standardize(source: RawSource) -> datasets.DatasetDict:
     for name, split in source.splits.items():
         missing = [c for c in wanted if c not in split.column_names]
         if missing:
+            semicolons = len(split.column_names) == 1 and ";" in split.column_names[0]
+            hint = (
+                " The file looks semicolon-separated (its one column is named with ';' in it): .csv files are read "
+                "with commas and .tsv with tabs. Re-save it with commas (e.g. pandas: pd.read_csv(path, sep=';')"
+                ".to_csv('data.csv', index=False)) or with tabs as .tsv."
+                if semicolons
+                else " Set text_column / text_pair_column / label_column to one of them."
+            )
             raise DataError(
                 f"Column {', '.join(repr(c) for c in missing)} not found in the {name} split of {source.name}. "
-                f"Columns that exist: {', '.join(split.column_names)}. Set text_column / text_pair_column / "
-                "label_column to one of them."
+                f"Columns that exist: {', '.join(split.column_names)}.{hint}"
             )
         split = split.select_columns(list(wanted)).rename_columns({k: v for k, v in wanted.items() if k != v})
         for original, column in wanted.items():
@@ -243,3 +250,26 @@ def prepare_data(config: DataConfig, tokenizer) -> PreparedData:
         )
     buckets = fit_buckets(arrays["train"].lengths, config.max_seq_length, config.max_buckets, config.bucket_multiple)
     return PreparedData(task, arrays, buckets, dict(splits), stats, source)
+
+
+FEW_EXAMPLES = 5  # fewer training examples than this cannot teach a class (nor be split fairly)
+
+
+def class_warnings(data: PreparedData) -> list[str]:
+    """What a user should know about the classes before trusting the figures: classes with fewer than
+    FEW_EXAMPLES training texts, and classes with no validation text (their recall there is undefined)."""
+    if data.task.is_regression:
+        return []
+    names, count = data.task.label_names, data.task.num_labels
+    train = np.bincount(data.splits["train"].text_labels().astype(int), minlength=count)
+    validation = np.bincount(data.splits["validation"].text_labels().astype(int), minlength=count)
+    found = []
+    few = [f"{names[i]} ({train[i]})" for i in np.flatnonzero(train < FEW_EXAMPLES)]
+    if few:
+        found.append(f"{len(few)} of {count} classes have fewer than {FEW_EXAMPLES} training texts: "
+                     f"{', '.join(few[:20])}{' ...' if len(few) > 20 else ''}")  # fmt: skip
+    missing = [names[i] for i in np.flatnonzero(validation == 0)]
+    if missing:
+        found.append(f"{len(missing)} of {count} classes have no validation text: "
+                     f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")  # fmt: skip
+    return found

@@ -6,7 +6,7 @@ import numpy as np
 
 from bertcls.config import DataConfig
 from bertcls.data.batching import pad_to_max_efficiency, padding_efficiency, plan_epoch
-from bertcls.data.pipeline import prepare_data
+from bertcls.data.pipeline import class_warnings, prepare_data
 
 
 def data_report(config: DataConfig, tokenizer, batch_size: int) -> str:
@@ -51,4 +51,5 @@ def data_report(config: DataConfig, tokenizer, batch_size: int) -> str:
                 for name, s in data.splits.items()
             )
         )
+    lines += [f"warning: {warning}" for warning in class_warnings(data)]
     return "\n".join(lines)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from bertcls.errors import ConfigError, setting
+
 GLUE_PRIMARY_METRIC = {"cola": "mcc", "mrpc": "f1", "qqp": "f1", "stsb": "pearson"}
 
 
@@ -42,6 +44,32 @@ def primary_metric_for(glue_task: str | None, is_regression: bool) -> str:
     return "pearson" if is_regression else "accuracy"
 
 
-def metric_direction(metric: str) -> str:
-    """'min' for losses and errors, 'max' for everything else."""
-    return "min" if metric.endswith(("loss", "mse")) else "max"
+# Whether a higher ("max") or a lower ("min") value is better, by metric name without its split prefix. A metric
+# not listed is never guessed: the caller must say (register's `direction`), or metric_direction refuses.
+METRIC_DIRECTIONS = {
+    **dict.fromkeys(("accuracy", "macro_f1", "micro_f1", "weighted_f1", "f1", "mcc", "precision", "recall",
+                     "pearson", "spearman", "auc", "roc_auc", "average_precision", "subset_accuracy"), "max"),
+    **dict.fromkeys(("loss", "mse", "mae", "rmse", "mlm_loss", "perplexity", "error_rate", "ece", "brier", "nll",
+                     "log_loss"), "min"),
+}  # fmt: skip
+SPLIT_PREFIXES = ("best_val_", "best_", "val_", "validation_", "test_", "train_")
+
+
+def metric_direction(metric: str, direction: str | None = None) -> str:
+    """'max' or 'min' for `metric` (e.g. best_val_mcc, val_perplexity, test_error_rate), from METRIC_DIRECTIONS;
+    `direction`, when given, decides instead. An unknown metric without a direction is a ConfigError."""
+    if direction is not None:
+        if direction not in ("max", "min"):
+            raise ConfigError(f"direction must be max (higher is better) or min (lower is better), not {direction!r}.")
+        return direction
+    name = metric
+    for prefix in SPLIT_PREFIXES:
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
+    if name not in METRIC_DIRECTIONS:
+        raise ConfigError(
+            f"bertcls does not know whether a higher or a lower {metric!r} is better. Say which with "
+            f"{setting('direction', 'max')} (higher is better) or {setting('direction', 'min')} (lower is better)."
+        )
+    return METRIC_DIRECTIONS[name]

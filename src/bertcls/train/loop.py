@@ -91,6 +91,7 @@ class FitProgress:
     best_validation: SplitPredictions | None = None
     stale: int = 0  # epochs since the best one
     stopped_early: bool = False
+    epoch_seconds: float = 0.0  # training time spent in `epoch` before this session (a resumed epoch counts it)
 
 
 IN_FLIGHT = 2  # train steps dispatched ahead of the device (async dispatch): enough to keep it busy
@@ -160,8 +161,6 @@ def fit(
                 "compile_time_s": steps.compile_seconds,  # cumulative: grows only when a new shape appears
             }
             progress.history.append(metrics)
-            _notify(callbacks, "on_epoch_end", epoch, metrics)
-
             if _is_better(val.metrics[primary], progress.best_value, direction):
                 progress.best_value, progress.best_epoch, progress.best_validation = val.metrics[primary], epoch, val
                 progress.best_state, progress.stale = steps.host_model_state(), 0
@@ -169,12 +168,13 @@ def fit(
                 progress.stale += 1
                 patience = config.early_stopping_patience
                 progress.stopped_early = bool(patience and progress.stale >= patience)
+            progress.epoch, progress.next_batch, progress.epoch_seconds = epoch + 1, 0, 0.0
+            progress.loss_sum, progress.weight_sum, progress.grad_norms = 0.0, 0.0, []
+            if save_progress is not None:  # the epoch is on disk before anything reports it
+                save_progress(progress)
+            _notify(callbacks, "on_epoch_end", epoch, metrics)
             if any(getattr(callback, "stop_training", False) for callback in callbacks):  # e.g. a sweep's pruner
                 progress.stopped_early = True
-            progress.epoch, progress.next_batch = epoch + 1, 0
-            progress.loss_sum, progress.weight_sum, progress.grad_norms = 0.0, 0.0, []
-            if save_progress is not None:
-                save_progress(progress)
             interrupts.raise_pending()
     return _result(progress, steps)
 
@@ -183,7 +183,8 @@ def _run_epoch(steps: Steps, data: PreparedData, config: TrainConfig, callbacks,
                save_progress) -> dict[str, float]:  # fmt: skip
     """Train the rest of `progress.epoch`, updating its sums; on a waiting signal, save progress and raise.
 
-    Returns the epoch's timing metrics (of this session's part of it, after a resume)."""
+    Returns the epoch's timing metrics: of the whole epoch, a resumed one included (its earlier part's time is
+    in the progress)."""
     train = data.splits["train"]
     epoch = progress.epoch
     plans = plan_epoch(
@@ -193,11 +194,11 @@ def _run_epoch(steps: Steps, data: PreparedData, config: TrainConfig, callbacks,
     # compile every shape of this epoch before its timer starts
     steps.precompile("train", [on_mesh(collate(train, p, data.buckets)) for p in one_plan_per_width.values()])
     remaining = plans[progress.next_batch :]
-    real_tokens = int(sum(int(train.lengths[p[p != FILL]].sum()) for p in remaining))
+    real_tokens = int(sum(int(train.lengths[p[p != FILL]].sum()) for p in plans))  # of the whole epoch
     batches = (collate(train, plan, data.buckets) for plan in remaining)  # gathered lazily, one at a time
 
     _notify(callbacks, "on_epoch_start", epoch, config.epochs, len(plans))
-    started = time.perf_counter()
+    started, before = time.perf_counter(), progress.epoch_seconds
     loss_parts, grad_norms = [], []
 
     def settle() -> float:
@@ -220,14 +221,15 @@ def _run_epoch(steps: Steps, data: PreparedData, config: TrainConfig, callbacks,
             loss_parts[-IN_FLIGHT - 1][0].block_until_ready()
         if interrupts.pending() and i + 1 < len(plans):
             settle()
+            progress.epoch_seconds = before + time.perf_counter() - started
             if save_progress is not None:
                 save_progress(progress)
             interrupts.raise_pending()
-    examples = settle()
-    elapsed = time.perf_counter() - started  # of this session's part of the epoch, after a resume
+    settle()
+    elapsed = before + time.perf_counter() - started  # the whole epoch's training time, across a resume
     return {
         "epoch_time_s": elapsed,
-        "train_examples_per_s": examples / elapsed,
+        "train_examples_per_s": progress.weight_sum / elapsed,  # real examples of the whole epoch
         "train_tokens_per_s": real_tokens / elapsed,
         "padding_efficiency": padding_efficiency(train.lengths, plans, data.buckets),
     }

@@ -154,5 +154,6 @@ def restore(directory: Path, steps: Steps) -> tuple[FitProgress, dict]:
         arrays["best_outputs"], arrays["best_labels"], best["loss"], best["metrics"]
     )  # fmt: skip
     fields = {f.name for f in dataclasses.fields(FitProgress)} - {"best_state", "best_validation"}
-    progress = FitProgress(**{k: saved[k] for k in fields}, best_state=best_state, best_validation=best_validation)
+    restored = {k: saved[k] for k in fields if k in saved}  # a field newer than the checkpoint keeps its default
+    progress = FitProgress(**restored, best_state=best_state, best_validation=best_validation)
     return progress, record["extras"]
