@@ -99,4 +99,8 @@ def ensure_store(experiment: str | None = None) -> None:
 if __name__ == "__main__":  # `python -m bertcls.store [experiment]`: what `make train` runs before `mlflow run`
     import sys
 
-    ensure_store(sys.argv[1] if len(sys.argv) > 1 else None)
+    # Through the imported module, not this `__main__` copy: MLflow's store plugin (bertcls.store) must see the
+    # lock as held by this thread, or it waits on it forever.
+    from bertcls import store
+
+    store.ensure_store(sys.argv[1] if len(sys.argv) > 1 else None)
