@@ -278,6 +278,8 @@ def register(**values) -> None:
     outcome = jobs.register(config.experiment, config.metric, config.name, config.force, config.dataset, config.run_id,
                             config.direction)  # fmt: skip
     click.echo(outcome.message)
+    if outcome.version is None:  # nothing was registered: there is no champion to load
+        return
     click.echo("load it with:")
     click.echo(
         f"  python -c \"import mlflow; m = mlflow.pyfunc.load_model('models:/{outcome.name}@champion'); "

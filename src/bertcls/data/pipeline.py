@@ -95,7 +95,8 @@ def _standardize(source: RawSource) -> datasets.DatasetDict:
                 else " Set text_column / text_pair_column / label_column to one of them."
             )
             raise DataError(
-                f"Column {', '.join(repr(c) for c in missing)} not found in the {name} split of {source.name}. "
+                f"{'Columns' if len(missing) > 1 else 'Column'} {', '.join(repr(c) for c in missing)} not found in "
+                f"the {name} split of {source.name}. "
                 f"Columns that exist: {', '.join(split.column_names)}.{hint}"
             )
         split = split.select_columns(list(wanted)).rename_columns({k: v for k, v in wanted.items() if k != v})
