@@ -273,6 +273,14 @@ def _kind_of(message: str, folder: str) -> str:
     return " ".join(message.split()[:12])
 
 
+def _json_kinds(table: Table, column: str) -> int:
+    """How many JSON kinds (string, number, boolean, other) a column's non-null values have."""
+    index = table.names.index(column)
+    values = [row[index] for row in table.rows if row[index] is not None]
+    kinds = {bool: "bool", int: "number", float: "number", str: "str"}
+    return len({kinds.get(type(value), "other") for value in values})
+
+
 def _refusal_expected(table: Table, suffix: str, well_formed: bool) -> str | None:
     """Why this file may rightly be refused, or None for a plain, well-formed file that must be read."""
     if table.hostile or not well_formed:
@@ -284,6 +292,9 @@ def _refusal_expected(table: Table, suffix: str, well_formed: bool) -> str | Non
         return "a label beyond float32"
     if any(isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 2**63 for row in table.rows for v in row):
         return "whole numbers beyond 64 bits (the error says to write them as text)"
+    texts = [c for c in (table.text_column, table.text_pair_column) if c]
+    if suffix in (".json", ".jsonl") and any(_json_kinds(table, c) > 1 for c in texts):
+        return "a text column of mixed JSON types (strings beside numbers or booleans)"
     no_text, no_label = _expected_drops(table, delimited=suffix in (".csv", ".tsv"))
     if no_text + no_label > table.max_dropped_fraction * len(table.rows):
         return "more rows without text or label than max_dropped_fraction allows"
