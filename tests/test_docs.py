@@ -1,6 +1,6 @@
 """The docs cannot drift: every MLproject parameter is documented with its default, every doc is reachable from
 README, and every relative link points at a file that exists. Reads the files as a user does, not through the
-generator (bertcls.params) that writes them."""
+generator (bertcls.config.generate) that writes them."""
 
 from __future__ import annotations
 

@@ -49,17 +49,18 @@ def test_constraints_pin_every_dependency():
 
 
 def test_mlproject_and_docs_tables_are_generated_from_the_definitions():
-    """MLproject and the docs parameter tables equal what `python -m bertcls.params` writes from config.py."""
-    from bertcls import params
+    """MLproject and the docs tables equal what `python -m bertcls.config.generate` writes from the configs."""
+    from bertcls.config import generate
 
-    assert params.main(["--check"]) == 0, "run: python -m bertcls.params"
+    assert generate.main(["--check"]) == 0, "run: python -m bertcls.config.generate"
 
 
 @pytest.mark.parametrize("job", ["train", "evaluate", "register"])
 def test_every_parameter_reaches_the_cli_and_mlproject_with_one_default(job):
     """Name, default, choices: the click command, MLproject and the definition agree, parameter by parameter."""
     from bertcls import cli
-    from bertcls.params import job_params, mlproject_default
+    from bertcls.config.generate import mlproject_default
+    from bertcls.config.jobs import job_params
 
     command = {"train": cli.train, "evaluate": cli.evaluate, "register": cli.register}[job]
     options = {p.name: p for p in command.params if not getattr(p, "hidden", False)}
@@ -86,7 +87,7 @@ def test_every_parameter_reaches_the_cli_and_mlproject_with_one_default(job):
 
 
 def test_unset_spellings_are_normalised_at_the_edge():
-    from bertcls.params import job_params
+    from bertcls.config.jobs import job_params
 
     train = {p.name: p for p in job_params("train")}
     assert train["train_file"].parse("/dev/null") is None and train["text_column"].parse("none") is None

@@ -8,8 +8,9 @@ import sys
 
 import click
 
+from bertcls.config.fields import Param, build
+from bertcls.config.jobs import job_params
 from bertcls.errors import BertclsError, ConfigError, TrackingUnreachable, setting
-from bertcls.params import Param, build, job_params
 
 
 def configure_process() -> None:
@@ -34,7 +35,7 @@ class ParsedBy(click.ParamType):
 
 
 def options(job: str):
-    """Click options for every parameter of `job`, from its single definition (bertcls.params)."""
+    """Click options for every parameter of `job`, from its single definition (bertcls.config)."""
 
     def decorate(command):
         for param in reversed(job_params(job)):

@@ -618,7 +618,8 @@ def _worker_command(base: TrainConfig, sweep_config, parent_run_id: str, storage
     """`bertcls sweep` with this sweep's settings, as a worker nested under `parent_run_id`."""
     import sys
 
-    from bertcls.params import flatten, job_params
+    from bertcls.config.fields import flatten
+    from bertcls.config.jobs import job_params
 
     values = {**flatten(base), **dataclasses.asdict(sweep_config), "parent_run_id": parent_run_id,
               "storage": storage, "study_name": study, "workers": 1}  # fmt: skip
@@ -915,12 +916,12 @@ def pretrain(
     import jax
 
     from bertcls import tracking
+    from bertcls.config.jobs import job_params
     from bertcls.data.batching import check_batch_size
     from bertcls.data.corpus import load_corpus, pack_blocks
     from bertcls.hub import resolve_model
     from bertcls.model.mlm_weights import load_masked_lm, save_encoder
     from bertcls.model_card import base_licence, render_encoder
-    from bertcls.params import job_params
     from bertcls.paths import cache_root
     from bertcls.tokenizer import load_tokenizer
     from bertcls.train.optim import make_optimizer

@@ -13,8 +13,8 @@ import socket
 import time
 
 from bertcls.config import TrainConfig
+from bertcls.config.fields import flatten
 from bertcls.errors import ConfigError
-from bertcls.params import flatten
 
 RESUME_TAG = "resume_command"  # on a running/interrupted train run; removed when it finishes
 

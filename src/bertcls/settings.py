@@ -13,8 +13,9 @@ import dataclasses
 from typing import Any
 
 from bertcls.config import DataConfig, OptimConfig, TrainConfig
+from bertcls.config.fields import params_of
+from bertcls.config.jobs import job_params
 from bertcls.errors import CheckpointError
-from bertcls.params import job_params, params_of
 
 READING_VERSION = 1
 TRAIN_CONFIG_VERSION = 1
@@ -113,8 +114,8 @@ def train_config_from_params(params: dict[str, str]) -> TrainConfig:
     A value that no longer parses (a renamed choice, say) falls back to the default; reading settings that
     do not fit together are dropped (a trained model carries its own, which win anyway).
     """
+    from bertcls.config.fields import build
     from bertcls.errors import ConfigError
-    from bertcls.params import build
 
     values, reading = {}, set()
     if "compute_dtype" in params and "precision" not in params:  # logged before the rename

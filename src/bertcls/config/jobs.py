@@ -1,4 +1,5 @@
-"""Frozen configuration dataclasses: the single source of truth for model, data and training settings."""
+"""The job configs: frozen dataclasses, the single source of truth for every setting of every job, and which
+parameters each job takes (`job_params`: the click options, MLproject and the docs tables come from it)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bertcls.config.fields import Param, flatten, option, params_of
 from bertcls.errors import ConfigError, setting
-from bertcls.params import flatten, option
 
 HEADS = ("linear", "mean", "mlp")
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -436,7 +437,7 @@ CORPUS_PARAMS = ("dataset", "dataset_config", "train_file", "validation_file", "
 class PretrainConfig:
     """`pretrain`: continue masked-LM pre-training of an encoder on a corpus's text (docs/pretraining.md)."""
 
-    model: str = TrainConfig.model  # the train job's `model` parameter (bertcls.params.job_params)
+    model: str = TrainConfig.model  # the train job's `model` parameter (job_params below)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)  # its CORPUS_PARAMS only
     mlm_probability: float = option(
         0.15, "share of each block's ordinary tokens the model must predict (of them 80 % become [MASK], 10 % a "
@@ -514,3 +515,26 @@ class SweepConfig:
             raise ConfigError(f"Unknown pruner {self.pruner!r}; choose one of {', '.join(PRUNERS)}.")
         if self.trials == 0 and any((self.lr_range, self.weight_decay_range, self.llrd_range)):
             raise ConfigError("A *_range needs trials=N (a TPE search); a grid takes lists (lrs='2e-5 5e-5').")
+
+
+def job_params(job: str) -> list[Param]:
+    """The parameters of `train`, `sweep`, `pretrain`, `evaluate`, `register` or `data-stats`, in the order shown."""
+    if job == "train":
+        return params_of(TrainConfig) + params_of(RunOptions)
+    if job == "sweep":  # the swept train parameters become lists; every other one passes through to the trials
+        run = [p for p in params_of(RunOptions) if p.name in ("experiment", "run_name", "system_metrics")]
+        return params_of(SweepConfig) + [p for p in params_of(TrainConfig) if p.name not in SWEPT] + run
+    if job == "pretrain":  # the train job's model, the corpus's data options, its own MLM settings
+        corpus = [p for p in params_of(DataConfig) if p.name in CORPUS_PARAMS]
+        model = [p for p in params_of(TrainConfig) if p.name == "model"]
+        run = [p for p in params_of(RunOptions) if p.name in ("experiment", "run_name", "system_metrics")]
+        return model + corpus + [p for p in params_of(PretrainConfig) if not p.group] + run
+    if job == "evaluate":
+        inherited = [p.as_inherited() for p in params_of(DataConfig) if not p.reading]
+        return params_of(EvaluateConfig) + inherited
+    if job == "register":
+        return params_of(RegisterConfig)
+    if job == "data-stats":
+        train = {p.name: p for p in params_of(TrainConfig)}
+        return [train["model"], *params_of(DataConfig), train["batch_size"]]
+    raise KeyError(job)
