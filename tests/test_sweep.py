@@ -36,6 +36,16 @@ def _children(parent_run_id: str):
     return MlflowClient().search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
 
 
+def _sweep_command(base: TrainConfig, lrs: str, storage: str, study: str) -> list[str]:
+    """`bertcls sweep` over `lrs` (1 epoch each) on the `base` fixture's model and data, as a subprocess runs it."""
+    return [
+        *(sys.executable, "-m", "bertcls.cli", "sweep", "--model", base.model, "--train-file", base.data.train_file),
+        *("--max-seq-length", "32", "--max-buckets", "2", "--batch-size", "16", "--eval-batch-size", "16"),
+        *("--lrs", lrs, "--epochs", "1", "--pruner", "none", "--storage", storage, "--study-name", study),
+        *("--experiment", "sweep", "--system-metrics", "false"),
+    ]
+
+
 # ---- refusals, before anything runs (quick) ------------------------------------------------------------
 
 
@@ -152,11 +162,7 @@ def test_a_sweep_killed_mid_trial_is_stale_and_a_rerun_at_once_trains_every_poin
     later (well inside Optuna's 60 s heartbeat grace) sees the trial's process gone, ends its MLflow run FAILED
     and retrains that point, so the best is named over the whole grid."""
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    command = [sys.executable, "-m", "bertcls.cli", "sweep", "--model", base.model, "--train-file",
-               base.data.train_file, "--max-seq-length", "32", "--max-buckets", "2", "--batch-size", "16",
-               "--eval-batch-size", "16", "--lrs", "1e-4 3e-4", "--epochs", "1", "--pruner", "none",
-               "--storage", storage, "--study-name", "killed", "--experiment", "sweep",
-               "--system-metrics", "false"]  # fmt: skip
+    command = _sweep_command(base, "1e-4 3e-4", storage, "killed")
     log = tmp_path / "sweep.log"
     with open(log, "w") as out:
         process = subprocess.Popen(command, cwd=tmp_path, env=e2e.subprocess_env(empty_store), start_new_session=True,
@@ -194,11 +200,7 @@ def test_a_sweep_killed_mid_trial_is_stale_and_a_rerun_at_once_trains_every_poin
 def test_three_workers_on_one_postgresql_storage_run_each_grid_point_once(postgres, tmp_path, base):
     storage = postgres.create_database("optuna_sweep")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    command = [sys.executable, "-m", "bertcls.cli", "sweep", "--model", base.model, "--train-file",
-               base.data.train_file, "--max-seq-length", "32", "--max-buckets", "2", "--batch-size", "16",
-               "--eval-batch-size", "16", "--lrs", "1e-4 2e-4 3e-4", "--epochs", "1", "--pruner", "none",
-               "--storage", storage, "--study-name", "shared", "--experiment", "sweep",
-               "--system-metrics", "false"]  # fmt: skip
+    command = _sweep_command(base, "1e-4 2e-4 3e-4", storage, "shared")
     # two machines, as two commands; the first also runs a second worker process of its own (workers=2)
     workers = [subprocess.Popen(command + extra, cwd=tmp_path, env=e2e.subprocess_env(uri), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for extra in (["--workers", "2"], [])]  # fmt: skip
