@@ -31,12 +31,12 @@ $(STAMP):
 	touch $@
 
 # One experiment for train, register and evaluate: `register` looks in `bertcls` by default.
-# The store is created first under a lock (`bertcls.store`), so two `make train` at once both start.
+# The store is created first under a lock (`bertcls.tracking.store_lock`), so two `make train` at once both start.
 EXPERIMENT ?= bertcls
 
 # The main job: the default fine-tune, logged to ./mlflow.db (runs, registry) and ./mlruns/ (artifacts, models).
 train: setup
-	$(RUN) python -m bertcls.store $(EXPERIMENT)
+	$(RUN) python -m bertcls.tracking.store_lock $(EXPERIMENT)
 	$(RUN) mlflow run . -e train --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
 
 # The MLflow UI over this checkout's store, on loopback, until Ctrl-C.

@@ -72,26 +72,14 @@ def machine() -> dict:
 
 def steady_state_training(train_samples: int, seed: int = 42) -> dict:
     """One epoch of the default model on sms_spam after compilation: its logged throughput and shapes."""
-    from bertcls.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
-    from bertcls.data import prepare_data
+    import bertcls
     from bertcls.data.batching import FILL, bucket_for, plan_epoch
-    from bertcls.hub import resolve_model
-    from bertcls.model.weights import load_hf_checkpoint
-    from bertcls.tokenizer import load_tokenizer
-    from bertcls.train.loop import fit, steps_per_epoch
-    from bertcls.train.optim import make_optimizer
-    from bertcls.train.steps import Steps, make_data_mesh
 
-    config = TrainConfig(epochs=1, data=DataConfig(max_train_samples=train_samples), optim=OptimConfig(), seed=seed)
-    model_dir = resolve_model(config.model)
-    data = prepare_data(config.data, load_tokenizer(model_dir))
-    arch = ModelConfig.from_json_file(model_dir / "config.json", head=config.head, num_labels=data.task.num_labels)
-    model, _ = load_hf_checkpoint(model_dir, arch, seed=seed)
-    size = model_size(model_dir, config.head, data.task.num_labels)
+    config = bertcls.TrainConfig(epochs=1, data=bertcls.DataConfig(max_train_samples=train_samples), seed=seed)
+    tuned = bertcls.fine_tune(config, progress_bar=False)  # the library: no tracking store involved
+    data, history = tuned.setup.data, tuned.result.history[0]
+    size = model_size(tuned.setup.model_dir, config.head, data.task.num_labels)
     train = data.splits["train"]
-    total = steps_per_epoch(len(train), config.batch_size) * config.epochs
-    steps = Steps(model, make_optimizer(config.optim, total), make_data_mesh(), False, config.seed)
-    history = fit(steps, data, config, []).history[0]
     plans = plan_epoch(train.lengths, config.batch_size, data.buckets, shuffle=True, seed=config.seed, epoch=1)
     padded = [bucket_for(int(train.lengths[p[p != FILL]].max()), data.buckets) for p in plans]
     return {

@@ -53,7 +53,7 @@ def export_texts(train_samples: int, eval_samples: int | None, out_dir: Path) ->
     from bertcls.config import DataConfig, TrainConfig
     from bertcls.data import prepare_data
     from bertcls.hub import resolve_model
-    from bertcls.tokenizer import load_tokenizer
+    from bertcls.model.tokenizer import load_tokenizer
 
     config = TrainConfig(data=DataConfig(max_train_samples=train_samples, max_eval_samples=eval_samples))
     model_dir = resolve_model(config.model)

@@ -3,7 +3,7 @@
     python benchmarks/quality.py [--datasets "sms_spam bbc_news"] [--store URI] [--out benchmarks/results/quality.json]
 
 Both read the documented split (bertcls's own 80/10/10, split_seed 42, duplicates dropped) and are scored on
-its test split by the same metric code (bertcls.metrics). The baseline: word 1-2-gram TF-IDF (sublinear tf)
+its test split by the same metric code (bertcls.evaluation.metrics). The baseline: word 1-2-gram TF-IDF (sublinear tf)
 and a logistic regression whose C is picked on the validation split. bertcls: `bertcls train --dataset D`
 with every default (the run `make train` makes), in its own process against `--store` (a temp sqlite store
 unless given; an existing FINISHED default run of that dataset there is reused, so a store that already
@@ -31,9 +31,9 @@ def baseline(dataset: str) -> dict:
 
     from bertcls.config import DataConfig, TrainConfig
     from bertcls.data import prepare_data
+    from bertcls.evaluation.metrics import classification_metrics
     from bertcls.hub import resolve_model
-    from bertcls.metrics import classification_metrics
-    from bertcls.tokenizer import load_tokenizer
+    from bertcls.model.tokenizer import load_tokenizer
 
     config = TrainConfig(data=DataConfig(dataset=dataset))
     data = prepare_data(config.data, load_tokenizer(resolve_model(config.model)))
@@ -59,7 +59,7 @@ def default_bertcls_run(dataset: str, store: str) -> dict:
     import mlflow
 
     from bertcls.config import DataConfig, TrainConfig
-    from bertcls.registry import run_train_config
+    from bertcls.tracking.registry import run_train_config
 
     mlflow.set_tracking_uri(store)
     client = mlflow.MlflowClient(store)

@@ -51,7 +51,7 @@ def minilm_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer(minilm_dir):
-    from bertcls.tokenizer import load_tokenizer
+    from bertcls.model.tokenizer import load_tokenizer
 
     return load_tokenizer(minilm_dir)
 

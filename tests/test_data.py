@@ -54,7 +54,7 @@ def test_same_seed_same_split_in_a_fresh_process(tokenizer):
     here = _split_digest(prepare_data(DataConfig(dataset="sms_spam"), tokenizer))
     code = (
         "import hashlib, json; from bertcls.config import DataConfig; from bertcls.data import prepare_data; "
-        "from bertcls.tokenizer import load_tokenizer; from bertcls.hub import resolve_model; "
+        "from bertcls.model.tokenizer import load_tokenizer; from bertcls.hub import resolve_model; "
         "d = prepare_data(DataConfig(dataset='sms_spam'), "
         "load_tokenizer(resolve_model('sentence-transformers/all-MiniLM-L6-v2'))); "
         "print(hashlib.sha256(json.dumps({k: list(v['text']) for k, v in d.texts.items()}).encode()).hexdigest())"
@@ -383,8 +383,8 @@ def test_data_stats_prints_and_run_logs_the_dropped_counts(tmp_path, tokenizer, 
     import mlflow
     from click.testing import CliRunner
 
-    from bertcls import tracking
     from bertcls.cli import main
+    from bertcls.tracking import runs
 
     frame = _frame(n_repeat=10)
     frame.loc[[3, 40], "kind"] = None
@@ -404,7 +404,7 @@ def test_data_stats_prints_and_run_logs_the_dropped_counts(tmp_path, tokenizer, 
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("data")
     with mlflow.start_run() as run:
-        tracking.log_dataset_inputs(prepare_data(_file_config(path), tokenizer))
+        runs.log_dataset_inputs(prepare_data(_file_config(path), tokenizer))
     params = mlflow.MlflowClient(uri).get_run(run.info.run_id).data.params
     assert params["missing_labels_dropped"] == "2" and params["empty_texts_dropped"] == "1"
     assert params["label_names"] == "ham,spam"
@@ -432,12 +432,12 @@ def test_train_fails_before_a_run_exists_when_too_many_rows_are_dropped(tmp_path
 
 
 def test_evaluate_reads_max_dropped_fraction_back_from_the_run():
-    from bertcls.jobs import _data_config_for
-    from bertcls.settings import train_config_from_params
+    from bertcls.config.saved import train_config_from_params
+    from bertcls.jobs.data_config import data_config_for
 
     trained = DataConfig(max_dropped_fraction=0.2, split_seed=7)
-    assert _data_config_for(trained, {}).max_dropped_fraction == 0.2
-    assert _data_config_for(trained, {"max_dropped_fraction": 0.3}).max_dropped_fraction == 0.3
+    assert data_config_for(trained, {}).max_dropped_fraction == 0.2
+    assert data_config_for(trained, {"max_dropped_fraction": 0.3}).max_dropped_fraction == 0.3
     legacy = train_config_from_params({"dataset": "sms_spam", "max_dropped_fraction": "0.2", "split_seed": "42.0"})
     assert legacy.data.max_dropped_fraction == 0.2 and legacy.data.split_seed == 42
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bertcls.distributed import detected_cluster, initialize
 from bertcls.errors import ConfigError
+from bertcls.runtime.distributed import detected_cluster, initialize
 
 
 @pytest.mark.parametrize(

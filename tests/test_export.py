@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from bertcls import hf_export, jobs
 from bertcls.config import DataConfig, ModelConfig, TrainConfig
 from bertcls.errors import ConfigError
+from bertcls.export import huggingface as hf_export
+from bertcls.jobs import export as export_job
+from bertcls.jobs import train as train_job
 from bertcls.model.weights import load_hf_checkpoint, load_model, save_model
-from bertcls.predict import Predictor, softmax
-from bertcls.registry import resolve_model_uri
+from bertcls.serving.predictor import Predictor, softmax
+from bertcls.tracking.registry import resolve_model_uri
 from tests.conftest import write_sms_csv
 
 TEXTS = ["WINNER!! claim your free cash prize, call 09061701461 now", "see you at lunch tomorrow", "ok"]
@@ -71,7 +73,7 @@ def test_pushing_offline_is_a_clear_error_and_the_export_stays(tmp_path, monkeyp
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     (tmp_path / "export").mkdir()
     with pytest.raises(ConfigError, match="Could not push .* needs network access and a token"):
-        jobs._push(tmp_path / "export", "someone/bertcls-test")
+        export_job._push(tmp_path / "export", "someone/bertcls-test")
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +92,9 @@ def exported(small_model_dir, tmp_path_factory, store_template):
         texts = write_sms_csv(home / "sms.csv")
         config = TrainConfig(model=str(small_model_dir), head="linear", epochs=1, batch_size=16, eval_batch_size=16,
                              data=DataConfig(train_file=str(texts), max_seq_length=32, max_buckets=1))  # fmt: skip
-        trained = jobs.train(config, experiment="export")
+        trained = train_job.train(config, experiment="export")
         ref = resolve_model_uri(f"runs:/{trained.run_id}/model")
-        outcome = jobs.export(f"runs:/{trained.run_id}/model", str(home / "hf"))
+        outcome = export_job.export(f"runs:/{trained.run_id}/model", str(home / "hf"))
         yield trained, ref, outcome, softmax(Predictor.from_dir(ref.local_dir).predict(TEXTS).astype(np.float64))
 
 

@@ -1,6 +1,6 @@
 """The whole train job in-process on a tiny slice (fast lane), and evaluate reading texts as the model says.
 
-`jobs.train` runs for real: 1-layer MiniLM, a CSV of real SMS texts, a temp sqlite store. The
+`train_job.train` runs for real: 1-layer MiniLM, a CSV of real SMS texts, a temp sqlite store. The
 `mlflow run` end-to-end tests (slow) cover the same job through subprocesses.
 """
 
@@ -13,10 +13,14 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from bertcls import jobs, tracking
 from bertcls.config import DataConfig, OptimConfig, TrainConfig
-from bertcls.registry import resolve_model_uri
-from bertcls.settings import ReadingSettings, train_config_to_dict
+from bertcls.config.saved import train_config_to_dict
+from bertcls.data.reading import ReadingSettings
+from bertcls.jobs import evaluate as evaluate_job
+from bertcls.jobs import train as train_job
+from bertcls.tracking import artifacts, runs
+from bertcls.tracking.epoch_models import EpochModels
+from bertcls.tracking.registry import resolve_model_uri
 
 
 def test_train_job_in_process_then_evaluate_reads_texts_as_the_model_was_trained(empty_store, small_model_dir, sms_csv):
@@ -28,7 +32,7 @@ def test_train_job_in_process_then_evaluate_reads_texts_as_the_model_was_trained
         eval_batch_size=16,
     )
     mlflow.create_experiment("smoke")
-    outcome = jobs.train(config, experiment="smoke")
+    outcome = train_job.train(config, experiment="smoke")
     client = MlflowClient()
     run = client.get_run(outcome.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["dataset"] == "sms.csv"
@@ -43,15 +47,15 @@ def test_train_job_in_process_then_evaluate_reads_texts_as_the_model_was_trained
     reading = ReadingSettings.from_dict(meta["reading_settings"])
     assert reading.max_seq_length == 32 and reading.label_names == ("ham", "spam") and reading.long_text == "truncate"
 
-    evaluated = jobs.evaluate(f"runs:/{outcome.run_id}/model", split="test", experiment="smoke")
+    evaluated = evaluate_job.evaluate(f"runs:/{outcome.run_id}/model", split="test", experiment="smoke")
     assert evaluated.metrics["test_accuracy"] == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-12)
 
     # The same model logged by a run whose params say otherwise (and with no config artifact): the model's
     # own settings decide how texts are read, so the figures are the same.
-    with tracking.tracked_run("smoke") as other:
+    with runs.tracked_run("smoke") as other:
         mlflow.log_params({"max_seq_length": "8", "long_text": "windows", "max_windows": "2"})
-        mlflow.set_tag("model_uri", tracking.log_model(model_dir, ["free entry"], None).model_uri)
-    again = jobs.evaluate(
+        mlflow.set_tag("model_uri", artifacts.log_model(model_dir, ["free entry"], None).model_uri)
+    again = evaluate_job.evaluate(
         f"runs:/{other.info.run_id}/model",
         split="test",
         data_overrides={"train_file": str(sms_csv)},
@@ -80,7 +84,7 @@ def test_reading_settings_round_trip_and_refuse_a_newer_version():
 
 
 def test_train_config_round_trips_and_old_runs_are_read_from_their_params():
-    from bertcls.settings import train_config_from_dict, train_config_from_params
+    from bertcls.config.saved import train_config_from_dict, train_config_from_params
 
     config = TrainConfig(data=DataConfig(train_file="/data/a.csv", max_train_samples=200), epochs=5,
                          optim=OptimConfig(lr=5e-5))  # fmt: skip
@@ -110,7 +114,7 @@ def test_partial_finetune_through_the_job_logs_a_model_whose_frozen_weights_are_
     )  # fmt: skip
     mlflow.create_experiment("strategies")
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
-    outcome = jobs.train(config, experiment="strategies", system_metrics=True)
+    outcome = train_job.train(config, experiment="strategies", system_metrics=True)
     run = MlflowClient().get_run(outcome.run_id)
     params = run.data.params
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(run.data.metrics)
@@ -147,7 +151,7 @@ def test_every_epoch_checkpoint_is_a_logged_model_linked_to_its_validation_metri
         optim=OptimConfig(lr=1e-3),
     )  # fmt: skip
     experiment = mlflow.create_experiment("checkpoints")
-    outcome = jobs.train(config, experiment="checkpoints", system_metrics=False)
+    outcome = train_job.train(config, experiment="checkpoints", system_metrics=False)
     client = MlflowClient()
     models = mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")
     by_name = {m.name: m for m in models if m.source_run_id == outcome.run_id}
@@ -178,13 +182,13 @@ def test_keep_checkpoints_keeps_the_best_epoch_however_old_and_deletes_the_oldes
     def log_model(state, name, step, metrics):
         return mlflow.initialize_logged_model(name=name, experiment_id=experiment)
 
-    checkpoints = jobs._Checkpoints(config, "accuracy", log_model)
+    checkpoints = EpochModels(config.keep_checkpoints, "accuracy", log_model)
     ids = [checkpoints.log(epoch, {"val_accuracy": v}, None) for epoch, v in enumerate([0.9, 0.7, 0.8, 0.6], 1)]
     assert checkpoints.best == (0.9, ids[0])
     assert [epoch for epoch, _ in checkpoints.kept] == [1, 4]
     alive = {m.name for m in mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")}
     assert alive == {"checkpoint-epoch-1", "checkpoint-epoch-4"}
 
-    by_loss = jobs._Checkpoints(config, "mse", log_model)  # lower is better for mse
+    by_loss = EpochModels(config.keep_checkpoints, "mse", log_model)  # lower is better for mse
     ids = [by_loss.log(epoch, {"val_mse": value}, None) for epoch, value in enumerate([0.5, 0.2, 0.4], 1)]
     assert by_loss.best == (0.2, ids[1]) and [epoch for epoch, _ in by_loss.kept] == [2, 3]

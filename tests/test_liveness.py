@@ -11,7 +11,7 @@ import textwrap
 import mlflow
 import pytest
 
-from bertcls import liveness
+from bertcls.runtime import liveness
 
 HOUR_MS = 3_600_000
 
@@ -53,9 +53,9 @@ def test_another_host_is_judged_by_its_heartbeat():
 RACE = textwrap.dedent(
     """
     import sys, mlflow
-    from bertcls import tracking
+    from bertcls.tracking import runs
     mlflow.set_tracking_uri(sys.argv[1])
-    with tracking.tracked_run("race") as run:
+    with runs.tracked_run("race") as run:
         mlflow.log_param("who", sys.argv[2])
     print(run.info.run_id)
     """

@@ -10,8 +10,8 @@ import pytest
 from bertcls.config import ModelConfig
 from bertcls.errors import BertclsError, CheckpointError, ConfigError, ModelNotFoundError
 from bertcls.hub import resolve_model
+from bertcls.model.pretrained import load_pretrained
 from bertcls.model.weights import load_hf_checkpoint
-from bertcls.pretrained import load_pretrained
 from tests.conftest import GOLDEN
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
 from bertcls.data.tasks import TaskSpec, metric_direction, primary_metric_for
-from bertcls.metrics import compute_metrics
+from bertcls.evaluation.metrics import compute_metrics
 
 BINARY = TaskSpec("t", ("ham", "spam"), False, "accuracy", False)
 
@@ -55,7 +56,7 @@ def test_extra_metric_from_a_local_evaluate_script():
     from pathlib import Path
 
     from bertcls.errors import ConfigError
-    from bertcls.metrics import extra_metric
+    from bertcls.evaluation.metrics import extra_metric
 
     script = Path(__file__).parent / "assets" / "error_rate" / "error_rate.py"
     assert extra_metric(str(script), np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0])) == {"error_rate": 0.25}
@@ -64,7 +65,7 @@ def test_extra_metric_from_a_local_evaluate_script():
 
 
 def test_most_confident_mistakes_are_ordered_by_confidence_ties_in_row_order():
-    from bertcls.metrics import most_confident_mistakes
+    from bertcls.evaluation.metrics import most_confident_mistakes
 
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.8, 0.2], [0.3, 0.7]])  # [T, C]
     labels = np.array([0, 0, 0, 1, 0])  # rows 1, 2, 3, 4 are wrong; 2 and 4 tie at 0.7
@@ -78,7 +79,7 @@ def test_most_confident_mistakes_are_ordered_by_confidence_ties_in_row_order():
 
 
 def test_per_class_table_counts_each_class():
-    from bertcls.metrics import per_class_table
+    from bertcls.evaluation.metrics import per_class_table
 
     table = per_class_table(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), ("ham", "spam"))
     assert list(table["label"]) == ["ham", "spam"] and list(table["support"]) == [3, 1]
@@ -90,7 +91,7 @@ def test_per_class_table_counts_each_class():
 def test_mean_loss_is_the_mean_cross_entropy_or_squared_error_computed_by_hand():
     """Every logged val/test loss: checked against hand-computed values where a plausible wrong formula differs
     (sum instead of mean, the wrong class's log-probability, absolute instead of squared error)."""
-    from bertcls.metrics import mean_loss
+    from bertcls.evaluation.metrics import mean_loss
 
     logits = np.array([[2.0, -1.0], [0.5, 1.5], [0.0, 3.0]])
     labels = np.array([0, 1, 0])
@@ -106,7 +107,7 @@ def test_mean_loss_is_the_mean_cross_entropy_or_squared_error_computed_by_hand()
 
 def test_mean_loss_equals_the_training_step_loss_per_example():
     """The loss logged for validation is the one training minimises: weighted_loss / weight on the same rows."""
-    from bertcls.metrics import mean_loss
+    from bertcls.evaluation.metrics import mean_loss
     from bertcls.train.steps import weighted_loss
 
     rng = np.random.default_rng(1)
@@ -135,7 +136,7 @@ def test_an_unknown_metric_needs_its_direction_said():
 
 
 def test_top_confusions_lists_the_most_frequent_mistakes_first():
-    from bertcls.metrics import top_confusions
+    from bertcls.evaluation.metrics import top_confusions
 
     labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
     predicted = np.array([1, 1, 0, 0, 1, 0, 1, 1, 2])
@@ -147,17 +148,21 @@ def test_many_classes_get_a_table_of_top_confusions_instead_of_a_figure(empty_st
     """500 classes: the figure would be 600 x 600 inches (14 GB reached in 40 s); a table stands in above 30."""
     import mlflow
 
-    from bertcls import tracking
+    from bertcls.evaluation import figures
+    from bertcls.tracking import runs
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 500, size=2000)
     predicted = np.where(rng.random(2000) < 0.7, labels, rng.integers(0, 500, size=2000))
     names = tuple(f"class {i}" for i in range(500))
     with mlflow.start_run(experiment_id=mlflow.create_experiment("many classes")) as run:
-        path = tracking.log_confusion_matrix(labels, predicted, names, "val")
-        small = tracking.log_confusion_matrix(labels % 3, predicted % 3, names[:3], "test")
-    assert path == "val_top_confusions.json" and small == "figures/test_confusion_matrix.png"
-    table = mlflow.load_table(path, run_ids=[run.info.run_id])
+        many = figures.confusion(labels, predicted, names, "val")
+        few = figures.confusion(labels % 3, predicted % 3, names[:3], "test")
+        runs.log_outputs({**many, **few})
+    path = "val_top_confusions.json"
+    assert list(many) == [path] and list(few) == ["figures/test_confusion_matrix.png"]
+    saved = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{path}")  # what the UI's table view reads
+    table = pd.DataFrame(saved["data"], columns=saved["columns"])
     assert len(table) == 50 and list(table.columns) == ["label", "predicted", "count", "share_of_label"]
     assert table["count"].is_monotonic_decreasing
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "figures")}
@@ -165,7 +170,7 @@ def test_many_classes_get_a_table_of_top_confusions_instead_of_a_figure(empty_st
 
 
 def test_the_baseline_always_answers_the_training_majority():
-    from bertcls.metrics import baseline_metrics
+    from bertcls.evaluation.metrics import baseline_metrics
 
     got = baseline_metrics(BINARY, np.array([0, 0, 0, 1]), np.array([0, 1, 1, 1]))  # majority of train: 0
     assert got["accuracy"] == 0.25 and got["mcc"] == 0.0 and got["f1"] == 0.0

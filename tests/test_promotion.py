@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bertcls.promotion import (
+from bertcls.evaluation.promotion import (
     CHALLENGER,
     CHAMPION,
     EVALUATED,
@@ -75,7 +75,7 @@ def test_figures_are_compared_as_logged_only_on_the_same_examples(same_data, cha
 
 def test_mismatched_data_is_detected_on_the_split_recipe():
     from bertcls.config import DataConfig
-    from bertcls.registry import comparable
+    from bertcls.tracking.registry import comparable
 
     base = DataConfig()
     assert comparable(base, DataConfig(max_train_samples=100))  # training data size does not change the examples
@@ -90,7 +90,7 @@ def test_better_is_strict():
 
 
 def test_a_candidate_must_beat_the_majority_class_baseline_unless_forced():
-    from bertcls.promotion import below_baseline
+    from bertcls.evaluation.promotion import below_baseline
 
     assert below_baseline("r", "best_val_mcc", 0.0, 0.0, None, force=False).alias is None  # a tie is no better
     assert below_baseline("r", "best_val_mcc", 0.1, 0.0, None, force=False) is None

@@ -19,23 +19,23 @@ from hypothesis import strategies as st
 from mlflow.exceptions import MlflowException
 
 from bertcls.errors import InputError
-from bertcls.inputs import read_texts
+from bertcls.serving.inputs import read_texts
 
 LABELS = ["ham", "spam"]
 
 
 def _log(tmp: Path, model_dir: Path, pairs: bool) -> str:
-    from bertcls import tracking
     from bertcls.config import ModelConfig
+    from bertcls.model.tokenizer import load_tokenizer
     from bertcls.model.weights import load_hf_checkpoint, save_model
-    from bertcls.tokenizer import load_tokenizer
+    from bertcls.tracking import artifacts
 
     config = ModelConfig.from_json_file(model_dir / "config.json", head="mean", num_labels=len(LABELS))
     model, _ = load_hf_checkpoint(model_dir, config, seed=0)
     saved = save_model(model, tmp / "saved", LABELS, extra={"max_seq_length": 32, "has_text_pair": pairs})
     load_tokenizer(model_dir).save_pretrained(str(saved))
     with mlflow.start_run():
-        return tracking.log_model(saved, ["free entry", "see you"], ["a", "b"] if pairs else None).model_uri
+        return artifacts.log_model(saved, ["free entry", "see you"], ["a", "b"] if pairs else None).model_uri
 
 
 pytestmark = pytest.mark.xdist_group("pyfunc")  # its module fixtures build models once: one xdist worker

@@ -11,8 +11,9 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from bertcls import jobs
 from bertcls.errors import BertclsError
+from bertcls.jobs import evaluate as evaluate_job
+from bertcls.jobs import register as register_job
 from tests import e2e
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("registry_e2e")]  # one xdist worker: fixtures train once
@@ -69,31 +70,31 @@ def test_gated_promotion_flow(store, monkeypatch):
     good_value = client.get_run(store.good).data.metrics["best_val_mcc"]
     assert good_value > client.get_run(store.bad).data.metrics["best_val_mcc"]
 
-    first = jobs.register(EXPERIMENT, METRIC)
+    first = register_job.register(EXPERIMENT, METRIC)
     name = first.name
     assert name == "bertcls-sms_spam" and first.alias == "champion"
     champion = client.get_model_version_by_alias(name, "champion")
     assert champion.run_id == store.good
     assert champion.tags["source_run_id"] == store.good and float(champion.tags["metric_value"]) == good_value
 
-    again = jobs.register(EXPERIMENT, METRIC)  # nothing new since the champion: no second version
+    again = register_job.register(EXPERIMENT, METRIC)  # nothing new since the champion: no second version
     assert again.alias is None and len(client.search_model_versions(f"name = '{name}'")) == 1
 
     crashed = _crashed_run(client, better_than=good_value)  # RUNNING forever: never a candidate
-    assert jobs.register(EXPERIMENT, METRIC).alias is None
+    assert register_job.register(EXPERIMENT, METRIC).alias is None
     assert client.get_model_version_by_alias(name, "champion").run_id not in (crashed, None)
 
     worse = store.train("1e-6")
-    third = jobs.register(EXPERIMENT, METRIC)
+    third = register_job.register(EXPERIMENT, METRIC)
     assert third.alias == "challenger"
     assert client.get_model_version_by_alias(name, "challenger").run_id == worse
     assert client.get_model_version_by_alias(name, "champion").run_id == store.good
 
-    same = jobs.register(EXPERIMENT, METRIC, run_id=worse)  # the same run twice: the same version
+    same = register_job.register(EXPERIMENT, METRIC, run_id=worse)  # the same run twice: the same version
     assert same.version == third.version and not same.created
     assert len(client.search_model_versions(f"name = '{name}'")) == 2
 
-    forced = jobs.register(EXPERIMENT, METRIC, run_id=worse, force=True)
+    forced = register_job.register(EXPERIMENT, METRIC, run_id=worse, force=True)
     assert forced.alias == "champion" and "forced" in forced.message
     assert client.get_model_version_by_alias(name, "champion").run_id == worse
 
@@ -102,7 +103,7 @@ def test_gated_promotion_flow(store, monkeypatch):
     # as under `mlflow run -e register`: the job's own run is in MLFLOW_RUN_ID; evaluations get runs of their own
     job_run = client.create_run(client.get_experiment_by_name(EXPERIMENT).experiment_id).info.run_id
     monkeypatch.setenv("MLFLOW_RUN_ID", job_run)
-    evaluated = jobs.register(EXPERIMENT, METRIC, run_id=other)
+    evaluated = register_job.register(EXPERIMENT, METRIC, run_id=other)
     monkeypatch.delenv("MLFLOW_RUN_ID")
     assert evaluated.alias == "champion" and "evaluated" in evaluated.message
     job = client.get_run(job_run)
@@ -111,7 +112,7 @@ def test_gated_promotion_flow(store, monkeypatch):
     # ... and a worse run on yet other evaluation data (80 examples, the champion's are 60) loses on the
     # evaluated figures: challenger, champion stays
     worse_other = store.train("1e-7", max_eval_samples=80)
-    lost = jobs.register(EXPERIMENT, METRIC, run_id=worse_other)
+    lost = register_job.register(EXPERIMENT, METRIC, run_id=worse_other)
     assert lost.alias == "challenger" and "evaluated" in lost.message, lost.message
     assert client.get_model_version_by_alias(name, "champion").run_id == other
 
@@ -132,7 +133,7 @@ def test_gated_promotion_flow(store, monkeypatch):
 
 def test_evaluate_reproduces_train_test_metrics(store):
     error_rate = Path(__file__).parent / "assets" / "error_rate" / "error_rate.py"  # a local `evaluate` module
-    outcome = jobs.evaluate(f"runs:/{store.good}/model", split="test", extra_metrics=(str(error_rate),))
+    outcome = evaluate_job.evaluate(f"runs:/{store.good}/model", split="test", extra_metrics=(str(error_rate),))
     assert outcome.metrics["test_error_rate"] == pytest.approx(1 - outcome.metrics["test_accuracy"])
     logged = store.client.get_run(store.good).data.metrics
     for key in ("test_accuracy", "test_mcc", "test_macro_f1", "test_f1"):
@@ -154,7 +155,7 @@ def test_evaluate_reproduces_train_test_metrics(store):
 def test_serve_champion_over_rest(store):
     client = store.client
     name = "bertcls-serve"
-    jobs.register(EXPERIMENT, METRIC, name=name, run_id=store.good)
+    register_job.register(EXPERIMENT, METRIC, name=name, run_id=store.good)
     with e2e.served(store.uri, f"models:/{name}@champion") as port:
         texts = ["WINNER!! claim your free cash prize, call 09061701461 now", "see you at lunch tomorrow"]
         status, reply = e2e.post(port, {"inputs": texts})
@@ -178,4 +179,4 @@ def test_serve_champion_over_rest(store):
 
 def test_labels_mismatch(store):
     with pytest.raises(BertclsError, match="model's labels \\(ham, spam\\) do not match"):
-        jobs.evaluate(f"runs:/{store.good}/model", data_overrides={"dataset": "bbc_news", "max_eval_samples": 20})
+        evaluate_job.evaluate(f"runs:/{store.good}/model", data_overrides={"dataset": "bbc_news", "max_eval_samples": 20})

@@ -16,14 +16,15 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from bertcls import jobs, tracking
 from bertcls.config import DataConfig, TrainConfig
+from bertcls.config.saved import train_config_to_dict
 from bertcls.errors import ConfigError
+from bertcls.jobs import train as train_job
 from bertcls.model.weights import flat_params, load_model
 from bertcls.paths import cache_root
-from bertcls.registry import resolve_model_uri
-from bertcls.resumption import RESUME_TAG, resume_source
-from bertcls.settings import train_config_to_dict
+from bertcls.tracking import runs
+from bertcls.tracking.checkpoints import RESUME_TAG, resume_source
+from bertcls.tracking.registry import resolve_model_uri
 
 EPOCH_KEYS = ("train_loss", "val_loss", "val_accuracy", "val_mcc", "grad_norm", "lr")
 
@@ -64,7 +65,7 @@ def _killed(config: TrainConfig, epoch: int, batch: int) -> str:
     """Train until a SIGTERM after (epoch, batch); returns the KILLED run's id."""
     before = {r.info.run_id for r in mlflow.search_runs(search_all_experiments=True, output_format="list")}
     with pytest.raises(KeyboardInterrupt):
-        jobs.train(config, experiment="resume", callbacks=(SigtermAt(epoch, batch),))
+        train_job.train(config, experiment="resume", callbacks=(SigtermAt(epoch, batch),))
     (run,) = [r for r in mlflow.search_runs(search_all_experiments=True, output_format="list")
               if r.info.run_id not in before]  # fmt: skip
     assert run.info.status == "KILLED"
@@ -79,7 +80,7 @@ def _weights(run_id: str) -> dict[str, np.ndarray]:
 def test_a_run_killed_in_epoch_2_resumes_as_the_same_run_with_the_uninterrupted_result(empty_store, config):
     client = MlflowClient()
     mlflow.create_experiment("resume")
-    straight = jobs.train(config, experiment="resume")
+    straight = train_job.train(config, experiment="resume")
 
     run_id = _killed(config, epoch=2, batch=2)  # 6 batches per epoch: stopped inside epoch 2
     killed = client.get_run(run_id)
@@ -87,7 +88,7 @@ def test_a_run_killed_in_epoch_2_resumes_as_the_same_run_with_the_uninterrupted_
     assert mlflow.artifacts.load_dict(f"runs:/{run_id}/resume/latest.json") == {"checkpoint": "epoch-2-batch-3"}
     assert killed.data.tags[RESUME_TAG] == f"bertcls train --resume-run-id {run_id}"
 
-    resumed = jobs.train(config, experiment="resume", resume_run_id=run_id)
+    resumed = train_job.train(config, experiment="resume", resume_run_id=run_id)
     assert resumed.run_id == run_id
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and RESUME_TAG not in run.data.tags
@@ -116,11 +117,11 @@ def test_a_run_killed_in_epoch_2_resumes_as_the_same_run_with_the_uninterrupted_
 
 
 def _train_run(config: TrainConfig, status: str, checkpoint: bool) -> str:
-    """A train run as jobs.train records it (tags, resolved config, the resume pointer), ended with `status`."""
-    with tracking.tracked_run("resume") as run:
-        tracking.set_job_tag("train")
-        tracking.set_environment_tags()
-        tracking.log_train_config(train_config_to_dict(config))
+    """A train run as train_job.train records it (tags, resolved config, the resume pointer), ended with `status`."""
+    with runs.tracked_run("resume") as run:
+        runs.set_job_tag("train")
+        runs.set_environment_tags()
+        runs.log_train_config(train_config_to_dict(config))
         if checkpoint:
             mlflow.log_dict({"checkpoint": "epoch-2-batch-0"}, "resume/latest.json")
     run_id = run.info.run_id
@@ -160,11 +161,11 @@ def test_resume_refuses_other_data_and_a_run_stopped_before_its_first_step(empty
     two_epochs = dataclasses.replace(config, epochs=2, log_checkpoints="best")
     early = _killed(two_epochs, epoch=0, batch=0)  # before the first step: no checkpoint
     with pytest.raises(ConfigError, match="has no resume checkpoint"):
-        jobs.train(two_epochs, resume_run_id=early)
+        train_job.train(two_epochs, resume_run_id=early)
 
     run_id = _killed(two_epochs, epoch=2, batch=0)
     sms_csv.write_text(sms_csv.read_text().replace(" you ", " u "))  # the same file, other data
     with pytest.raises(ConfigError, match="trained on other data"):
-        jobs.train(two_epochs, resume_run_id=run_id)
+        train_job.train(two_epochs, resume_run_id=run_id)
     assert client.get_run(run_id).info.status == "KILLED"  # untouched by the refusal
     assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [1]

@@ -43,7 +43,7 @@ def test_a_model_logged_before_the_move_loads_through_mlflow_and_answers_the_sam
 
 
 def test_todays_predictor_reads_the_old_saved_model_and_answers_the_same(premove_model):
-    from bertcls.predict import Predictor
+    from bertcls.serving.predictor import Predictor
 
     predictor = Predictor.from_dir(premove_model / "artifacts" / "saved")
     logits = np.asarray(predictor.predict(EXPECTED["texts"]), np.float64)  # [N, 2]

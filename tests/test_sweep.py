@@ -17,10 +17,12 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from bertcls import jobs, search
 from bertcls.cli import main
 from bertcls.config import DataConfig, SweepConfig, TrainConfig
 from bertcls.errors import ConfigError
+from bertcls.jobs import runs as runs_job
+from bertcls.jobs import sweep as sweep_job
+from bertcls.sweep import search
 from tests import e2e
 from tests.pg import PG_BIN, PG_MISSING
 
@@ -99,7 +101,7 @@ def test_sweep_bad_input_is_one_paragraph_before_any_run(empty_store, small_mode
 @pytest.mark.slow
 def test_a_2x2_grid_makes_a_parent_and_4_children_and_a_rerun_skips_them(empty_store, base):
     sweep = SweepConfig(lrs="1e-4 3e-4", epochs="1 2", pruner="none")
-    outcome = jobs.sweep(base, sweep, experiment="sweep")
+    outcome = sweep_job.sweep(base, sweep, experiment="sweep")
     children = _children(outcome.parent_run_id)
     assert len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
     settings = {(c.data.params["lr"], c.data.params["epochs"]) for c in children}
@@ -125,7 +127,7 @@ def test_a_2x2_grid_makes_a_parent_and_4_children_and_a_rerun_skips_them(empty_s
         c.data.metrics["best_val_accuracy"] for c in children
     )
 
-    again = jobs.sweep(base, sweep, experiment="sweep")  # the same sweep: the study is done
+    again = sweep_job.sweep(base, sweep, experiment="sweep")  # the same sweep: the study is done
     assert again.study_name == outcome.study_name and again.trained == 0
     assert _children(again.parent_run_id) == [] and len(again.table) == 4
 
@@ -133,7 +135,7 @@ def test_a_2x2_grid_makes_a_parent_and_4_children_and_a_rerun_skips_them(empty_s
 @pytest.mark.slow
 def test_a_failing_trial_is_failed_in_mlflow_and_optuna_and_the_others_finish(empty_store, base):
     # the 1-layer model has 1 layer: freezing 5 is impossible, which only the trial can find out
-    outcome = jobs.sweep(base, SweepConfig(finetunes="partial", freeze_layers="1 5", pruner="none"), "sweep")
+    outcome = sweep_job.sweep(base, SweepConfig(finetunes="partial", freeze_layers="1 5", pruner="none"), "sweep")
     children = {c.data.params["freeze_layers"]: c for c in _children(outcome.parent_run_id)}
     assert children["1"].info.status == "FINISHED"
     assert children["5"].info.status == "FAILED"
@@ -145,7 +147,7 @@ def test_a_failing_trial_is_failed_in_mlflow_and_optuna_and_the_others_finish(em
 @pytest.mark.slow
 def test_tpe_with_the_median_pruner_prunes_a_hopeless_trial(empty_store, base):
     sweep = SweepConfig(trials=4, lr_range="1e-7 1e-3", epochs="2", metric="loss", sampler_seed=3)
-    outcome = jobs.sweep(base, sweep, experiment="sweep")
+    outcome = sweep_job.sweep(base, sweep, experiment="sweep")
     pruned = outcome.table[outcome.table["state"] == "PRUNED"]
     assert len(pruned) >= 1, outcome.table
     for _, row in pruned.iterrows():
@@ -181,10 +183,10 @@ def test_a_sweep_killed_mid_trial_is_stale_and_a_rerun_at_once_trains_every_poin
     experiment = client.get_experiment_by_name("sweep").experiment_id
     (killed_parent,) = client.search_runs([experiment], "tags.bertcls_job = 'sweep'")
     assert killed_parent.data.tags["pid"] == str(process.pid)
-    stale = {r.run_id: r.stale_reason for r in jobs.running_runs("sweep", heartbeat_timeout_s=3600)}
+    stale = {r.run_id: r.stale_reason for r in runs_job.running_runs("sweep", heartbeat_timeout_s=3600)}
     assert f"its process {process.pid}" in stale[killed_parent.info.run_id]
 
-    again = jobs.sweep(base, SweepConfig(lrs="1e-4 3e-4", epochs="1", pruner="none", storage=storage,
+    again = sweep_job.sweep(base, SweepConfig(lrs="1e-4 3e-4", epochs="1", pruner="none", storage=storage,
                                          study_name="killed"), experiment="sweep")  # fmt: skip
     complete = again.table[again.table["state"] == "COMPLETE"]
     assert sorted(complete["lr"]) == [1e-4, 3e-4], again.table  # every grid point, the killed one retrained
@@ -229,7 +231,7 @@ def test_ties_on_the_metric_go_to_the_lower_validation_loss():
 
     table = pd.DataFrame({"trial": [0, 1, 2, 3], "best_val_accuracy": [0.99, 0.99, 0.98, 0.99],
                           "best_val_loss": [0.05, 0.03, 0.01, 0.03]})  # fmt: skip
-    assert jobs._best_trial(table, "best_val_accuracy", "max")["trial"] == 1
-    assert jobs._best_trial(table.rename(columns={"best_val_accuracy": "best_val_mse"}), "best_val_mse", "min")[
+    assert sweep_job._best_trial(table, "best_val_accuracy", "max")["trial"] == 1
+    assert sweep_job._best_trial(table.rename(columns={"best_val_accuracy": "best_val_mse"}), "best_val_mse", "min")[
         "trial"
     ] == 2

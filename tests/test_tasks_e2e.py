@@ -19,7 +19,8 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from bertcls import jobs
+from bertcls.jobs import evaluate as evaluate_job
+from bertcls.jobs import register as register_job
 from tests import e2e
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tasks_e2e")]  # one xdist worker: fixtures train once
@@ -71,7 +72,7 @@ def test_regression_trains_serves_scores_and_ranks_by_mse(store):
     mse = {run_id: r.metrics["best_val_mse"] for run_id, r in runs.items()}
     assert mse[good] < mse[bad] and runs[good].metrics["best_val_pearson"] > 0.5, mse
 
-    outcome = jobs.register(EXPERIMENT, "val_mse", name="scores", dataset="scores.csv")  # lower is better for mse
+    outcome = register_job.register(EXPERIMENT, "val_mse", name="scores", dataset="scores.csv")  # lower is better for mse
     assert outcome.alias == "champion"
     assert client.get_model_version_by_alias("scores", "champion").run_id == good
     model = mlflow.pyfunc.load_model("models:/scores@champion")
@@ -87,7 +88,7 @@ def test_val_loss_ranks_runs_too(store):
     logged = MlflowClient(uri).get_run(run_id).data.metrics
     history = MlflowClient(uri).get_metric_history(run_id, "val_loss")
     assert logged["best_val_loss"] == pytest.approx(history[int(logged["best_epoch"]) - 1].value)
-    outcome = jobs.register(EXPERIMENT, "val_loss", name="by-loss", run_id=run_id)
+    outcome = register_job.register(EXPERIMENT, "val_loss", name="by-loss", run_id=run_id)
     assert outcome.alias == "champion" and "best_val_loss" in outcome.message
 
 
@@ -128,12 +129,12 @@ def test_long_texts_as_windows_train_evaluate_and_predict(store):
     )
     run = MlflowClient(uri).get_run(run_id).data
     assert int(run.params["n_train"]) == 120 and int(run.params["n_train_windows"]) > 120
-    evaluated = jobs.evaluate(f"runs:/{run_id}/model", split="test", experiment=EXPERIMENT)
+    evaluated = evaluate_job.evaluate(f"runs:/{run_id}/model", split="test", experiment=EXPERIMENT)
     assert evaluated.metrics["test_accuracy"] == pytest.approx(run.metrics["test_accuracy"], abs=1e-12)
     assert evaluated.metrics["test_loss"] == pytest.approx(run.metrics["test_loss"], rel=1e-5)
 
-    from bertcls.predict import Predictor
-    from bertcls.registry import resolve_model_uri
+    from bertcls.serving.predictor import Predictor
+    from bertcls.tracking.registry import resolve_model_uri
 
     article = " ".join(["The central bank raised interest rates again as inflation stayed high."] * 30)
     model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")

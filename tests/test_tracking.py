@@ -5,8 +5,8 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from bertcls import tracking
-from bertcls.interrupts import RunInterrupted, signals_deferred
+from bertcls.runtime.interrupts import RunInterrupted, signals_deferred
+from bertcls.tracking import runs
 
 
 @pytest.fixture
@@ -16,9 +16,9 @@ def client(empty_store, tmp_path):
 
 
 def test_params_logged_by_mlflow_run_are_not_logged_again(client):
-    with tracking.tracked_run("t") as run:
+    with runs.tracked_run("t") as run:
         mlflow.log_param("lr", "2e-5")  # what `mlflow run -P lr=2e-5` logs before our code runs
-        tracking.log_params({"lr": 2e-05, "epochs": 3, "train_file": None})  # "2e-05" would raise if re-logged
+        runs.log_params({"lr": 2e-05, "epochs": 3, "train_file": None})  # "2e-05" would raise if re-logged
     params = client.get_run(run.info.run_id).data.params
     assert params == {"lr": "2e-5", "epochs": "3", "train_file": ""}
 
@@ -28,10 +28,10 @@ def test_params_logged_by_mlflow_run_are_not_logged_again(client):
 )
 def test_run_status_follows_the_block(client, error, status):
     if error is None:
-        with tracking.tracked_run("t") as run:
+        with runs.tracked_run("t") as run:
             pass
     else:
-        with pytest.raises(error, match="stop"), tracking.tracked_run("t") as run:  # re-raised, never swallowed
+        with pytest.raises(error, match="stop"), runs.tracked_run("t") as run:  # re-raised, never swallowed
             raise error("stop")
     assert client.get_run(run.info.run_id).info.status == status
     assert mlflow.active_run() is None
@@ -43,7 +43,7 @@ def test_a_signal_during_the_model_write_waits_for_the_write(client, tmp_path):
     import signal
 
     written = tmp_path / "model.bin"
-    with pytest.raises(RunInterrupted, match="SIGTERM"), tracking.tracked_run("t") as run:
+    with pytest.raises(RunInterrupted, match="SIGTERM"), runs.tracked_run("t") as run:
         with signals_deferred():
             os.kill(os.getpid(), signal.SIGTERM)  # delivered now, while "writing"
             with open(written, "wb") as handle:
@@ -63,7 +63,7 @@ def _log_together(run_ids: list[str], dataset, context: str) -> list[Exception]:
         with mlflow.start_run(run_id=run_id):  # the active run is per thread
             barrier.wait()
             try:
-                tracking._log_input_once_shared(dataset, context)
+                runs._log_input_once_shared(dataset, context)
             except Exception as error:  # noqa: BLE001 - collected and asserted on by the caller
                 errors.append(error)
 

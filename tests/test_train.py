@@ -267,10 +267,10 @@ def test_strategy_config_errors():
         TrainConfig(finetune="top")
     with pytest.raises(ConfigError, match=r"llrd must be in \(0, 1\]"):
         OptimConfig(llrd=1.5)
-    from bertcls.jobs import _check_model_against_data
+    from bertcls.train.fine_tune import check_model_against_data
 
     with pytest.raises(ConfigError, match="freeze_layers 7 exceeds the depth of .* \\(6 layers\\)"):
-        _check_model_against_data(ModelConfig(num_layers=6), TrainConfig(finetune="partial", freeze_layers=7))
+        check_model_against_data(ModelConfig(num_layers=6), TrainConfig(finetune="partial", freeze_layers=7))
 
 
 def test_gradient_accumulation_4_x_8_gives_the_update_of_1_x_32():
@@ -306,7 +306,7 @@ def test_gradient_accumulation_4_x_8_gives_the_update_of_1_x_32():
 
 def test_runs_logged_with_compute_dtype_read_back_as_precision():
     """Runs from before the rename keep their precision: the config artifact and the params alike."""
-    from bertcls.settings import train_config_from_dict, train_config_from_params, train_config_to_dict
+    from bertcls.config.saved import train_config_from_dict, train_config_from_params, train_config_to_dict
 
     saved = train_config_to_dict(TrainConfig())
     del saved["config"]["precision"]

@@ -126,7 +126,7 @@ def test_mlflow_run_train_logs_everything_and_model_loads(store, small_model_dir
     assert artifacts == {"figures/learning_curves.png", "figures/val_confusion_matrix.png"}
 
     model_info = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/model")
-    assert model_info.signature.inputs is None  # inputs are checked by name in predict (bertcls.inputs)
+    assert model_info.signature.inputs is None  # inputs are checked by name in predict (bertcls.serving.inputs)
     assert [o["name"] for o in model_info.signature.outputs.to_dict()] == ["label", "prob_ham", "prob_spam"]
     requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/model/requirements.txt"))
     assert "torch" not in requirements.read_text() and "jax==" in requirements.read_text()
@@ -336,7 +336,7 @@ def test_ctrl_c_in_epoch_2_under_mlflow_run_then_the_tagged_command_resumes_the_
         if process.poll() is None:
             process.kill()
     assert "marked KILLED" in stderr, stderr[-2000:]
-    # MLflow overwrites KILLED with FAILED when the entry point exits; bertcls.status_guard restores it
+    # MLflow overwrites KILLED with FAILED when the entry point exits; bertcls.tracking.status_guard restores it
     _wait_for(lambda: client.get_run(run_id).info.status == "KILLED", 60, "the run to read KILLED")
     assert client.search_logged_models([experiment_id]) == []  # no model of an unfinished run
     assert not [a for a in client.list_artifacts(run_id) if a.path == "model"]

@@ -85,9 +85,9 @@ def test_prepared_windows_carry_their_texts_labels(tokenizer):
 
 def test_predictor_windows_match_pooled_rows(tokenizer, small_model_dir):
     from bertcls.config import ModelConfig
+    from bertcls.data.reading import ReadingSettings
     from bertcls.model.weights import load_hf_checkpoint
-    from bertcls.predict import Predictor
-    from bertcls.settings import ReadingSettings
+    from bertcls.serving.predictor import Predictor
 
     config = ModelConfig.from_json_file(small_model_dir / "config.json", head="mean", num_labels=3)
     model, _ = load_hf_checkpoint(small_model_dir, config)
@@ -132,7 +132,7 @@ def test_text_pairs_cannot_be_windowed(tmp_path, tokenizer):
 
 def test_inference_imports_nothing_the_logged_model_does_not_require():
     """The pyfunc model's requirements omit datasets and torch: loading it must not import them."""
-    code = "import sys, bertcls.pyfunc, bertcls.predict; print(' '.join(sorted(sys.modules)))"
+    code = "import sys, bertcls.serving.pyfunc, bertcls.serving.predictor; print(' '.join(sorted(sys.modules)))"
     loaded = set(
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     )
@@ -147,10 +147,10 @@ def test_training_and_predictor_share_one_inference_loop(tokenizer, small_model_
     import optax
 
     from bertcls.config import ModelConfig
+    from bertcls.data.reading import ReadingSettings
     from bertcls.data.tasks import TaskSpec
     from bertcls.model.weights import load_hf_checkpoint
-    from bertcls.predict import Predictor
-    from bertcls.settings import ReadingSettings
+    from bertcls.serving.predictor import Predictor
     from bertcls.train.loop import predict_split
     from bertcls.train.steps import Steps, make_data_mesh
 

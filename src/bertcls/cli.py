@@ -76,9 +76,9 @@ def _end_launcher_run_refused(message: str, job: str) -> None:
     the job started ends it FAILED, tagged refused_input, its description the error, so the UI says why."""
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if run_id:
-        from bertcls import tracking
+        from bertcls.tracking import runs
 
-        tracking.end_refused_run(run_id, message, job)
+        runs.end_refused_run(run_id, message, job)
 
 
 def _stop_with_parent() -> None:
@@ -124,8 +124,8 @@ def data_stats(model: str, batch_size: int, **data_values) -> None:
     """Split sizes, cleaning counts, labels and padding efficiency (buckets vs pad-to-max)."""
     from bertcls.config import DataConfig
     from bertcls.data.report import data_report
-    from bertcls.hub import resolve_model
-    from bertcls.tokenizer import load_tokenizer
+    from bertcls.model.tokenizer import load_tokenizer
+    from bertcls.tracking.artifacts import resolve_model
 
     click.echo(data_report(build(DataConfig, data_values), load_tokenizer(resolve_model(model)), batch_size))
 
@@ -161,9 +161,9 @@ def _refuse_renamed(values: dict) -> None:
 @friendly_errors
 def export(model_uri: str, directory: str, push_to_hub: str | None) -> None:
     """Write MODEL_URI as a Hugging Face directory (AutoModelForSequenceClassification loads it)."""
-    from bertcls import jobs
+    from bertcls.jobs import export as job
 
-    outcome = jobs.export(model_uri, directory, push_to_hub)
+    outcome = job.export(model_uri, directory, push_to_hub)
     click.echo(f"exported {model_uri} to {outcome.directory}" + (f" (also logged to run {outcome.source_run_id} "
                "as hf_export/)" if outcome.source_run_id else "") + (f"; pushed: {outcome.hub_url}"
                if outcome.hub_url else ""))  # fmt: skip
@@ -176,15 +176,15 @@ def sweep(**values) -> None:
     """A grid or TPE search over train parameters: one parent run, a child run per trial (Optuna)."""
     import dataclasses
 
-    from bertcls import jobs
     from bertcls.config import RunOptions, SweepConfig, TrainConfig
+    from bertcls.jobs import sweep as job
 
     sweep_names = {field.name for field in dataclasses.fields(SweepConfig)}
     sweep_config = build(SweepConfig, {k: v for k, v in values.items() if k in sweep_names})
     base = build(TrainConfig, {k: v for k, v in values.items() if k not in sweep_names})  # swept: train defaults
     run = build(RunOptions, values)
     try:
-        outcome = jobs.sweep(base, sweep_config, run.experiment, run.run_name, system_metrics=run.system_metrics)
+        outcome = job.sweep(base, sweep_config, run.experiment, run.run_name, system_metrics=run.system_metrics)
     except KeyboardInterrupt as interrupt:
         click.echo(
             f"interrupted ({interrupt or 'Ctrl-C'}): the sweep run and its running trial are marked KILLED; run the "
@@ -192,7 +192,7 @@ def sweep(**values) -> None:
             err=True,
         )
         sys.exit(130)
-    click.echo(jobs.describe_sweep(outcome))
+    click.echo(job.describe_sweep(outcome))
 
 
 @main.command("pretrain")
@@ -200,17 +200,17 @@ def sweep(**values) -> None:
 @friendly_errors
 def pretrain(**values) -> None:
     """Continue masked-LM pre-training of the encoder on a corpus; log it as the run's `encoder` artifact."""
-    from bertcls import jobs
     from bertcls.config import PretrainConfig, RunOptions
+    from bertcls.jobs import pretrain as job
 
     config, run = build(PretrainConfig, values), build(RunOptions, values)
     try:
-        outcome = jobs.pretrain(config, run.experiment, run.run_name, system_metrics=run.system_metrics)
+        outcome = job.pretrain(config, run.experiment, run.run_name, system_metrics=run.system_metrics)
     except KeyboardInterrupt as interrupt:
         click.echo(f"interrupted ({interrupt or 'Ctrl-C'}): the MLflow run is marked KILLED; no encoder was logged "
                    "(pretrain has no resume: start it again).", err=True)  # fmt: skip
         sys.exit(130)
-    click.echo(jobs.describe_pretrain(outcome))
+    click.echo(job.describe_pretrain(outcome))
 
 
 @main.command("train")
@@ -219,14 +219,14 @@ def pretrain(**values) -> None:
 @friendly_errors
 def train(**values) -> None:
     """Fine-tune a model and log params, per-epoch metrics, figures and the best model to MLflow."""
-    from bertcls import jobs
     from bertcls.config import RunOptions, TrainConfig
+    from bertcls.jobs import train as job
 
     _refuse_renamed(values)
     config, run = build(TrainConfig, values), build(RunOptions, values)
     try:
         cluster = {"coordinator": run.coordinator, "num_processes": run.num_processes, "process_id": run.process_id}
-        outcome = jobs.train(config, run.experiment, run.run_name, system_metrics=run.system_metrics,
+        outcome = job.train(config, run.experiment, run.run_name, system_metrics=run.system_metrics,
                              resume_run_id=run.resume_run_id, cluster=cluster)  # fmt: skip
     except KeyboardInterrupt as interrupt:
         command = getattr(interrupt, "resume_command", None)
@@ -240,7 +240,7 @@ def train(**values) -> None:
     if outcome is None:  # a multi-process run's other processes: process 0 logged the run and prints it
         click.echo(f"process {run.process_id}: done (process 0 logged the run)")
         return
-    click.echo(jobs.describe(outcome))
+    click.echo(job.describe(outcome))
 
 
 @main.command("evaluate")
@@ -248,12 +248,12 @@ def train(**values) -> None:
 @friendly_errors
 def evaluate(**values) -> None:
     """Evaluate a model on a split (default: the dataset and split recipe it was trained with)."""
-    from bertcls import jobs
     from bertcls.config import EvaluateConfig
+    from bertcls.jobs import evaluate as job
 
     config = build(EvaluateConfig, values)
     overrides = {p.name: values[p.name] for p in job_params("evaluate") if p.inherited and values[p.name] is not None}
-    outcome = jobs.evaluate(
+    outcome = job.evaluate(
         config.model_uri,
         config.split,
         overrides,
@@ -272,11 +272,11 @@ def evaluate(**values) -> None:
 @friendly_errors
 def register(**values) -> None:
     """Register the best new run's model; move @champion only if it beats the current champion."""
-    from bertcls import jobs
     from bertcls.config import RegisterConfig
+    from bertcls.jobs import register as job
 
     config = build(RegisterConfig, values)
-    outcome = jobs.register(config.experiment, config.metric, config.name, config.force, config.dataset, config.run_id,
+    outcome = job.register(config.experiment, config.metric, config.name, config.force, config.dataset, config.run_id,
                             config.direction)  # fmt: skip
     click.echo(outcome.message)
     if outcome.version is None:  # nothing was registered: there is no champion to load
@@ -302,9 +302,9 @@ def register(**values) -> None:
 @friendly_errors
 def runs(experiment, stale, mark_failed, heartbeat_timeout) -> None:
     """List RUNNING runs with the process that owns each; --stale --mark-failed ends the dead ones FAILED."""
-    from bertcls import jobs
+    from bertcls.jobs import runs as job
 
-    found = jobs.running_runs(experiment, heartbeat_timeout * 60.0, mark_failed=mark_failed)
+    found = job.running_runs(experiment, heartbeat_timeout * 60.0, mark_failed=mark_failed)
     shown = [r for r in found if r.stale_reason or not (stale or mark_failed)]
     if not shown:
         click.echo("no stale runs" if stale or mark_failed else "no RUNNING runs")

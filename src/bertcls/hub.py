@@ -1,4 +1,4 @@
-"""Resolve a model name to a local directory: run artifact, or local path -> HF cache -> bundled offline mirror -> hub.
+"""Resolve a model name to a local directory: local path -> HF cache -> bundled offline mirror -> hub (no MLflow).
 
 When nothing works, one error lists every place tried and how to fix it.
 """
@@ -38,39 +38,18 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
-def _run_artifact(uri: str) -> Path:
-    """A model directory logged to an MLflow run (`runs:/<run_id>/encoder` from `pretrain`), downloaded once."""
-    import mlflow
-
-    from bertcls.paths import cache_root
-
-    run_id, _, path = uri[len("runs:/") :].partition("/")
-    if not run_id or not path:
-        raise ModelNotFoundError(f"{uri!r} is not a run artifact URI. Write it as runs:/<run_id>/encoder.")
-    local = cache_root("artifacts", run_id) / path
-    if (local / "config.json").is_file():
-        return local
-    try:
-        downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(local.parent)))
-    except Exception as err:  # noqa: BLE001 - unknown run, missing path, unreachable server: one message
-        raise ModelNotFoundError(
-            f"Cannot fetch model {uri!r} from the MLflow tracking store {mlflow.get_tracking_uri()} "
-            f"({type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}). Check the run id (the pretrain run's "
-            "encoder_uri tag, in the MLflow UI or `mlflow runs list --experiment-id <id>`) and that "
-            "MLFLOW_TRACKING_URI points at the store that holds the run."
-        ) from None
-    if not (downloaded / "config.json").is_file():
-        raise ModelNotFoundError(
-            f"{uri} holds no config.json: it is not a model directory. A pretrain run logs its encoder under "
-            "runs:/<run_id>/encoder."
-        )
-    return downloaded
-
-
 def resolve_model(name: str) -> Path:
-    """Return a directory holding config.json and weights for `name` (a path, a hub id, or runs:/<id>/<dir>)."""
-    if name.startswith("runs:/"):
-        return _run_artifact(name)
+    """Return a directory holding config.json and weights for `name` (a path or a hub id).
+
+    A run's artifact (`runs:/<id>/encoder`) lives in an MLflow store: `bertcls.tracking.artifacts.resolve_model`
+    fetches those and hands everything else here.
+    """
+    if name.startswith(("runs:/", "models:/")):
+        raise ModelNotFoundError(
+            f"{name!r} names a model in an MLflow store, which the library does not read. Run the job "
+            "(bertcls train / mlflow run . -e train) with it, or download it first with "
+            f"mlflow.artifacts.download_artifacts({name!r}) and pass that directory."
+        )
     tried: list[str] = []
     local = Path(name).expanduser()
     if local.exists():

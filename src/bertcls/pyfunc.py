@@ -1,48 +1,10 @@
-"""The MLflow pyfunc flavour: `mlflow.pyfunc.load_model(uri).predict(texts)` -> labels and probabilities.
+"""Where models logged before the modules moved (issue 23) find their pyfunc class.
 
-Input: what `bertcls.inputs.read_texts` accepts (a list of strings, or a DataFrame with a `text` column
-and, for pair tasks, `text_pair`), checked by our code: the logged signature declares outputs only, so
-MLflow passes inputs through unchanged instead of feeding an unnamed first column. Bad input raises an
-MlflowException with INVALID_PARAMETER_VALUE (HTTP 400 when served) naming what was expected.
-Output: a DataFrame with `label` then one `prob_<label>` column per class in label order; for
-regression a single `score` column.
+Each logged model carries the `pyfunc_model.py` of the bertcls that logged it; before the move that file said
+`from bertcls.pyfunc import BertclsPyfunc`, and when MLflow loads such a model in a process where today's
+bertcls is imported, this is the module it finds. New code imports `bertcls.serving.pyfunc`.
 """
 
-from pathlib import Path
+from bertcls.serving.pyfunc import BertclsPyfunc
 
-import mlflow.pyfunc
-import numpy as np
-import pandas as pd
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-
-from bertcls.errors import InputError
-from bertcls.inputs import read_texts
-from bertcls.predict import Predictor, softmax
-
-MODEL_ARTIFACT = "bertcls_model"
-
-
-def predictions_frame(predictor: Predictor, outputs: np.ndarray) -> pd.DataFrame:
-    """Model outputs -> the documented output DataFrame."""
-    if predictor.is_regression:
-        return pd.DataFrame({"score": outputs[:, 0].astype(np.float64)})
-    probs = softmax(outputs.astype(np.float64))
-    frame = pd.DataFrame({"label": [predictor.label_names[i] for i in probs.argmax(axis=-1)]})
-    for i, name in enumerate(predictor.label_names):
-        frame[f"prob_{name}"] = probs[:, i]
-    return frame
-
-
-class BertclsPyfunc(mlflow.pyfunc.PythonModel):
-    """Loads our saved weights + tokenizer from the model's artifacts and predicts in length buckets."""
-
-    def load_context(self, context) -> None:
-        self.predictor = Predictor.from_dir(Path(context.artifacts[MODEL_ARTIFACT]))
-
-    def predict(self, context, model_input, params=None):  # no type hints: MLflow would convert the input
-        try:
-            texts, pairs = read_texts(model_input, self.predictor.has_text_pair)
-        except InputError as err:
-            raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
-        return predictions_frame(self.predictor, self.predictor.predict(texts, pairs))
+__all__ = ["BertclsPyfunc"]

@@ -1,6 +1,6 @@
 """Data: sources -> task (labels) -> splits -> tokenization -> length-bucketed static-shape batches.
 
-`prepare_data` is imported lazily so that inference (bertcls.predict, the pyfunc model) can use the
+`prepare_data` is imported lazily so that inference (bertcls.serving.predictor, the pyfunc model) can use the
 batching and encoding modules without importing `datasets`, which the logged model does not require.
 """
 

@@ -73,3 +73,10 @@ def metric_direction(metric: str, direction: str | None = None) -> str:
             f"{setting('direction', 'max')} (higher is better) or {setting('direction', 'min')} (lower is better)."
         )
     return METRIC_DIRECTIONS[name]
+
+
+def is_better(value: float, than: float | None, metric: str, direction: str | None = None) -> bool:
+    """Whether `value` beats `than` (None: nothing yet) in `metric`'s direction; a tie is not better."""
+    if than is None:
+        return True
+    return value > than if metric_direction(metric, direction) == "max" else value < than

@@ -17,7 +17,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from bertcls.config import ModelConfig
-from bertcls.hf_export import hf_config
+from bertcls.export.huggingface import hf_config
 from bertcls.model.mlm import MaskedLM
 from bertcls.model.weights import checkpoint_tensors, flat_params, hf_key_table, load_hf_checkpoint, written_atomically
 

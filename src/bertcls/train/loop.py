@@ -14,7 +14,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bertcls import interrupts
 from bertcls.config import TrainConfig
 from bertcls.data.batching import (
     FILL,
@@ -26,9 +25,10 @@ from bertcls.data.batching import (
     plan_epoch,
 )
 from bertcls.data.pipeline import PreparedData
-from bertcls.data.tasks import TaskSpec, metric_direction
-from bertcls.inference import infer_outputs
-from bertcls.metrics import compute_metrics, mean_loss
+from bertcls.data.tasks import TaskSpec, is_better
+from bertcls.evaluation.metrics import compute_metrics, mean_loss
+from bertcls.runtime import interrupts
+from bertcls.train.inference import infer_outputs
 from bertcls.train.optim import learning_rate_schedule
 from bertcls.train.steps import Steps
 
@@ -111,12 +111,6 @@ def predict_split(steps: Steps, split: TokenizedSplit, task: TaskSpec, batch_siz
     return SplitPredictions(outputs, labels, mean_loss(task, outputs, labels), metrics)
 
 
-def _is_better(value: float, best: float | None, direction: str) -> bool:
-    if best is None:
-        return True
-    return value > best if direction == "max" else value < best
-
-
 def _result(progress: FitProgress, steps: Steps) -> FitResult:
     return FitResult(progress.history, progress.best_epoch, progress.best_state, progress.best_validation,
                      steps.compile_seconds, progress.stopped_early)  # fmt: skip
@@ -141,7 +135,6 @@ def fit(
     on_mesh = lambda batch: place_on_mesh(batch, steps.mesh, micro)  # noqa: E731  [k, B, S] when accumulating
     schedule = learning_rate_schedule(config.optim, total_steps)
     primary = data.task.primary_metric
-    direction = metric_direction(primary)
     _notify(callbacks, "on_train_start", {"total_steps": total_steps, "buckets": list(data.buckets)})
 
     progress = start if start is not None else FitProgress()
@@ -161,7 +154,7 @@ def fit(
                 "compile_time_s": steps.compile_seconds,  # cumulative: grows only when a new shape appears
             }
             progress.history.append(metrics)
-            if _is_better(val.metrics[primary], progress.best_value, direction):
+            if is_better(val.metrics[primary], progress.best_value, primary):
                 progress.best_value, progress.best_epoch, progress.best_validation = val.metrics[primary], epoch, val
                 progress.best_state, progress.stale = steps.host_model_state(), 0
             else:

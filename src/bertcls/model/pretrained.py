@@ -9,8 +9,8 @@ from typing import Any
 from bertcls.config import ModelConfig
 from bertcls.hub import resolve_model
 from bertcls.model.bert import BertClassifier
+from bertcls.model.tokenizer import load_tokenizer
 from bertcls.model.weights import LoadReport, is_own_format, load_hf_checkpoint, load_model
-from bertcls.tokenizer import load_tokenizer
 
 
 @dataclasses.dataclass

@@ -4,7 +4,7 @@ import warnings
 
 import mlflow.models
 
-from bertcls.pyfunc import BertclsPyfunc
+from bertcls.serving.pyfunc import BertclsPyfunc
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # "add type hints to predict": inputs are checked by our code

@@ -35,13 +35,14 @@ def _differences(given: TrainConfig, recorded: TrainConfig) -> dict[str, tuple]:
 
 def resume_source(run_id: str, given: TrainConfig, heartbeat_timeout_s: float = 120.0) -> ResumeSource:
     """The run to continue and its configuration; a ConfigError naming the problem and the fix otherwise."""
-    from bertcls import liveness, tracking
-    from bertcls.registry import run_train_config
+    from bertcls.runtime import liveness
+    from bertcls.tracking import artifacts, runs
+    from bertcls.tracking.registry import run_train_config
 
-    run = tracking.get_run(run_id)
+    run = runs.get_run(run_id)
     if run is None:
         raise ConfigError(
-            f"resume_run_id {run_id}: no run with this id in the tracking store ({tracking.tracking_uri()}). "
+            f"resume_run_id {run_id}: no run with this id in the tracking store ({runs.tracking_uri()}). "
             "Check the id (the run's `resume_command` tag holds the exact command) and MLFLOW_TRACKING_URI."
         )
     tags, status = run.data.tags, run.info.status
@@ -73,7 +74,7 @@ def resume_source(run_id: str, given: TrainConfig, heartbeat_timeout_s: float = 
         )
     # This machine's copy is never older than the artifacts' (they are synced from it), and it is the only one
     # while the tracking server was unreachable.
-    checkpoint = local_latest(run_id) or tracking.latest_resume_checkpoint(run_id)
+    checkpoint = local_latest(run_id) or artifacts.latest_resume_checkpoint(run_id)
     if checkpoint is None:
         raise ConfigError(
             f"Run {run_id} ({status}) has no resume checkpoint: it stopped before its first one (a checkpoint is "
@@ -125,11 +126,11 @@ class ResumeCheckpoints:
         """Upload `name` unless a newer checkpoint replaced it meanwhile; drop what it replaces (worker thread)."""
         import shutil
 
-        from bertcls import tracking
+        from bertcls.tracking import artifacts
 
         if name != self.current:  # a newer one is queued behind: upload that one only
             return
-        tracking.sync_resume_checkpoint(self.run_id, self.root / name, self.synced)
+        artifacts.sync_resume_checkpoint(self.run_id, self.root / name, self.synced)
         self.synced = name
         for old in self.root.iterdir():  # the older local ones; a newer one may be being written right now
             if old.is_dir() and _position(old.name) < _position(name):
@@ -139,11 +140,11 @@ class ResumeCheckpoints:
         """A finished run needs no resume checkpoint: free the local copy and the artifacts."""
         import shutil
 
-        from bertcls import tracking
+        from bertcls.tracking import artifacts
 
         shutil.rmtree(self.root, ignore_errors=True)
         if self.synced:
-            tracking.delete_artifacts(run_id, tracking.RESUME_DIR)
+            artifacts.delete_artifacts(run_id, artifacts.RESUME_DIR)
 
 
 def _position(name: str) -> tuple[int, int]:
@@ -179,8 +180,8 @@ def local_checkpoint(source: ResumeSource):
     import tempfile
     from pathlib import Path
 
-    from bertcls import tracking
     from bertcls.paths import cache_root
+    from bertcls.tracking import artifacts
     from bertcls.train import resume
 
     root = cache_root("checkpoints", source.run_id)
@@ -188,6 +189,6 @@ def local_checkpoint(source: ResumeSource):
     if resume.read_record(path) is None:
         shutil.rmtree(path, ignore_errors=True)
         with tempfile.TemporaryDirectory(dir=root) as staging:
-            downloaded = tracking.download_resume_checkpoint(source.run_id, source.checkpoint, Path(staging))
+            downloaded = artifacts.download_resume_checkpoint(source.run_id, source.checkpoint, Path(staging))
             shutil.move(str(downloaded), str(path))
     return path

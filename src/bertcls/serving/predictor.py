@@ -11,15 +11,16 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pandas as pd
 from flax import nnx
 
 from bertcls.data.batching import TokenizedSplit
+from bertcls.data.reading import ReadingSettings
 from bertcls.data.tokenize import encode_texts, padded_matrix
-from bertcls.inference import infer_outputs
 from bertcls.model.bert import BertClassifier
+from bertcls.model.tokenizer import load_tokenizer
 from bertcls.model.weights import load_model
-from bertcls.settings import ReadingSettings
-from bertcls.tokenizer import load_tokenizer
+from bertcls.train.inference import infer_outputs
 
 
 class Predictor:
@@ -70,7 +71,28 @@ class Predictor:
         return infer_outputs(split, forward, self.batch_size, self.buckets, num_outputs)
 
     def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> np.ndarray:
+        """[T, num_labels] logits or [T, 1] scores for raw texts (and pairs), in input order."""
         return self.outputs(self.tokenize(texts, pairs)) if len(texts) else np.zeros((0, 1), np.float32)
+
+    def predict_frame(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> pd.DataFrame:
+        """What the logged model answers: `label` and one `prob_<label>` column per class, or `score`."""
+        return predictions_frame(self, self.predict(texts, pairs))
+
+
+def load(model_dir: str | Path, batch_size: int = 32) -> Predictor:
+    """A model saved by bertcls (`FineTuned.save`, or the `saved` folder of a logged model), ready to predict."""
+    return Predictor.from_dir(Path(model_dir), batch_size)
+
+
+def predictions_frame(predictor: Predictor, outputs: np.ndarray) -> pd.DataFrame:
+    """Model outputs -> the documented output DataFrame."""
+    if predictor.is_regression:
+        return pd.DataFrame({"score": outputs[:, 0].astype(np.float64)})
+    probs = softmax(outputs.astype(np.float64))
+    frame = pd.DataFrame({"label": [predictor.label_names[i] for i in probs.argmax(axis=-1)]})
+    for i, name in enumerate(predictor.label_names):
+        frame[f"prob_{name}"] = probs[:, i]
+    return frame
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

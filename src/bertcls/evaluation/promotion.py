@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from bertcls.data.tasks import metric_direction
+from bertcls.data.tasks import is_better
 from bertcls.errors import setting
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -34,7 +34,7 @@ class Decision:
 
 def better(value: float, other: float, metric: str, direction: str | None = None) -> bool:
     """Strictly better in the metric's direction (bertcls.data.tasks.METRIC_DIRECTIONS, or `direction`)."""
-    return value > other if metric_direction(metric, direction) == "max" else value < other
+    return is_better(value, other, metric, direction)
 
 
 def below_baseline(

@@ -24,10 +24,10 @@ import socket
 import threading
 from typing import Any
 
-from bertcls import liveness
 from bertcls.config import HEADS, SWEPT, SweepConfig, TrainConfig
 from bertcls.config.fields import build, flatten
 from bertcls.errors import ConfigError
+from bertcls.runtime import liveness
 
 KINDS = {"lr": float, "epochs": int, "weight_decay": float, "head": str, "finetune": str, "freeze_layers": int,
          "llrd": float, "seed": int}  # fmt: skip

@@ -139,7 +139,7 @@ def best_run(
 
 def run_train_config(run_or_id) -> TrainConfig:
     """A training run's resolved TrainConfig: its JSON artifact, or (runs logged before it) its params."""
-    from bertcls.settings import TRAIN_CONFIG_ARTIFACT, train_config_from_dict, train_config_from_params
+    from bertcls.config.saved import TRAIN_CONFIG_ARTIFACT, train_config_from_dict, train_config_from_params
 
     run = MlflowClient().get_run(run_or_id) if isinstance(run_or_id, str) else run_or_id
     try:

@@ -96,11 +96,12 @@ def ensure_store(experiment: str | None = None) -> None:
                     raise
 
 
-if __name__ == "__main__":  # `python -m bertcls.store [experiment]`: what `make train` runs before `mlflow run`
+# `python -m bertcls.tracking.store_lock [experiment]`: what `make train` runs before `mlflow run`.
+if __name__ == "__main__":
     import sys
 
-    # Through the imported module, not this `__main__` copy: MLflow's store plugin (bertcls.store) must see the
-    # lock as held by this thread, or it waits on it forever.
-    from bertcls import store
+    # Through the imported module, not this `__main__` copy: MLflow's store plugin (this module, imported) must
+    # see the lock as held by this thread, or it waits on it forever.
+    from bertcls.tracking import store_lock as store
 
     store.ensure_store(sys.argv[1] if len(sys.argv) > 1 else None)

@@ -42,7 +42,7 @@ def start(run_id: str) -> None:
     if watched is None:
         return
     subprocess.Popen(
-        [sys.executable, "-m", "bertcls.status_guard", run_id, str(watched)],
+        [sys.executable, "-m", "bertcls.tracking.status_guard", run_id, str(watched)],
         start_new_session=True,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

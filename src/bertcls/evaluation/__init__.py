@@ -1,0 +1,1 @@
+"""Evaluation: metrics, baselines, tables and promotion rules as pure functions; callers log them."""

@@ -1,0 +1,126 @@
+"""Figures of a run as pure functions: each returns `{artifact path: matplotlib Figure or table}`; the caller
+logs them (`bertcls.tracking.runs.log_outputs`) and nothing here knows about MLflow."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from bertcls.evaluation.metrics import top_confusions
+
+CONFUSION_FIGURE_MAX_CLASSES = 30  # beyond, a figure is unreadable (and 500 classes took 14 GB to draw)
+Outputs = dict[str, "plt.Figure | pd.DataFrame"]
+
+
+def learning_curves(history: list[dict[str, float]], primary: str) -> Outputs:
+    """Train and validation loss, and the primary validation metric, per epoch."""
+    epochs = np.arange(1, len(history) + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train_loss")
+    left.plot(epochs, [h["val_loss"] for h in history], marker="o", label="val_loss")
+    left.set(xlabel="epoch", ylabel="loss", title="Loss")
+    left.legend()
+    right.plot(epochs, [h[f"val_{primary}"] for h in history], marker="o", color="tab:green")
+    right.set(xlabel="epoch", ylabel=f"val_{primary}", title=f"Validation {primary}")
+    for axis in (left, right):
+        axis.set_xticks(epochs)
+        axis.grid(alpha=0.3)
+    fig.tight_layout()
+    return {"figures/learning_curves.png": fig}
+
+
+def mlm_curve(history: list[dict[str, float]]) -> Outputs:
+    """Held-out (from epoch 0, before training) and train MLM loss per epoch."""
+    fig, axis = plt.subplots(figsize=(5, 4))
+    axis.plot(range(len(history)), [h["val_mlm_loss"] for h in history], marker="o", label="val_mlm_loss")
+    axis.plot(range(1, len(history)), [h["train_mlm_loss"] for h in history[1:]], marker="o", label="train_mlm_loss")
+    axis.set(xlabel="epoch (0 = before training)", ylabel="MLM loss (nats per predicted token)", title="Masked LM")
+    axis.set_xticks(range(len(history)))
+    axis.grid(alpha=0.3)
+    axis.legend()
+    fig.tight_layout()
+    return {"figures/mlm_loss.png": fig}
+
+
+def confusion(
+    labels: np.ndarray, predictions: np.ndarray, names: tuple[str, ...], split: str, title: str | None = None
+) -> Outputs:
+    """figures/<split>_confusion_matrix.png, or above CONFUSION_FIGURE_MAX_CLASSES classes the table
+    <split>_top_confusions.json (the 50 most frequent mistakes)."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    if len(names) > CONFUSION_FIGURE_MAX_CLASSES:
+        return {f"{split}_top_confusions.json": top_confusions(labels, predictions, names)}
+    fig, axis = plt.subplots(figsize=(1.2 * len(names) + 3, 1.2 * len(names) + 2.5))
+    ConfusionMatrixDisplay.from_predictions(
+        labels,
+        predictions,
+        labels=list(range(len(names))),
+        display_labels=list(names),
+        ax=axis,
+        colorbar=False,
+        xticks_rotation=45 if len(names) > 3 else "horizontal",
+    )
+    axis.set_title(title or f"{split} confusion matrix")
+    fig.tight_layout()
+    return {f"figures/{split}_confusion_matrix.png": fig}
+
+
+def _metric_by_parameter(done: pd.DataFrame, metric: str, swept: list[str]) -> Outputs:
+    """The metric against lr (or the first numeric swept parameter), one line per epoch budget."""
+    x = "lr" if "lr" in swept else next((p for p in swept if pd.api.types.is_numeric_dtype(done[p])), None)
+    if x is None:
+        return {}
+    fig, axis = plt.subplots(figsize=(6, 4))
+    groups = done.groupby("epochs") if "epochs" in swept and x != "epochs" else [("all", done)]
+    for budget, rows in groups:
+        rows = rows.groupby(x, as_index=False)[metric].max().sort_values(x)  # best over the other settings
+        axis.plot(rows[x], rows[metric], marker="o", label=f"epochs={budget}" if budget != "all" else None)
+    axis.set(xlabel=x, ylabel=metric, title=f"{metric} by {x}" + (" per epoch budget" if len(swept) > 1 else ""))
+    if x == "lr":
+        axis.set_xscale("log")
+    if axis.get_legend_handles_labels()[1]:
+        axis.legend()
+    axis.grid(alpha=0.3)
+    fig.tight_layout()
+    return {f"figures/{metric}_by_{x}.png": fig}
+
+
+def _end_label(values: pd.Series, last: bool) -> str:
+    """The value an axis of parallel coordinates ends at: the min/max, or the first/last category."""
+    if pd.api.types.is_numeric_dtype(values):
+        return f"{values.max() if last else values.min():.3g}"
+    return str(sorted(values.unique())[-1 if last else 0])
+
+
+def _parallel_coordinates(done: pd.DataFrame, metric: str, swept: list[str]) -> Outputs:
+    """Every swept parameter and the metric, one line per trial, coloured by the metric."""
+    columns = [*swept, metric]
+    fig, axis = plt.subplots(figsize=(1.8 * len(columns) + 2, 4))
+    scaled = {}
+    for column in columns:
+        values = done[column]
+        if not pd.api.types.is_numeric_dtype(values):
+            values = values.map({v: i for i, v in enumerate(sorted(values.unique()))})
+        low, high = float(values.min()), float(values.max())
+        scaled[column] = (values - low) / (high - low) if high > low else values * 0 + 0.5
+    colours = plt.cm.viridis(scaled[metric].to_numpy(dtype=float))
+    for row in range(len(done)):
+        axis.plot(range(len(columns)), [scaled[c].iloc[row] for c in columns], color=colours[row], alpha=0.8)
+    axis.set_xticks(range(len(columns)), columns)
+    axis.set_yticks([])
+    for i, column in enumerate(columns):
+        axis.annotate(_end_label(done[column], False), (i, 0), textcoords="offset points", xytext=(3, -12), fontsize=7)
+        axis.annotate(_end_label(done[column], True), (i, 1), textcoords="offset points", xytext=(3, 4), fontsize=7)
+    axis.set_title(f"trials: parameters and {metric} (colour)")
+    fig.tight_layout()
+    return {"figures/parallel_coordinates.png": fig}
+
+
+def sweep_figures(table: pd.DataFrame, metric: str, swept: list[str]) -> Outputs:
+    """A sweep parent run's figures, from the trial table (finished and pruned trials)."""
+    done = table[table["state"].isin(["COMPLETE", "PRUNED"])].copy()
+    if done.empty:
+        return {}
+    return {**_metric_by_parameter(done, metric, swept), **_parallel_coordinates(done, metric, swept)}

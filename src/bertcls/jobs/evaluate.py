@@ -1,0 +1,112 @@
+"""The evaluate job: a logged or registered model on a dataset split; metrics, tables and figures in a new run."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from bertcls.config import DEFAULT_EXPERIMENT
+from bertcls.data import prepare_data
+from bertcls.errors import DataError
+from bertcls.evaluation import figures
+from bertcls.evaluation.metrics import (
+    compute_metrics,
+    extra_metric,
+    mean_loss,
+    most_confident_mistakes,
+    per_class_table,
+)
+from bertcls.jobs.data_config import data_config_for
+from bertcls.serving.predictor import Predictor, softmax
+from bertcls.tracking import runs
+from bertcls.tracking.registry import resolve_model_uri, run_train_config
+
+
+@dataclasses.dataclass
+class EvalOutcome:
+    run_id: str
+    split: str
+    metrics: dict[str, float]
+
+
+def evaluate(
+    model_uri: str,
+    split: str = "test",
+    data_overrides: dict | None = None,
+    batch_size: int = 64,
+    top_mistakes: int = 20,
+    experiment: str | None = DEFAULT_EXPERIMENT,
+    extra_metrics: tuple[str, ...] = (),
+    fresh_run: bool = False,
+) -> EvalOutcome:
+    """Evaluate a logged or registered model on a dataset split; log metrics, tables and figures to a new run."""
+
+
+    ref = resolve_model_uri(model_uri)
+    source = run_train_config(ref.source_run_id) if ref.source_run_id else None
+    data_config = data_config_for(source.data if source else None, data_overrides or {})
+    predictor = Predictor.from_dir(ref.local_dir, batch_size=batch_size)
+    # Texts are read as the model was trained: its own saved settings decide, not the run's params.
+    data_config = dataclasses.replace(data_config, **predictor.settings.data_fields())
+    data = prepare_data(data_config, predictor.tokenizer)
+    if not data.task.is_regression and list(data.task.label_names) != predictor.label_names:
+        raise DataError(
+            f"The model's labels ({', '.join(predictor.label_names)}) do not match the dataset's "
+            f"({', '.join(data.task.label_names)}) for {data.source.name}. Evaluate on the dataset the model was "
+            "trained for, or map the labels to the same names."
+        )
+    if split not in data.splits:
+        raise DataError(f"{data.source.name} has no {split!r} split with labels; it has {', '.join(data.splits)}.")
+    tokenized, texts = data.splits[split], data.texts[split]
+
+    outputs = predictor.outputs(tokenized)  # first pass compiles; the timed pass below measures throughput
+    sample = texts.select(range(min(len(texts), 5000)))
+    pairs = list(sample["text_pair"]) if data.task.has_text_pair else None
+    start = time.perf_counter()
+    predictor.predict(list(sample["text"]), pairs)
+    texts_per_s = len(sample) / (time.perf_counter() - start)
+
+    labels = tokenized.text_labels()  # [T]; outputs are per text too (windows averaged)
+    metrics = {f"{split}_{k}": v for k, v in compute_metrics(data.task, outputs, labels, np.ones(len(labels))).items()}
+    metrics[f"{split}_loss"] = mean_loss(data.task, outputs, labels)
+    predictions = outputs[:, 0] if data.task.is_regression else outputs.argmax(-1)
+    for name in extra_metrics:  # optional `evaluate` modules, by local path or hub id
+        metrics.update({f"{split}_{k}": v for k, v in extra_metric(name, predictions, labels).items()})
+    metrics["predict_texts_per_s"] = texts_per_s
+    run_name = f"evaluate {ref.name or ref.source_run_id} on {split}"
+    with runs.tracked_run(experiment, run_name=run_name, fresh=fresh_run) as run:
+        runs.log_params(
+            {
+                "model_uri": model_uri,
+                "split": split,
+                "eval_batch_size": batch_size,
+                **{k: v for k, v in dataclasses.asdict(data_config).items()},
+            }
+        )
+        runs.set_tags(
+            {
+                "bertcls_job": "evaluate",
+                "evaluated_model_uri": model_uri,
+                "evaluated_model_name": ref.name or "",
+                "evaluated_model_version": ref.version or "",
+                "source_run_id": ref.source_run_id or "",
+                "dataset": data.source.name,
+            }
+        )
+        runs.set_environment_tags()
+        runs.log_metrics(metrics)
+        if not data.task.is_regression:
+            probs = softmax(outputs.astype(np.float64))
+            predicted = probs.argmax(-1)
+            runs.log_table(per_class_table(predicted, labels, data.task.label_names), "per_class_metrics.json")
+            title = f"{split} confusion matrix, {model_uri}"
+            runs.log_outputs(figures.confusion(labels, predicted, data.task.label_names, split, title=title))
+            pair_texts = list(texts["text_pair"]) if data.task.has_text_pair else None
+            mistakes = most_confident_mistakes(
+                probs, labels, data.task.label_names, list(texts["text"]), pair_texts, top_mistakes
+            )
+            runs.log_table(mistakes, "most_confident_mistakes.json")
+        run_id = run.info.run_id
+    return EvalOutcome(run_id, split, metrics)

@@ -1,0 +1,1 @@
+"""Runtime: processes and hosts (jax.distributed), interrupts, liveness of a process."""

@@ -1,0 +1,35 @@
+"""The MLflow pyfunc flavour: `mlflow.pyfunc.load_model(uri).predict(texts)` -> labels and probabilities.
+
+Input: what `bertcls.serving.inputs.read_texts` accepts (a list of strings, or a DataFrame with a `text` column
+and, for pair tasks, `text_pair`), checked by our code: the logged signature declares outputs only, so
+MLflow passes inputs through unchanged instead of feeding an unnamed first column. Bad input raises an
+MlflowException with INVALID_PARAMETER_VALUE (HTTP 400 when served) naming what was expected.
+Output: a DataFrame with `label` then one `prob_<label>` column per class in label order; for
+regression a single `score` column.
+"""
+
+from pathlib import Path
+
+import mlflow.pyfunc
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+from bertcls.errors import InputError
+from bertcls.serving.inputs import read_texts
+from bertcls.serving.predictor import Predictor, predictions_frame
+
+MODEL_ARTIFACT = "bertcls_model"
+
+
+class BertclsPyfunc(mlflow.pyfunc.PythonModel):
+    """Loads our saved weights + tokenizer from the model's artifacts and predicts in length buckets."""
+
+    def load_context(self, context) -> None:
+        self.predictor = Predictor.from_dir(Path(context.artifacts[MODEL_ARTIFACT]))
+
+    def predict(self, context, model_input, params=None):  # no type hints: MLflow would convert the input
+        try:
+            texts, pairs = read_texts(model_input, self.predictor.has_text_pair)
+        except InputError as err:
+            raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
+        return predictions_frame(self.predictor, self.predictor.predict(texts, pairs))

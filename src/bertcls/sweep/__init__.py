@@ -1,0 +1,1 @@
+"""Sweeps: the search space and the Optuna study behind `bertcls sweep`."""

@@ -1,0 +1,1 @@
+"""Tracking: everything that speaks to MLflow (runs, logged models, registry, store lock)."""

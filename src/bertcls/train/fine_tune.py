@@ -1,0 +1,182 @@
+"""`fine_tune(config)`: a whole fine-tuning as a library call, with no tracking at all.
+
+`prepare` loads the model, tokenizer and data and refuses bad input before any work; `fit` trains (reporting
+through callbacks); `finish` takes the best epoch, predicts the test split and scores the majority-class
+baseline. The train job (`bertcls.jobs.train`) is these three plus MLflow; a notebook calls `fine_tune`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from bertcls.config import PRECISION_DTYPES, ModelConfig, TrainConfig
+from bertcls.data import PreparedData, prepare_data
+from bertcls.data.batching import check_batch_size
+from bertcls.data.pipeline import class_warnings
+from bertcls.data.reading import ReadingSettings
+from bertcls.errors import ConfigError
+from bertcls.evaluation.metrics import baseline_metrics
+from bertcls.hub import resolve_model
+from bertcls.model.bert import BertClassifier
+from bertcls.model.tokenizer import load_tokenizer
+from bertcls.model.weights import LoadReport, load_hf_checkpoint, save_model
+from bertcls.paths import cache_root
+from bertcls.train.loop import FitResult, SplitPredictions, fit, predict_split, steps_per_epoch
+from bertcls.train.optim import make_optimizer
+from bertcls.train.progress import ProgressBar
+from bertcls.train.steps import Steps, enable_compilation_cache, make_data_mesh
+from bertcls.train.strategy import lr_scale_fn, trainable_filter
+
+log = logging.getLogger("bertcls")
+
+
+@dataclasses.dataclass
+class Setup:
+    """Everything one fine-tuning needs, loaded and checked against each other."""
+
+    config: TrainConfig
+    model_dir: Path  # where the starting weights and tokenizer were read
+    tokenizer: Any
+    data: PreparedData
+    data_warnings: list[str]  # e.g. a class too small to be scored; also logged as warnings
+    report: LoadReport  # which parameters the checkpoint lacked (the new head)
+    trainer: Steps  # device state and compiled steps
+
+
+@dataclasses.dataclass
+class FineTuned:
+    """A finished fine-tuning: the best epoch's model and what it scored."""
+
+    setup: Setup
+    result: FitResult  # per-epoch history, best epoch, best validation predictions
+    metrics: dict[str, float]  # best_epoch, best_val_*, test_* (with a test split), baseline_{val,test}_*
+    test: SplitPredictions | None  # the best model's outputs on the test split, one row per text
+
+    @property
+    def model(self) -> BertClassifier:
+        """The best epoch's model (the trainer holds its weights after `finish`)."""
+        return self.setup.trainer.model()
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the model with its tokenizer and reading settings; `bertcls.load(directory)` predicts with it."""
+        return save_trained(self.setup, self.model, Path(directory))
+
+
+def check_model_against_data(model_config: ModelConfig, config: TrainConfig) -> None:
+    """Refuse lengths beyond the model's positions and freezing more layers than it has."""
+    if config.data.max_seq_length > model_config.max_position_embeddings:
+        raise ConfigError(
+            f"max_seq_length {config.data.max_seq_length} exceeds the model's position limit "
+            f"({model_config.max_position_embeddings} positions in {config.model}). Use max_seq_length <= "
+            f"{model_config.max_position_embeddings}."
+        )
+    if config.freeze_layers > model_config.num_layers:
+        raise ConfigError(
+            f"freeze_layers {config.freeze_layers} exceeds the depth of {config.model} ({model_config.num_layers} "
+            f"layers). Use freeze_layers <= {model_config.num_layers} ({model_config.num_layers} freezes the whole "
+            "encoder, as finetune=head does)."
+        )
+
+
+def prepare(config: TrainConfig, resolve: Callable[[str], Path] = resolve_model) -> Setup:
+    """Load model, tokenizer and data for `config`; `resolve` finds the model's directory (the train job's also
+    reads a run's artifacts)."""
+    check_batch_size(config.batch_size, jax.device_count())
+    check_batch_size(config.eval_batch_size, jax.device_count())
+    model_dir = resolve(config.model)
+    arch = ModelConfig.from_json_file(
+        model_dir / "config.json",
+        head=config.head,
+        compute_dtype=PRECISION_DTYPES[config.precision],
+        head_batchnorm=config.head_batchnorm,
+    )
+    check_model_against_data(arch, config)
+    tokenizer = load_tokenizer(model_dir, arch.vocab_size)
+    data = prepare_data(config.data, tokenizer)
+    data_warnings = class_warnings(data)
+    for warning in data_warnings:
+        log.warning("%s", warning)
+    model_config = dataclasses.replace(arch, num_labels=data.task.num_labels)
+    model, report = load_hf_checkpoint(model_dir, model_config, seed=config.seed)
+    enable_compilation_cache(cache_root("xla"))
+    total_steps = steps_per_epoch(len(data.splits["train"]), config.effective_batch_size) * config.epochs
+    tx = make_optimizer(config.optim, total_steps, lr_scale_fn(config.optim.llrd, arch.num_layers))
+    trainable = trainable_filter(config.finetune, config.freeze_layers, arch.num_layers)
+    trainer = Steps(model, tx, make_data_mesh(), data.task.is_regression, config.seed, trainable)
+    return Setup(config, model_dir, tokenizer, data, data_warnings, report, trainer)
+
+
+def _baselines(data: PreparedData) -> dict[str, float]:
+    """What always answering the training set's majority class scores on validation and test."""
+    train_labels = data.splits["train"].text_labels()
+    return {
+        f"baseline_{prefix}_{name}": value
+        for prefix, split in (("val", "validation"), ("test", "test"))
+        if split in data.splits
+        for name, value in baseline_metrics(data.task, train_labels, data.splits[split].text_labels()).items()
+    }
+
+
+def finish(setup: Setup, result: FitResult) -> FineTuned:
+    """Load the best epoch's weights, predict the test split, and gather the run's final figures."""
+    config, data, trainer = setup.config, setup.data, setup.trainer
+    trainer.load_model_state(result.best_model_state)
+    metrics = {"best_epoch": float(result.best_epoch)}
+    metrics.update({f"best_val_{k}": v for k, v in result.best_validation.metrics.items()})
+    metrics["best_val_loss"] = result.best_validation.loss  # register -P metric=val_loss ranks by it
+    test = None
+    if "test" in data.splits:
+        test = predict_split(trainer, data.splits["test"], data.task, config.eval_batch_size, data.buckets)
+        metrics.update({f"test_{k}": v for k, v in test.metrics.items()})
+        metrics["test_loss"] = test.loss
+    metrics.update(_baselines(data))
+    return FineTuned(setup, result, metrics, test)
+
+
+def fine_tune(config: TrainConfig, callbacks: Sequence[Any] = (), progress_bar: bool = True) -> FineTuned:
+    """Fine-tune `config.model` on `config.data`; returns the best epoch's model, its metrics and predictions.
+
+    callbacks: more fit() callbacks (`bertcls.train.loop.Callback`), e.g. one that records each epoch's metrics.
+    """
+    setup = prepare(config)
+    shown = [ProgressBar()] if progress_bar else []
+    return finish(setup, fit(setup.trainer, setup.data, config, [*shown, *callbacks]))
+
+
+def reading_settings(setup: Setup) -> ReadingSettings:
+    """How the trained model reads text: saved with it, so predictions read texts as training did."""
+    data, config = setup.data, setup.config.data
+    return ReadingSettings(
+        task=data.task.name,
+        label_names=tuple(data.task.label_names),
+        primary_metric=data.task.primary_metric,
+        max_seq_length=config.max_seq_length,
+        buckets=tuple(data.buckets),
+        has_text_pair=data.task.has_text_pair,
+        long_text=config.long_text,
+        window_overlap=config.window_overlap,
+        max_windows=config.max_windows,
+    )
+
+
+def save_trained(setup: Setup, model: BertClassifier, directory: Path) -> Path:
+    """Our format (weights + config + reading settings) and the tokenizer, in `directory`."""
+    extra = {"reading_settings": reading_settings(setup).to_dict()}
+    save_model(model, directory, list(setup.data.task.label_names), extra=extra)
+    setup.tokenizer.save_pretrained(str(directory))
+    return directory
+
+
+def example_texts(data: PreparedData, count: int = 3) -> tuple[list[str], list[str] | None]:
+    """A few validation texts (and pairs): the logged model's input example."""
+    examples = data.texts["validation"].select(range(min(count, len(data.texts["validation"]))))
+    pairs = list(examples["text_pair"]) if data.task.has_text_pair else None
+    return list(examples["text"]), pairs
+
+
