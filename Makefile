@@ -71,6 +71,7 @@ $(PEER_VENV)/.setup: benchmarks/peer-requirements.txt
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # The whole suite on TEST_WORKERS xdist workers (pyproject: --dist loadgroup keeps a module whose fixtures train on one),
 # skip reasons (-rs) and the 15 slowest tests, then the machine's fp32 matmul peak beside the wall time: these

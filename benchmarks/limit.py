@@ -51,7 +51,7 @@ def non_embedding_params(model) -> int:
 
 def model_size(model_dir, head: str = "mean", num_labels: int = 2) -> dict[str, int]:
     """N (non-embedding parameters), layers and hidden size of a checkpoint with bertcls's head."""
-    from bertcls.config import ModelConfig
+    from bertcls.model.config import ModelConfig
     from bertcls.model.weights import load_hf_checkpoint
 
     arch = ModelConfig.from_json_file(model_dir / "config.json", head=head, num_labels=num_labels)
@@ -66,8 +66,13 @@ def flops_per_real_token(size: dict[str, int], mean_padded_length: float) -> flo
 
 def machine() -> dict:
     """What the figures were measured on."""
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "backend": jax.default_backend(),
-            "devices": jax.device_count(), "jax": jax.__version__}  # fmt: skip
+    return {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "backend": jax.default_backend(),
+        "devices": jax.device_count(),
+        "jax": jax.__version__,
+    }
 
 
 def steady_state_training(train_samples: int, seed: int = 42) -> dict:

@@ -83,8 +83,10 @@ def bertcls_job(name: str, extra: list[str], args, work: Path, cache: Path) -> d
     client = mlflow.MlflowClient(store)
     run = client.search_runs(
         [client.get_experiment_by_name("bertcls").experiment_id],
-        filter_string=f"attributes.run_name = '{name}'", order_by=["attributes.start_time DESC"], max_results=1,
-    )[0]  # fmt: skip
+        filter_string=f"attributes.run_name = '{name}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )[0]
 
     def history(key: str) -> list[float]:
         return [m.value for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
@@ -130,8 +132,11 @@ def bertcls_inference(model_uri: str, texts: list[str], store: str) -> dict:
     first = time.perf_counter()
     model.predict(frame)
     warm = time.perf_counter()
-    return {"load_s": loaded - start, "first_texts_per_s": len(texts) / (first - loaded),
-            "warm_texts_per_s": len(texts) / (warm - first)}  # fmt: skip
+    return {
+        "load_s": loaded - start,
+        "first_texts_per_s": len(texts) / (first - loaded),
+        "warm_texts_per_s": len(texts) / (warm - first),
+    }
 
 
 def peer_inference(model_dir: Path, texts_file: Path, work: Path) -> dict:
@@ -147,7 +152,64 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([title, line(header), *(line(r) for r in rows)])
 
 
-def main() -> None:
+def ratios(jobs: dict, inference: dict) -> dict[str, float]:
+    """bertcls over the peer: training throughput and wall time (cold and warm cache, padded), inference."""
+    bertcls, peer = jobs["bertcls (buckets), cold cache"], jobs["HF Trainer (peer)"]
+    warm, padded = jobs["bertcls (buckets), warm cache"], jobs["bertcls padded to 128"]
+    ours, pipeline = inference["bertcls pyfunc"], inference["transformers pipeline (peer)"]
+    return {
+        "examples_per_s": bertcls["examples_per_s"] / peer["examples_per_s"],
+        "examples_per_s_warm": warm["examples_per_s"] / peer["examples_per_s"],
+        "job_wall_time_cold": bertcls["wall_s"] / peer["wall_s"],
+        "job_wall_time_warm": warm["wall_s"] / peer["wall_s"],
+        "padded_128_examples_per_s": padded["examples_per_s"] / peer["examples_per_s"],
+        "inference_warm": ours["warm_texts_per_s"] / pipeline["warm_texts_per_s"],
+        "inference_first": ours["first_texts_per_s"] / pipeline["first_texts_per_s"],
+    }
+
+
+def print_report(args, jobs: dict, inference: dict, result: dict) -> None:
+    """The training, inference and ratio tables, and the MFU line."""
+    rows = []
+    for name, job in jobs.items():
+        compile_s = f"{job['compile_time_s']:.1f}" if "compile_time_s" in job else f"({job['first_steps_s']:.1f})"
+        rows.append(
+            [
+                name,
+                f"{job['examples_per_s']:.1f}",
+                f"{job['real_tokens_per_s']:.0f}",
+                compile_s,
+                f"{job['wall_s']:.0f}",
+                f"{job['peak_rss_gib']:.2f}",
+                f"{job['test_accuracy']:.4f}",
+                f"{job['test_mcc']:.4f}",
+            ]
+        )
+    print(
+        table(
+            f"training: {args.train_samples} texts x {args.epochs} epoch(s), batch 32, max_seq_length 128",
+            ["job", "examples/s", "real tokens/s", "compile s", "job wall s", "peak RSS GiB", "test acc", "test MCC"],
+            rows,
+        )
+    )
+    print()
+    print(
+        table(
+            f"inference: {INFERENCE_TEXTS} texts",
+            ["model", "load s", "first texts/s", "warm texts/s"],
+            [
+                [k, f"{v['load_s']:.1f}", f"{v['first_texts_per_s']:.0f}", f"{v['warm_texts_per_s']:.0f}"]
+                for k, v in inference.items()
+            ],
+        )
+    )
+    print()
+    print(table("bertcls / peer", ["ratio", "value"], [[k, f"{v:.2f}"] for k, v in result["ratio_vs_peer"].items()]))
+    mfu, peak = result["mfu"], result["matmul_peak_gflops"]
+    print(f"\nMFU of bertcls (buckets) steady state: {100 * mfu:.1f} % of {peak:.0f} GFLOP/s")
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-samples", type=int, default=2048)
     parser.add_argument("--eval-samples", type=int, default=0, help="0 = the whole validation and test splits")
@@ -155,7 +217,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-5, help="peak learning rate of every training job")
     parser.add_argument("--out", default="benchmarks/results/peer.json")
     parser.add_argument("--work", default=None, help="keep logs, stores and models here (default: a temp dir)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     if not PEER_PYTHON.exists():
         sys.exit(f"The peer venv {PEER_PYTHON.parent.parent} is missing. Create it with: make bench-peer-env")
 
@@ -191,41 +257,24 @@ def main() -> None:
     mfu = flops_per_real_token(size, mean_padded) * bertcls["real_tokens_per_s"] / 1e9 / peak
     result = {
         "machine": machine(),
-        "setup": {"train_samples": args.train_samples, "epochs": args.epochs, "lr": args.lr, "batch_size": 32,
-                  "max_seq_length": 128, **data, "torch": peer["torch"], "torch_threads": peer["threads"]},
+        "setup": {
+            "train_samples": args.train_samples,
+            "epochs": args.epochs,
+            "lr": args.lr,
+            "batch_size": 32,
+            "max_seq_length": 128,
+            **data,
+            "torch": peer["torch"],
+            "torch_threads": peer["threads"],
+        },
         "training": jobs,
         "inference": inference,
-        "ratio_vs_peer": {
-            "examples_per_s": bertcls["examples_per_s"] / peer["examples_per_s"],
-            "examples_per_s_warm": jobs["bertcls (buckets), warm cache"]["examples_per_s"] / peer["examples_per_s"],
-            "job_wall_time_cold": bertcls["wall_s"] / peer["wall_s"],
-            "job_wall_time_warm": jobs["bertcls (buckets), warm cache"]["wall_s"] / peer["wall_s"],
-            "padded_128_examples_per_s": jobs["bertcls padded to 128"]["examples_per_s"] / peer["examples_per_s"],
-            "inference_warm": inference["bertcls pyfunc"]["warm_texts_per_s"]
-            / inference["transformers pipeline (peer)"]["warm_texts_per_s"],
-            "inference_first": inference["bertcls pyfunc"]["first_texts_per_s"]
-            / inference["transformers pipeline (peer)"]["first_texts_per_s"],
-        },
+        "ratio_vs_peer": ratios(jobs, inference),
         "matmul_peak_gflops": peak,
         "mfu": mfu,
-    }  # fmt: skip
+    }
 
-    rows = []
-    for name, job in jobs.items():
-        compile_s = f"{job['compile_time_s']:.1f}" if "compile_time_s" in job else f"({job['first_steps_s']:.1f})"
-        rows.append([name, f"{job['examples_per_s']:.1f}", f"{job['real_tokens_per_s']:.0f}", compile_s,
-                     f"{job['wall_s']:.0f}", f"{job['peak_rss_gib']:.2f}", f"{job['test_accuracy']:.4f}",
-                     f"{job['test_mcc']:.4f}"])  # fmt: skip
-    print(table(f"training: {args.train_samples} texts x {args.epochs} epoch(s), batch 32, max_seq_length 128",
-                ["job", "examples/s", "real tokens/s", "compile s", "job wall s", "peak RSS GiB", "test acc",
-                 "test MCC"], rows))  # fmt: skip
-    print()
-    print(table(f"inference: {INFERENCE_TEXTS} texts", ["model", "load s", "first texts/s", "warm texts/s"],
-                [[k, f"{v['load_s']:.1f}", f"{v['first_texts_per_s']:.0f}", f"{v['warm_texts_per_s']:.0f}"]
-                 for k, v in inference.items()]))  # fmt: skip
-    print()
-    print(table("bertcls / peer", ["ratio", "value"], [[k, f"{v:.2f}"] for k, v in result["ratio_vs_peer"].items()]))
-    print(f"\nMFU of bertcls (buckets) steady state: {100 * mfu:.1f} % of {peak:.0f} GFLOP/s")
+    print_report(args, jobs, inference, result)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out} (logs, stores and models in {work})")

@@ -32,8 +32,12 @@ def main() -> None:
     first = time.perf_counter()
     classify(texts, batch_size=args.batch_size, truncation=True, max_length=128)
     warm = time.perf_counter()
-    result = {"load_s": loaded - start, "first_texts_per_s": len(texts) / (first - loaded),
-              "warm_texts_per_s": len(texts) / (warm - first), "batch_size": args.batch_size}  # fmt: skip
+    result = {
+        "load_s": loaded - start,
+        "first_texts_per_s": len(texts) / (first - loaded),
+        "warm_texts_per_s": len(texts) / (warm - first),
+        "batch_size": args.batch_size,
+    }
     args.out.write_text(json.dumps(result) + "\n", encoding="utf-8")
 
 

@@ -63,34 +63,9 @@ class Rows(torch.utils.data.Dataset):
         return self.encodings[i]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data_dir", type=Path)
-    parser.add_argument("model_dir", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-seq-length", type=int, default=128)
-    parser.add_argument("--warmup-steps", type=int, default=3, help="steps excluded from steady-state timing")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--lr", type=float, default=5e-5)
-    args = parser.parse_args()
-    job_start = time.perf_counter()
-
-    splits = {name: read_jsonl(args.data_dir / f"{name}.jsonl") for name in ("train", "validation", "test")}
-    num_labels = 1 + max(row["label"] for rows in splits.values() for row in rows)
-    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(args.model_dir, num_labels=num_labels)
-
-    def encode(rows: list[dict]) -> Rows:
-        encoded = tokenizer([r["text"] for r in rows], truncation=True, max_length=args.max_seq_length)
-        return Rows([{**{k: v[i] for k, v in encoded.items()}, "labels": r["label"]} for i, r in enumerate(rows)])
-
-    datasets = {name: encode(rows) for name, rows in splits.items()}
-    train_tokens = sum(len(e["input_ids"]) for e in datasets["train"].encodings)
-    steps_per_epoch = math.ceil(len(datasets["train"]) / args.batch_size)
-    total_steps = steps_per_epoch * args.epochs
-    training_args = TrainingArguments(
+def training_arguments(args, total_steps: int) -> TrainingArguments:
+    """The Trainer's settings matched to bertcls's defaults (AdamW, linear warmup 10 %, clipping, by-length)."""
+    return TrainingArguments(
         output_dir=str(args.out.parent / "peer_trainer_output"),
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=64,
@@ -110,6 +85,55 @@ def main() -> None:
         use_cpu=True,
         disable_tqdm=True,
     )
+
+
+def steady_state(clock, args, train_examples: int, train_tokens: int) -> dict:
+    """Steps, the first steps' time, and examples and real tokens per second after them."""
+    skip = args.warmup_steps if len(clock.durations) > args.warmup_steps else 0  # a tiny run: every step
+    steady = clock.durations[skip:]
+    steady_examples = min(len(steady) * args.batch_size, train_examples * args.epochs)
+    steady_seconds = sum(steady)
+    mean_tokens = train_tokens / train_examples
+    return {
+        "steps": len(clock.durations),
+        "first_steps_s": sum(clock.durations[:skip]),
+        "examples_per_s": steady_examples / steady_seconds,
+        "real_tokens_per_s": steady_examples * mean_tokens / steady_seconds,  # mean real length x examples/s
+    }
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--warmup-steps", type=int, default=3, help="steps excluded from steady-state timing")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    job_start = time.perf_counter()
+
+    splits = {name: read_jsonl(args.data_dir / f"{name}.jsonl") for name in ("train", "validation", "test")}
+    num_labels = 1 + max(row["label"] for rows in splits.values() for row in rows)
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(args.model_dir, num_labels=num_labels)
+
+    def encode(rows: list[dict]) -> Rows:
+        encoded = tokenizer([r["text"] for r in rows], truncation=True, max_length=args.max_seq_length)
+        return Rows([{**{k: v[i] for k, v in encoded.items()}, "labels": r["label"]} for i, r in enumerate(rows)])
+
+    datasets = {name: encode(rows) for name, rows in splits.items()}
+    train_tokens = sum(len(e["input_ids"]) for e in datasets["train"].encodings)
+    steps_per_epoch = math.ceil(len(datasets["train"]) / args.batch_size)
+    total_steps = steps_per_epoch * args.epochs
+    training_args = training_arguments(args, total_steps)
     clock = StepClock()
     accuracy = lambda p: {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())}  # noqa: E731
     trainer = Trainer(
@@ -131,19 +155,11 @@ def main() -> None:
     trainer.save_model(str(model_dir))
     tokenizer.save_pretrained(str(model_dir))
 
-    skip = args.warmup_steps if len(clock.durations) > args.warmup_steps else 0  # a tiny run: every step
-    steady = clock.durations[skip:]
-    steady_examples = min(len(steady) * args.batch_size, len(datasets["train"]) * args.epochs)
-    steady_seconds = sum(steady)
-    mean_tokens = train_tokens / len(datasets["train"])
     result = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "train_examples": len(datasets["train"]),
-        "steps": len(clock.durations),
-        "first_steps_s": sum(clock.durations[:skip]),
-        "examples_per_s": steady_examples / steady_seconds,
-        "real_tokens_per_s": steady_examples * mean_tokens / steady_seconds,  # mean real length x examples/s
+        **steady_state(clock, args, len(datasets["train"]), train_tokens),
         "train_wall_s": train_wall,  # train() including its per-epoch validation
         "test_accuracy": float((np.argmax(test_logits, -1) == test_labels).mean()),
         "test_predictions": np.argmax(test_logits, -1).tolist(),

@@ -50,8 +50,12 @@ def baseline(dataset: str) -> dict:
             best = (score, c, classifier)
     predictions = best[2].predict(vectorizer.transform(texts["test"]))
     metrics = classification_metrics(predictions, labels["test"], data.task.num_labels)
-    return {"C": best[1], "fit_s": time.perf_counter() - start, "test": metrics,
-            "splits": {name: len(t) for name, t in texts.items()}}  # fmt: skip
+    return {
+        "C": best[1],
+        "fit_s": time.perf_counter() - start,
+        "test": metrics,
+        "splits": {name: len(t) for name, t in texts.items()},
+    }
 
 
 def default_bertcls_run(dataset: str, store: str) -> dict:
@@ -84,8 +88,11 @@ def default_bertcls_run(dataset: str, store: str) -> dict:
         run = find()
     metrics = run.data.metrics
     names = ("accuracy", "macro_f1", "mcc", "f1")
-    return {"run_id": run.info.run_id, "job_wall_s": wall,
-            "test": {n: metrics[f"test_{n}"] for n in names if f"test_{n}" in metrics}}  # fmt: skip
+    return {
+        "run_id": run.info.run_id,
+        "job_wall_s": wall,
+        "test": {n: metrics[f"test_{n}"] for n in names if f"test_{n}" in metrics},
+    }
 
 
 def main() -> None:

@@ -13,9 +13,11 @@ import pytest
 DEVICES = int(os.environ.get("BERTCLS_TEST_DEVICES", "1"))
 MULTIDEVICE = Path(__file__).parent / "multidevice"
 os.environ["XLA_FLAGS"] = " ".join(
-    [*[f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f],
-     f"--xla_force_host_platform_device_count={DEVICES}"]
-)  # fmt: skip
+    [
+        *[f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f],
+        f"--xla_force_host_platform_device_count={DEVICES}",
+    ]
+)
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never reach for the hub
 
@@ -34,6 +36,8 @@ def pytest_ignore_collect(collection_path, config):
     if DEVICES != 8 and MULTIDEVICE in (collection_path, *collection_path.parents):
         return True
     return None
+
+
 TINY_MODELS = ("tiny-bert", "tiny-bert-tanh", "tiny-distilbert")
 
 
@@ -119,8 +123,9 @@ def empty_store(tmp_path, monkeypatch, store_template) -> str:
 @pytest.fixture(scope="module")
 def small_setup(small_model_dir, tokenizer):
     """A 1-layer MiniLM, 256 / 64 real SMS texts in 3 buckets, 2 epochs: (config, data, model builder)."""
-    from bertcls.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
+    from bertcls.config import DataConfig, OptimConfig, TrainConfig
     from bertcls.data import prepare_data
+    from bertcls.model.config import ModelConfig
     from bertcls.model.weights import load_hf_checkpoint
 
     config = TrainConfig(

@@ -32,8 +32,9 @@ def train(tracking_uri: str, cwd: Path, experiment: str, model_dir: Path, **opti
     command = [sys.executable, "-m", "bertcls.cli", "train", "--model", str(model_dir), "--experiment", experiment]
     for key, value in options.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
-    done = subprocess.run(command, cwd=cwd, env=subprocess_env(tracking_uri), capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
+    done = subprocess.run(
+        command, cwd=cwd, env=subprocess_env(tracking_uri), capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     # describe()'s first line; against a server MLflow also prints "View run <name> at: <url>" lines.
     return re.search(r"^run ([0-9a-f]{32}):", done.stdout, re.M).group(1)

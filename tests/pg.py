@@ -35,6 +35,8 @@ def _pg_bin() -> Path | None:
 
 
 PG_BIN = _pg_bin()
+
+
 def _as_db_owner(command: list[str]) -> list[str]:
     """postgres refuses to run as root: as root, run `command` as the postgres user."""
     return ["runuser", "-u", DB_OWNER, "--", *command] if os.geteuid() == 0 else command

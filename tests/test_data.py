@@ -522,11 +522,14 @@ def test_rare_classes_and_classes_missing_from_validation_are_warned_about(tmp_p
     validation = [(f"common {c}", f"held-out text {i} of class {c}") for c in range(4) for i in range(5)]
     for name, rows in (("train", train), ("validation", validation)):
         pd.DataFrame(rows, columns=["label", "text"]).to_csv(tmp_path / f"{name}.csv", index=False)
-    config = DataConfig(dataset="", train_file=str(tmp_path / "train.csv"),
-                        validation_file=str(tmp_path / "validation.csv"))  # fmt: skip
+    config = DataConfig(
+        dataset="", train_file=str(tmp_path / "train.csv"), validation_file=str(tmp_path / "validation.csv")
+    )
     found = class_warnings(prepare_data(config, tokenizer))
-    assert found == ["1 of 5 classes have fewer than 5 training texts: rare (2)",
-                     "1 of 5 classes have no validation text: rare"], found  # fmt: skip
+    assert found == [
+        "1 of 5 classes have fewer than 5 training texts: rare (2)",
+        "1 of 5 classes have no validation text: rare",
+    ], found
     assert class_warnings(prepare_data(DataConfig(max_train_samples=200, max_eval_samples=60), tokenizer)) == []
 
 

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from bertcls.config import DataConfig, ModelConfig, TrainConfig
+from bertcls.config import DataConfig, TrainConfig
 from bertcls.errors import ConfigError
 from bertcls.export import huggingface as hf_export
 from bertcls.jobs import export as export_job
 from bertcls.jobs import train as train_job
+from bertcls.model.config import ModelConfig
 from bertcls.model.weights import load_hf_checkpoint, load_model, save_model
 from bertcls.serving.predictor import Predictor, softmax
 from bertcls.tracking.registry import resolve_model_uri
@@ -90,8 +91,14 @@ def exported(small_model_dir, tmp_path_factory, store_template):
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         mlflow.set_tracking_uri(uri)
         texts = write_sms_csv(home / "sms.csv")
-        config = TrainConfig(model=str(small_model_dir), head="linear", epochs=1, batch_size=16, eval_batch_size=16,
-                             data=DataConfig(train_file=str(texts), max_seq_length=32, max_buckets=1))  # fmt: skip
+        config = TrainConfig(
+            model=str(small_model_dir),
+            head="linear",
+            epochs=1,
+            batch_size=16,
+            eval_batch_size=16,
+            data=DataConfig(train_file=str(texts), max_seq_length=32, max_buckets=1),
+        )
         trained = train_job.train(config, experiment="export")
         ref = resolve_model_uri(f"runs:/{trained.run_id}/model")
         outcome = export_job.export(f"runs:/{trained.run_id}/model", str(home / "hf"))

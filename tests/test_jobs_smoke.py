@@ -86,12 +86,21 @@ def test_reading_settings_round_trip_and_refuse_a_newer_version():
 def test_train_config_round_trips_and_old_runs_are_read_from_their_params():
     from bertcls.config.saved import train_config_from_dict, train_config_from_params
 
-    config = TrainConfig(data=DataConfig(train_file="/data/a.csv", max_train_samples=200), epochs=5,
-                         optim=OptimConfig(lr=5e-5))  # fmt: skip
+    config = TrainConfig(
+        data=DataConfig(train_file="/data/a.csv", max_train_samples=200), epochs=5, optim=OptimConfig(lr=5e-5)
+    )
     assert train_config_from_dict(json.loads(json.dumps(train_config_to_dict(config)))) == config
     # what `mlflow run` logged for such a run: MLproject's spellings of unset and floats for ints
-    params = {"epochs": "5.0", "train_file": "/data/a.csv", "max_train_samples": "200.0", "max_eval_samples": "0",
-              "text_column": "none", "validation_file": "/dev/null", "head": "mean", "lr": "5e-05"}  # fmt: skip
+    params = {
+        "epochs": "5.0",
+        "train_file": "/data/a.csv",
+        "max_train_samples": "200.0",
+        "max_eval_samples": "0",
+        "text_column": "none",
+        "validation_file": "/dev/null",
+        "head": "mean",
+        "lr": "5e-05",
+    }
     assert train_config_from_params(params) == dataclasses.replace(config)
 
 
@@ -105,13 +114,19 @@ def test_partial_finetune_through_the_job_logs_a_model_whose_frozen_weights_are_
     import numpy as np
     from flax import nnx
 
-    from bertcls.config import ModelConfig
+    from bertcls.model.config import ModelConfig
     from bertcls.model.weights import load_hf_checkpoint, load_model
 
     config = TrainConfig(
-        model=str(small_model_dir), data=DataConfig(train_file=str(sms_csv), max_seq_length=32, max_buckets=1),
-        epochs=1, batch_size=8, grad_accum_steps=2, eval_batch_size=16, finetune="partial", freeze_layers=1,
-    )  # fmt: skip
+        model=str(small_model_dir),
+        data=DataConfig(train_file=str(sms_csv), max_seq_length=32, max_buckets=1),
+        epochs=1,
+        batch_size=8,
+        grad_accum_steps=2,
+        eval_batch_size=16,
+        finetune="partial",
+        freeze_layers=1,
+    )
     mlflow.create_experiment("strategies")
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
     outcome = train_job.train(config, experiment="strategies", system_metrics=True)
@@ -146,10 +161,15 @@ def test_every_epoch_checkpoint_is_a_logged_model_linked_to_its_validation_metri
     import pandas as pd
 
     config = TrainConfig(
-        model=str(small_model_dir), data=DataConfig(train_file=str(sms_csv), max_seq_length=32, max_buckets=1),
-        epochs=3, batch_size=16, eval_batch_size=16, log_checkpoints="all", keep_checkpoints=1,
+        model=str(small_model_dir),
+        data=DataConfig(train_file=str(sms_csv), max_seq_length=32, max_buckets=1),
+        epochs=3,
+        batch_size=16,
+        eval_batch_size=16,
+        log_checkpoints="all",
+        keep_checkpoints=1,
         optim=OptimConfig(lr=1e-3),
-    )  # fmt: skip
+    )
     experiment = mlflow.create_experiment("checkpoints")
     outcome = train_job.train(config, experiment="checkpoints", system_metrics=False)
     client = MlflowClient()

@@ -132,5 +132,9 @@ def test_a_planted_circle_is_caught(tmp_path):
 
     shutil.copytree(SRC / "bertcls", tmp_path / "bertcls", ignore=shutil.ignore_patterns("__pycache__"))
     errors = tmp_path / "bertcls" / "errors.py"
-    errors.write_text(errors.read_text(encoding="utf-8") + "\nfrom bertcls.evaluation import metrics  # noqa\n", encoding="utf-8")
-    assert any({"bertcls.errors", "bertcls.evaluation.metrics"} <= set(group) for group in circles(import_graph(tmp_path)))
+    errors.write_text(
+        errors.read_text(encoding="utf-8") + "\nfrom bertcls.evaluation import metrics  # noqa\n", encoding="utf-8"
+    )
+    assert any(
+        {"bertcls.errors", "bertcls.evaluation.metrics"} <= set(group) for group in circles(import_graph(tmp_path))
+    )

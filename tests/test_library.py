@@ -36,7 +36,8 @@ frame = bertcls.load({saved!r}).predict_frame(texts)
 logits = tuned.test.outputs.astype(np.float64)
 print(json.dumps({{
     "metrics": tuned.metrics, "epochs": epochs, "labels": list(tuned.setup.data.task.label_names),
-    "logits": logits.tolist(), "test_labels": tuned.test.labels.tolist(), "probs": frame[["prob_ham", "prob_spam"]].to_numpy().tolist(),
+    "logits": logits.tolist(), "test_labels": tuned.test.labels.tolist(),
+    "probs": frame[["prob_ham", "prob_spam"]].to_numpy().tolist(),
     "mlflow_loaded": sorted(m for m in sys.modules if m == "mlflow" or m.startswith("mlflow.")),
 }}))
 """
@@ -50,8 +51,9 @@ def test_fine_tune_in_a_fresh_process_needs_no_mlflow_and_its_saved_model_answer
     saved = tmp_path / "spam-model"
     code = NOTEBOOK.format(model=str(small_model_dir), csv=str(sms_csv), saved=str(saved))
     env = subprocess_env()  # no MLFLOW_* variable at all
-    done = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from bertcls.config import ModelConfig
 from bertcls.errors import BertclsError, CheckpointError, ConfigError, ModelNotFoundError
 from bertcls.hub import resolve_model
+from bertcls.model.config import ModelConfig
 from bertcls.model.pretrained import load_pretrained
 from bertcls.model.weights import load_hf_checkpoint
 from tests.conftest import GOLDEN
@@ -106,8 +106,10 @@ def test_sharded_checkpoint_with_gamma_beta_names_loads_the_same_model(tiny_copy
 
     expected = _reference_logits(tiny_copy)
     tensors = load_file(str(tiny_copy / "model.safetensors"))
-    renamed = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
-               for k, v in tensors.items()}  # fmt: skip
+    renamed = {
+        k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+        for k, v in tensors.items()
+    }
     assert sum(k.endswith((".gamma", ".beta")) for k in renamed) == 2 * 5  # embeddings + 2 per layer, 2 layers
     keys = sorted(renamed)
     shards = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}

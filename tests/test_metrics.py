@@ -119,10 +119,20 @@ def test_mean_loss_equals_the_training_step_loss_per_example():
 
 @pytest.mark.parametrize(
     ("metric", "direction"),
-    [("val_perplexity", "min"), ("best_val_mlm_loss", "min"), ("test_error_rate", "min"), ("val_ece", "min"),
-     ("test_brier", "min"), ("best_val_mse", "min"), ("val_loss", "min"), ("best_val_mcc", "max"),
-     ("test_accuracy", "max"), ("val_macro_f1", "max"), ("best_val_pearson", "max")],
-)  # fmt: skip
+    [
+        ("val_perplexity", "min"),
+        ("best_val_mlm_loss", "min"),
+        ("test_error_rate", "min"),
+        ("val_ece", "min"),
+        ("test_brier", "min"),
+        ("best_val_mse", "min"),
+        ("val_loss", "min"),
+        ("best_val_mcc", "max"),
+        ("test_accuracy", "max"),
+        ("val_macro_f1", "max"),
+        ("best_val_pearson", "max"),
+    ],
+)
 def test_metric_directions_come_from_one_table(metric, direction):
     assert metric_direction(metric) == direction
 

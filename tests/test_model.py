@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from bertcls.config import ModelConfig
 from bertcls.model.bert import BertClassifier
+from bertcls.model.config import ModelConfig
 from bertcls.model.weights import flat_params, load_hf_checkpoint, load_model, save_model
 from tests.conftest import GOLDEN
 
@@ -59,8 +59,9 @@ def test_mean_pooling_averages_the_real_token_states_only():
     wrong = {"sum": hidden[0, :5].sum(0), "max": hidden[0, :5].max(0), "cls": hidden[0, 0], "all": hidden[0].mean(0)}
     for name, other in wrong.items():
         assert np.abs(other - by_hand[0]).max() > 1e-3, name
-    np.testing.assert_allclose(np.asarray(masked_mean(jnp.asarray(hidden), jnp.asarray(mask))), by_hand, rtol=1e-5,
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        np.asarray(masked_mean(jnp.asarray(hidden), jnp.asarray(mask))), by_hand, rtol=1e-5, atol=1e-6
+    )
     logits = np.asarray(model(ids, mask))
     np.testing.assert_allclose(logits, np.asarray(model.head(jnp.asarray(by_hand), None)), rtol=1e-5, atol=1e-6)
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bertcls.config import ModelConfig
+from bertcls.model.config import ModelConfig
 from bertcls.model.tokenizer import load_tokenizer
 from bertcls.model.weights import hf_key_table, load_hf_checkpoint, param_shapes
 from tests.conftest import GOLDEN, TINY_MODELS

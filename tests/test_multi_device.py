@@ -17,8 +17,21 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_multi_device_tests_pass_on_eight_cpu_devices(request, tmp_path):
     env = {**os.environ, "BERTCLS_TEST_DEVICES": "8"}
     lane = ["-m", request.config.option.markexpr] if request.config.option.markexpr else []
-    command = [sys.executable, "-m", "pytest", "tests/multidevice", *lane, "-q", "-rs", "-p", "no:cacheprovider",
-               "-n", "0", "--basetemp", str(tmp_path / "run")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests/multidevice",
+        *lane,
+        "-q",
+        "-rs",
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "0",
+        "--basetemp",
+        str(tmp_path / "run"),
+    ]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert " passed" in done.stdout.splitlines()[-1], done.stdout[-2000:]

@@ -17,8 +17,22 @@ from tests import e2e
 
 pytestmark = pytest.mark.slow
 
-OPTIONS = ["--max-train-samples", "64", "--max-eval-samples", "32", "--epochs", "2", "--max-buckets", "2",
-           "--batch-size", "16", "--eval-batch-size", "16", "--system-metrics", "false"]  # fmt: skip
+OPTIONS = [
+    "--max-train-samples",
+    "64",
+    "--max-eval-samples",
+    "32",
+    "--epochs",
+    "2",
+    "--max-buckets",
+    "2",
+    "--batch-size",
+    "16",
+    "--eval-batch-size",
+    "16",
+    "--system-metrics",
+    "false",
+]
 TRAJECTORY = ("train_loss", "val_loss", "grad_norm", "val_accuracy")
 
 
@@ -31,8 +45,9 @@ def _free_port() -> int:
 def _start(uri: str, cwd, experiment: str, model_dir, devices: int, *cluster: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "bertcls.cli", "train", "--model", str(model_dir), "--experiment", experiment]
     env = e2e.subprocess_env(uri, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    return subprocess.Popen([*command, *OPTIONS, *cluster], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [*command, *OPTIONS, *cluster], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _finish(process: subprocess.Popen) -> str:

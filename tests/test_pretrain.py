@@ -13,9 +13,9 @@ import pytest
 from flax import nnx
 from mlflow import MlflowClient
 
-from bertcls.config import ModelConfig
 from bertcls.data.corpus import pack_blocks
 from bertcls.data.masking import mask_tokens, max_predictions
+from bertcls.model.config import ModelConfig
 from bertcls.model.mlm import MaskedLM
 from bertcls.model.mlm_weights import load_masked_lm, mlm_state_dict, save_encoder
 from bertcls.model.weights import flat_params
@@ -106,13 +106,22 @@ def test_pack_blocks_keeps_every_token_once(tokenizer):
     assert (lengths[:-1] == 32).all() and lengths[-1] <= 32  # full rows, the last one padded
     assert all(ids[r, lengths[r] - 1] == tokenizer.sep_token_id for r in range(len(ids)))
     inner = np.concatenate([ids[r, 1 : lengths[r] - 1] for r in range(len(ids))])
-    expected = [t for text in texts for t in (*tokenizer(text, add_special_tokens=False)["input_ids"],
-                                               tokenizer.sep_token_id)]  # fmt: skip
+    expected = [
+        t for text in texts for t in (*tokenizer(text, add_special_tokens=False)["input_ids"], tokenizer.sep_token_id)
+    ]
     np.testing.assert_array_equal(inner, expected)
 
 
-TINY = ModelConfig(vocab_size=50, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
-                   max_position_embeddings=32, hidden_dropout=0.0, attention_dropout=0.0)  # fmt: skip
+TINY = ModelConfig(
+    vocab_size=50,
+    hidden_size=16,
+    num_layers=2,
+    num_heads=2,
+    intermediate_size=32,
+    max_position_embeddings=32,
+    hidden_dropout=0.0,
+    attention_dropout=0.0,
+)
 
 
 def test_mlm_head_is_tied_to_the_word_embeddings():
@@ -134,13 +143,23 @@ def test_mlm_head_is_tied_to_the_word_embeddings():
 
 def test_encoder_round_trip_keeps_head_and_weights(tmp_path, tokenizer):
     """save_encoder writes *ForMaskedLM key names; loading it back continues with the same head and encoder."""
-    config = ModelConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_layers=2, num_heads=2,
-                         intermediate_size=32, max_position_embeddings=64)  # fmt: skip
+    config = ModelConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=16,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
     model = MaskedLM(config, nnx.Rngs(3))
     model.mlm.bias.set_value(jnp.linspace(-1, 1, config.vocab_size))
     keys = set(mlm_state_dict(model))
-    assert {"cls.predictions.bias", "cls.predictions.transform.dense.weight", "bert.embeddings.word_embeddings.weight",
-            "bert.encoder.layer.1.output.dense.weight"} <= keys  # fmt: skip
+    assert {
+        "cls.predictions.bias",
+        "cls.predictions.transform.dense.weight",
+        "bert.embeddings.word_embeddings.weight",
+        "bert.encoder.layer.1.output.dense.weight",
+    } <= keys
     assert not any("decoder" in k or "pooler" in k for k in keys)
     out = save_encoder(model, tokenizer, tmp_path / "encoder", "card")
     assert {"config.json", "model.safetensors", "README.md", "tokenizer.json"} <= {p.name for p in out.iterdir()}
@@ -163,12 +182,34 @@ def test_default_checkpoint_has_no_mlm_head(small_model_dir):
 def test_pretrain_lowers_heldout_loss_and_train_fine_tunes_from_it(small_model_dir, empty_store, tmp_path):
     """`mlflow run . -e pretrain` on bbc_news texts: one epoch lowers the held-out MLM loss; the logged encoder is a
     model `train -P model=runs:/<id>/encoder` fine-tunes from."""
-    command = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "pretrain", "--env-manager", "local",
-               "--experiment-name", "mlm", "-P", f"model={small_model_dir}", "-P", "dataset=bbc_news",
-               "-P", "max_seq_length=64", "-P", "max_train_samples=60", "-P", "max_eval_samples=20",
-               "-P", "batch_size=16"]  # fmt: skip
-    done = subprocess.run(command, cwd=tmp_path, env=e2e.subprocess_env(empty_store), capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        str(ROOT),
+        "-e",
+        "pretrain",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        "mlm",
+        "-P",
+        f"model={small_model_dir}",
+        "-P",
+        "dataset=bbc_news",
+        "-P",
+        "max_seq_length=64",
+        "-P",
+        "max_train_samples=60",
+        "-P",
+        "max_eval_samples=20",
+        "-P",
+        "batch_size=16",
+    ]
+    done = subprocess.run(
+        command, cwd=tmp_path, env=e2e.subprocess_env(empty_store), capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     client = MlflowClient(empty_store)
     (run,) = client.search_runs([client.get_experiment_by_name("mlm").experiment_id])
@@ -183,13 +224,24 @@ def test_pretrain_lowers_heldout_loss_and_train_fine_tunes_from_it(small_model_d
     encoder_uri = run.data.tags["encoder_uri"]
     assert encoder_uri == f"runs:/{run.info.run_id}/encoder"
 
-    fine_tuned = e2e.train(empty_store, tmp_path, "mlm", encoder_uri, dataset="bbc_news", max_train_samples=60,
-                           max_eval_samples=20, max_seq_length=64, epochs=1, max_buckets=2)  # fmt: skip
+    fine_tuned = e2e.train(
+        empty_store,
+        tmp_path,
+        "mlm",
+        encoder_uri,
+        dataset="bbc_news",
+        max_train_samples=60,
+        max_eval_samples=20,
+        max_seq_length=64,
+        epochs=1,
+        max_buckets=2,
+    )
     classifier = client.get_run(fine_tuned)
     assert classifier.info.status == "FINISHED" and classifier.data.params["model"] == encoder_uri
     assert classifier.data.params["params_initialized"].startswith("head.")  # the encoder came from the artifact
-    adapted = load_masked_lm(Path(classifier.data.params["model_dir"]),
-                             ModelConfig.from_json_file(small_model_dir / "config.json"))[0]  # fmt: skip
+    adapted = load_masked_lm(
+        Path(classifier.data.params["model_dir"]), ModelConfig.from_json_file(small_model_dir / "config.json")
+    )[0]
     base = load_masked_lm(small_model_dir, ModelConfig.from_json_file(small_model_dir / "config.json"))[0]
     kernel = "encoder.layers.0.ffn_in.kernel"
     changed = flat_params(adapted)[kernel] - flat_params(base)[kernel]
@@ -206,8 +258,9 @@ def test_transformers_reads_the_encoder_as_a_masked_lm(small_model_dir, tmp_path
     model.mlm.bias.set_value(jnp.linspace(-0.5, 0.5, config.vocab_size))  # a head that is not all zeros
     out = save_encoder(model, tokenizer, tmp_path / "encoder", "card")
     reference = AutoModelForMaskedLM.from_pretrained(str(out)).eval()
-    encoded = tokenizer(["stocks fell sharply on monday", "the [MASK] won the cup final"], padding=True,
-                        return_tensors="np")  # fmt: skip
+    encoded = tokenizer(
+        ["stocks fell sharply on monday", "the [MASK] won the cup final"], padding=True, return_tensors="np"
+    )
     ids, mask = encoded["input_ids"], encoded["attention_mask"]
     positions = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
     ours = np.asarray(model(jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(positions)))  # [B, S, V]

@@ -25,7 +25,7 @@ LABELS = ["ham", "spam"]
 
 
 def _log(tmp: Path, model_dir: Path, pairs: bool) -> str:
-    from bertcls.config import ModelConfig
+    from bertcls.model.config import ModelConfig
     from bertcls.model.tokenizer import load_tokenizer
     from bertcls.model.weights import load_hf_checkpoint, save_model
     from bertcls.tracking import artifacts
@@ -150,7 +150,7 @@ def test_logged_model_holds_no_pickle_and_is_readable_by_others(single_uri):
 def test_saved_model_files_follow_the_umask(tmp_path, small_model_dir):
     import os
 
-    from bertcls.config import ModelConfig
+    from bertcls.model.config import ModelConfig
     from bertcls.model.weights import load_hf_checkpoint, save_model
 
     config = ModelConfig.from_json_file(small_model_dir / "config.json", num_labels=2)

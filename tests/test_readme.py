@@ -63,9 +63,13 @@ def test_readme_quick_start_runs_as_written(tmp_path, small_model_dir):
                 command = command.split("  #")[0] + tiny
             if command.startswith("mlflow models serve"):
                 server = subprocess.Popen(
-                    ["bash", "-c", command], cwd=tmp_path, env=env, start_new_session=True,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
+                    ["bash", "-c", command],
+                    cwd=tmp_path,
+                    env=env,
+                    start_new_session=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 _wait_ping(int(port), server)
                 continue
             done = subprocess.run(

@@ -179,4 +179,6 @@ def test_serve_champion_over_rest(store):
 
 def test_labels_mismatch(store):
     with pytest.raises(BertclsError, match="model's labels \\(ham, spam\\) do not match"):
-        evaluate_job.evaluate(f"runs:/{store.good}/model", data_overrides={"dataset": "bbc_news", "max_eval_samples": 20})
+        evaluate_job.evaluate(
+            f"runs:/{store.good}/model", data_overrides={"dataset": "bbc_news", "max_eval_samples": 20}
+        )

@@ -66,8 +66,9 @@ def _killed(config: TrainConfig, epoch: int, batch: int) -> str:
     before = {r.info.run_id for r in mlflow.search_runs(search_all_experiments=True, output_format="list")}
     with pytest.raises(KeyboardInterrupt):
         train_job.train(config, experiment="resume", callbacks=(SigtermAt(epoch, batch),))
-    (run,) = [r for r in mlflow.search_runs(search_all_experiments=True, output_format="list")
-              if r.info.run_id not in before]  # fmt: skip
+    (run,) = [
+        r for r in mlflow.search_runs(search_all_experiments=True, output_format="list") if r.info.run_id not in before
+    ]
     assert run.info.status == "KILLED"
     return run.info.run_id
 
@@ -98,8 +99,10 @@ def test_a_run_killed_in_epoch_2_resumes_as_the_same_run_with_the_uninterrupted_
         assert [m.step for m in history] == [1, 2, 3], key  # each epoch exactly once
         assert [m.value for m in history] == [m.value for m in client.get_metric_history(straight.run_id, key)], key
     # the resumed epoch's timing covers the whole epoch, its part before the kill too: examples/s x time = n_train
-    per_s, seconds = (next(m.value for m in client.get_metric_history(run_id, k) if m.step == 2)
-                      for k in ("train_examples_per_s", "epoch_time_s"))  # fmt: skip
+    per_s, seconds = (
+        next(m.value for m in client.get_metric_history(run_id, k) if m.step == 2)
+        for k in ("train_examples_per_s", "epoch_time_s")
+    )
     assert per_s * seconds == pytest.approx(float(run.data.params["n_train"]), rel=1e-6)
     final = {k: v for k, v in reference.data.metrics.items() if k.startswith(("best_", "test_"))}
     assert final and {k: run.data.metrics[k] for k in final} == final
@@ -108,8 +111,11 @@ def test_a_run_killed_in_epoch_2_resumes_as_the_same_run_with_the_uninterrupted_
     assert all(np.array_equal(mine[k], theirs[k]) for k in mine)  # bit for bit
 
     # keep_checkpoints=1 held across the resume: the best epoch's checkpoint and one other remain
-    checkpoints = [m for m in mlflow.search_logged_models(output_format="list")
-                   if m.source_run_id == run_id and m.name.startswith("checkpoint-")]  # fmt: skip
+    checkpoints = [
+        m
+        for m in mlflow.search_logged_models(output_format="list")
+        if m.source_run_id == run_id and m.name.startswith("checkpoint-")
+    ]
     assert len(checkpoints) == 2
     # a finished run keeps no resume checkpoint, locally or in its artifacts
     assert not (cache_root("checkpoints") / run_id).exists()

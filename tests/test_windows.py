@@ -84,8 +84,8 @@ def test_prepared_windows_carry_their_texts_labels(tokenizer):
 
 
 def test_predictor_windows_match_pooled_rows(tokenizer, small_model_dir):
-    from bertcls.config import ModelConfig
     from bertcls.data.reading import ReadingSettings
+    from bertcls.model.config import ModelConfig
     from bertcls.model.weights import load_hf_checkpoint
     from bertcls.serving.predictor import Predictor
 
@@ -146,9 +146,9 @@ def test_training_and_predictor_share_one_inference_loop(tokenizer, small_model_
 
     import optax
 
-    from bertcls.config import ModelConfig
     from bertcls.data.reading import ReadingSettings
     from bertcls.data.tasks import TaskSpec
+    from bertcls.model.config import ModelConfig
     from bertcls.model.weights import load_hf_checkpoint
     from bertcls.serving.predictor import Predictor
     from bertcls.train.loop import predict_split

@@ -164,9 +164,11 @@ def export(model_uri: str, directory: str, push_to_hub: str | None) -> None:
     from bertcls.jobs import export as job
 
     outcome = job.export(model_uri, directory, push_to_hub)
-    click.echo(f"exported {model_uri} to {outcome.directory}" + (f" (also logged to run {outcome.source_run_id} "
-               "as hf_export/)" if outcome.source_run_id else "") + (f"; pushed: {outcome.hub_url}"
-               if outcome.hub_url else ""))  # fmt: skip
+    click.echo(
+        f"exported {model_uri} to {outcome.directory}"
+        + (f" (also logged to run {outcome.source_run_id} as hf_export/)" if outcome.source_run_id else "")
+        + (f"; pushed: {outcome.hub_url}" if outcome.hub_url else "")
+    )
 
 
 @main.command("sweep")
@@ -207,8 +209,11 @@ def pretrain(**values) -> None:
     try:
         outcome = job.pretrain(config, run.experiment, run.run_name, system_metrics=run.system_metrics)
     except KeyboardInterrupt as interrupt:
-        click.echo(f"interrupted ({interrupt or 'Ctrl-C'}): the MLflow run is marked KILLED; no encoder was logged "
-                   "(pretrain has no resume: start it again).", err=True)  # fmt: skip
+        click.echo(
+            f"interrupted ({interrupt or 'Ctrl-C'}): the MLflow run is marked KILLED; no encoder was logged "
+            "(pretrain has no resume: start it again).",
+            err=True,
+        )
         sys.exit(130)
     click.echo(job.describe_pretrain(outcome))
 
@@ -226,8 +231,14 @@ def train(**values) -> None:
     config, run = build(TrainConfig, values), build(RunOptions, values)
     try:
         cluster = {"coordinator": run.coordinator, "num_processes": run.num_processes, "process_id": run.process_id}
-        outcome = job.train(config, run.experiment, run.run_name, system_metrics=run.system_metrics,
-                             resume_run_id=run.resume_run_id, cluster=cluster)  # fmt: skip
+        outcome = job.train(
+            config,
+            run.experiment,
+            run.run_name,
+            system_metrics=run.system_metrics,
+            resume_run_id=run.resume_run_id,
+            cluster=cluster,
+        )
     except KeyboardInterrupt as interrupt:
         command = getattr(interrupt, "resume_command", None)
         then = (
@@ -276,8 +287,9 @@ def register(**values) -> None:
     from bertcls.jobs import register as job
 
     config = build(RegisterConfig, values)
-    outcome = job.register(config.experiment, config.metric, config.name, config.force, config.dataset, config.run_id,
-                            config.direction)  # fmt: skip
+    outcome = job.register(
+        config.experiment, config.metric, config.name, config.force, config.dataset, config.run_id, config.direction
+    )
     click.echo(outcome.message)
     if outcome.version is None:  # nothing was registered: there is no champion to load
         return

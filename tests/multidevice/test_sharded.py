@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from bertcls.config import ModelConfig, OptimConfig
+from bertcls.config import OptimConfig
 from bertcls.data.batching import iterate_batches, place_on_mesh
 from bertcls.model.bert import BertClassifier
+from bertcls.model.config import ModelConfig
 from bertcls.train.loop import fit, predict_split, steps_per_epoch
 from bertcls.train.optim import make_optimizer
 from bertcls.train.steps import Steps, make_data_mesh
@@ -63,9 +64,10 @@ def test_fit_on_eight_devices_learns_compiles_once_per_shape_and_follows_the_one
 
     config, _, build_model = small_setup
     config = dataclasses.replace(
-        config, optim=dataclasses.replace(config.optim, lr=1e-3),
+        config,
+        optim=dataclasses.replace(config.optim, lr=1e-3),
         data=dataclasses.replace(config.data, max_train_samples=128, max_eval_samples=48, max_buckets=2),
-    )  # fmt: skip
+    )
     data = prepare_data(config.data, tokenizer)
     assert jax.device_count() == 8
     total = steps_per_epoch(len(data.splits["train"]), config.batch_size) * config.epochs
@@ -96,12 +98,14 @@ def test_fit_on_eight_devices_learns_compiles_once_per_shape_and_follows_the_one
     assert again.metrics == result.best_validation.metrics
 
     total = steps_per_epoch(len(data.splits["train"]), config.batch_size) * config.epochs
-    one_device = Steps(build_model(), make_optimizer(config.optim, total), make_data_mesh(jax.devices()[:1]), False,
-                       config.seed)  # fmt: skip
+    one_device = Steps(
+        build_model(), make_optimizer(config.optim, total), make_data_mesh(jax.devices()[:1]), False, config.seed
+    )
     one = fit(one_device, data, config, []).history
     for name in ("train_loss", "val_loss", "grad_norm", "val_accuracy"):
-        np.testing.assert_allclose([h[name] for h in history], [h[name] for h in one], rtol=1e-5, atol=1e-6,
-                                   err_msg=name)  # fmt: skip
+        np.testing.assert_allclose(
+            [h[name] for h in history], [h[name] for h in one], rtol=1e-5, atol=1e-6, err_msg=name
+        )
 
 
 def test_steps_trace_once_per_kind_and_match_a_direct_jit_bit_for_bit():
@@ -112,16 +116,27 @@ def test_steps_trace_once_per_kind_and_match_a_direct_jit_bit_for_bit():
     from bertcls.data.batching import place_on_mesh
     from bertcls.train.steps import train_step
 
-    config = ModelConfig(vocab_size=50, hidden_size=32, num_layers=1, num_heads=4, intermediate_size=48,
-                         max_position_embeddings=40, num_labels=3)  # fmt: skip
+    config = ModelConfig(
+        vocab_size=50,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=40,
+        num_labels=3,
+    )
     optim = make_optimizer(OptimConfig(lr=1e-3), total_steps=10)
     rng = np.random.default_rng(0)
 
     def batch(seq_len: int) -> dict:
         mask = (np.arange(seq_len)[None, :] < rng.integers(1, seq_len + 1, size=(8, 1))).astype(np.int32)
-        return {"input_ids": rng.integers(1, 50, size=(8, seq_len)).astype(np.int32) * mask,
-                "attention_mask": mask, "token_type_ids": np.zeros((8, seq_len), np.int32),
-                "labels": rng.integers(0, 3, size=8).astype(np.int32), "weights": np.ones(8, np.float32)}  # fmt: skip
+        return {
+            "input_ids": rng.integers(1, 50, size=(8, seq_len)).astype(np.int32) * mask,
+            "attention_mask": mask,
+            "token_type_ids": np.zeros((8, seq_len), np.int32),
+            "labels": rng.integers(0, 3, size=8).astype(np.int32),
+            "weights": np.ones(8, np.float32),
+        }
 
     steps = Steps(BertClassifier(config, rngs=nnx.Rngs(0)), optim, make_data_mesh(), False, 7)
     batches = [place_on_mesh(batch(n), steps.mesh) for n in (4, 12)]
@@ -139,5 +154,3 @@ def test_steps_trace_once_per_kind_and_match_a_direct_jit_bit_for_bit():
         np.testing.assert_array_equal(mine, theirs)
     np.testing.assert_array_equal(steps.evaluate(batches[1]), direct._jitted["eval"](direct.model_state, batches[1]))
     assert list(steps._traced) == [("train", (8,)), ("eval", (8,))]
-
-

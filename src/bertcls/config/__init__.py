@@ -1,51 +1,43 @@
-"""Settings: the option machinery (`fields`), the job configs (`jobs`) and the generated MLproject and docs
-tables (`generate`). The job configs are importable from here: `from bertcls.config import TrainConfig`."""
+"""Settings: the option machinery (`fields`), the fine-tuning's configs (`training`), the other jobs' (`jobs`),
+the saved train config (`saved`) and the generated MLproject and docs tables (`generate`). The configs are
+importable from here: `from bertcls.config import TrainConfig`. A checkpoint's architecture is
+`bertcls.model.config.ModelConfig`."""
 
 from bertcls.config.jobs import (
-    ACTIVATIONS,
-    CHECKPOINT_MODES,
-    COMPUTE_DTYPES,
     CORPUS_PARAMS,
-    DEFAULT_EXPERIMENT,
-    FINETUNE_STRATEGIES,
-    HEADS,
-    HF_ARCHITECTURE_HEAD,
-    LONG_TEXT_MODES,
-    PRECISION_DTYPES,
     PRUNERS,
-    SPLITS,
-    SUPPORTED_MODEL_TYPES,
     SWEPT,
-    DataConfig,
     EvaluateConfig,
-    ModelConfig,
-    OptimConfig,
     PretrainConfig,
     RegisterConfig,
-    RunOptions,
     SweepConfig,
-    TrainConfig,
     job_params,
+)
+from bertcls.config.training import (
+    CHECKPOINT_MODES,
+    DEFAULT_EXPERIMENT,
+    FINETUNE_STRATEGIES,
+    LONG_TEXT_MODES,
+    PRECISION_DTYPES,
+    SPLITS,
+    DataConfig,
+    OptimConfig,
+    RunOptions,
+    TrainConfig,
 )
 
 __all__ = [
-    "ACTIVATIONS",
     "CHECKPOINT_MODES",
-    "COMPUTE_DTYPES",
     "CORPUS_PARAMS",
     "DEFAULT_EXPERIMENT",
     "FINETUNE_STRATEGIES",
-    "HEADS",
-    "HF_ARCHITECTURE_HEAD",
     "LONG_TEXT_MODES",
     "PRECISION_DTYPES",
     "PRUNERS",
     "SPLITS",
-    "SUPPORTED_MODEL_TYPES",
     "SWEPT",
     "DataConfig",
     "EvaluateConfig",
-    "ModelConfig",
     "OptimConfig",
     "PretrainConfig",
     "RegisterConfig",

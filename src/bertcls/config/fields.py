@@ -37,9 +37,14 @@ def option(
     (the sample caps, since MLproject has no integer "none").
     """
     metadata = dict(
-        help=help, choices=choices, path=path, docs=docs, mlproject=mlproject, reading=reading,
+        help=help,
+        choices=choices,
+        path=path,
+        docs=docs,
+        mlproject=mlproject,
+        reading=reading,
         unset_is_zero=unset_is_zero,
-    )  # fmt: skip
+    )
     return dataclasses.field(default=default, metadata=metadata)
 
 

@@ -94,8 +94,13 @@ def docs_table(job: str) -> str:
     return "\n".join(rows)
 
 
-DOCS_TABLES = {"train": "docs/training.md", "sweep": "docs/sweeps.md", "pretrain": "docs/pretraining.md",
-               "evaluate": "docs/registry.md", "register": "docs/registry.md"}  # fmt: skip
+DOCS_TABLES = {
+    "train": "docs/training.md",
+    "sweep": "docs/sweeps.md",
+    "pretrain": "docs/pretraining.md",
+    "evaluate": "docs/registry.md",
+    "register": "docs/registry.md",
+}
 
 
 def _marked(job: str) -> re.Pattern:
@@ -118,8 +123,10 @@ def main(argv: list[str]) -> int:
     stale = [p for p, text in generated_files().items() if not p.is_file() or p.read_text(encoding="utf-8") != text]
     if "--check" in argv:
         for path in stale:
-            print(f"{path.relative_to(ROOT)} disagrees with the parameter definitions: run "
-                  "python -m bertcls.config.generate")
+            print(
+                f"{path.relative_to(ROOT)} disagrees with the parameter definitions: run "
+                "python -m bertcls.config.generate"
+            )
         return 1 if stale else 0
     for path in stale:
         path.write_text(generated_files()[path], encoding="utf-8")

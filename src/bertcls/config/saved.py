@@ -17,8 +17,6 @@ TRAIN_CONFIG_VERSION = 1
 TRAIN_CONFIG_ARTIFACT = "bertcls/train_config.json"  # inside the run's artifacts
 
 
-
-
 def train_config_to_dict(config: TrainConfig) -> dict[str, Any]:
     return {"version": TRAIN_CONFIG_VERSION, "config": dataclasses.asdict(config)}
 

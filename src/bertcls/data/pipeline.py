@@ -267,10 +267,14 @@ def class_warnings(data: PreparedData) -> list[str]:
     found = []
     few = [f"{names[i]} ({train[i]})" for i in np.flatnonzero(train < FEW_EXAMPLES)]
     if few:
-        found.append(f"{len(few)} of {count} classes have fewer than {FEW_EXAMPLES} training texts: "
-                     f"{', '.join(few[:20])}{' ...' if len(few) > 20 else ''}")  # fmt: skip
+        found.append(
+            f"{len(few)} of {count} classes have fewer than {FEW_EXAMPLES} training texts: "
+            f"{', '.join(few[:20])}{' ...' if len(few) > 20 else ''}"
+        )
     missing = [names[i] for i in np.flatnonzero(validation == 0)]
     if missing:
-        found.append(f"{len(missing)} of {count} classes have no validation text: "
-                     f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")  # fmt: skip
+        found.append(
+            f"{len(missing)} of {count} classes have no validation text: "
+            f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}"
+        )
     return found

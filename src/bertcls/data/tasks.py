@@ -47,11 +47,29 @@ def primary_metric_for(glue_task: str | None, is_regression: bool) -> str:
 # Whether a higher ("max") or a lower ("min") value is better, by metric name without its split prefix. A metric
 # not listed is never guessed: the caller must say (register's `direction`), or metric_direction refuses.
 METRIC_DIRECTIONS = {
-    **dict.fromkeys(("accuracy", "macro_f1", "micro_f1", "weighted_f1", "f1", "mcc", "precision", "recall",
-                     "pearson", "spearman", "auc", "roc_auc", "average_precision", "subset_accuracy"), "max"),
-    **dict.fromkeys(("loss", "mse", "mae", "rmse", "mlm_loss", "perplexity", "error_rate", "ece", "brier", "nll",
-                     "log_loss"), "min"),
-}  # fmt: skip
+    **dict.fromkeys(
+        (
+            "accuracy",
+            "macro_f1",
+            "micro_f1",
+            "weighted_f1",
+            "f1",
+            "mcc",
+            "precision",
+            "recall",
+            "pearson",
+            "spearman",
+            "auc",
+            "roc_auc",
+            "average_precision",
+            "subset_accuracy",
+        ),
+        "max",
+    ),
+    **dict.fromkeys(
+        ("loss", "mse", "mae", "rmse", "mlm_loss", "perplexity", "error_rate", "ece", "brier", "nll", "log_loss"), "min"
+    ),
+}
 SPLIT_PREFIXES = ("best_val_", "best_", "val_", "validation_", "test_", "train_")
 
 

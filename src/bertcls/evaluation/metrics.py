@@ -139,6 +139,8 @@ def top_confusions(labels: np.ndarray, predictions: np.ndarray, names: tuple[str
     true, predicted = np.nonzero(counts)
     order = np.lexsort((predicted, true, -counts[true, predicted]))[:top]
     support = np.bincount(labels, minlength=len(names))
-    rows = [(names[t], names[p], int(counts[t, p]), float(counts[t, p] / support[t])) for t, p in
-            zip(true[order], predicted[order], strict=True)]  # fmt: skip
+    rows = [
+        (names[t], names[p], int(counts[t, p]), float(counts[t, p] / support[t]))
+        for t, p in zip(true[order], predicted[order], strict=True)
+    ]
     return pd.DataFrame(rows, columns=["label", "predicted", "count", "share_of_label"])

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from bertcls.config import ModelConfig
 from bertcls.errors import ConfigError
+from bertcls.model.config import ModelConfig
 from bertcls.model.weights import flat_params, hf_key_table, load_model, written_atomically
 
 HF_CLASSES = {"bert": "BertForSequenceClassification", "distilbert": "DistilBertForSequenceClassification"}
@@ -38,28 +38,12 @@ def hf_config(config: ModelConfig, label_names: list[str] | None) -> dict:
     """config.json of the matching *ForSequenceClassification model."""
     regression = config.num_labels == 1
     names = list(label_names) if label_names else [f"LABEL_{i}" for i in range(config.num_labels)]
-    labels = {"id2label": {str(i): n for i, n in enumerate(names)}, "label2id": {n: i for i, n in enumerate(names)},
-              "problem_type": "regression" if regression else "single_label_classification"}  # fmt: skip
-    if config.model_type == "distilbert":
-        architecture = {
-            "model_type": "distilbert", "vocab_size": config.vocab_size, "dim": config.hidden_size,
-            "n_layers": config.num_layers, "n_heads": config.num_heads, "hidden_dim": config.intermediate_size,
-            "activation": config.hidden_act, "dropout": config.hidden_dropout,
-            "attention_dropout": config.attention_dropout, "seq_classif_dropout": config.classifier_dropout,
-            "max_position_embeddings": config.max_position_embeddings, "pad_token_id": config.pad_token_id,
-            "sinusoidal_pos_embds": False,
-        }  # fmt: skip
-    else:
-        architecture = {
-            "model_type": "bert", "vocab_size": config.vocab_size, "hidden_size": config.hidden_size,
-            "num_hidden_layers": config.num_layers, "num_attention_heads": config.num_heads,
-            "intermediate_size": config.intermediate_size, "hidden_act": config.hidden_act,
-            "hidden_dropout_prob": config.hidden_dropout, "attention_probs_dropout_prob": config.attention_dropout,
-            "classifier_dropout": config.classifier_dropout, "max_position_embeddings": config.max_position_embeddings,
-            "type_vocab_size": config.type_vocab_size, "layer_norm_eps": config.layer_norm_eps,
-            "pad_token_id": config.pad_token_id, "position_embedding_type": "absolute",
-        }  # fmt: skip
-    return {"architectures": [HF_CLASSES[config.model_type]], **architecture, **labels}
+    labels = {
+        "id2label": {str(i): n for i, n in enumerate(names)},
+        "label2id": {n: i for i, n in enumerate(names)},
+        "problem_type": "regression" if regression else "single_label_classification",
+    }
+    return {"architectures": [HF_CLASSES[config.model_type]], **config.to_hf_dict(), **labels}
 
 
 def hf_state_dict(model) -> dict[str, np.ndarray]:

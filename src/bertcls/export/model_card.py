@@ -9,10 +9,30 @@ import dataclasses
 import re
 from pathlib import Path
 
-HYPERPARAMETERS = ("finetune", "freeze_layers", "head", "lr", "weight_decay", "warmup_ratio", "llrd", "epochs",
-                   "batch_size", "grad_accum_steps", "max_grad_norm", "precision", "seed")  # fmt: skip
-DATA_RECIPE = ("dataset", "dataset_config", "train_file", "max_seq_length", "long_text", "split_seed",
-               "max_train_samples")  # fmt: skip
+HYPERPARAMETERS = (
+    "finetune",
+    "freeze_layers",
+    "head",
+    "lr",
+    "weight_decay",
+    "warmup_ratio",
+    "llrd",
+    "epochs",
+    "batch_size",
+    "grad_accum_steps",
+    "max_grad_norm",
+    "precision",
+    "seed",
+)
+DATA_RECIPE = (
+    "dataset",
+    "dataset_config",
+    "train_file",
+    "max_seq_length",
+    "long_text",
+    "split_seed",
+    "max_train_samples",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,21 +66,29 @@ def _table(rows: dict[str, object]) -> list[str]:
 
 def render(facts: CardFacts, hugging_face: bool) -> str:
     """The card as markdown; `hugging_face`: for an export directory (front matter and its loading code)."""
+    front = _front_matter(facts) if hugging_face else []
+    return "\n".join([*front, *_description(facts), *_how_to_load(facts, hugging_face)])
+
+
+def _front_matter(facts: CardFacts) -> list[str]:
+    """The Hugging Face hub's YAML header."""
+    licence = [f"license: {facts.base_licence}"] if facts.base_licence else []
+    header = ["---", "library_name: transformers", "pipeline_tag: text-classification"]
+    return [*header, f"base_model: {facts.base_model}", *licence, "tags:", "- bertcls", "---", ""]
+
+
+def _description(facts: CardFacts) -> list[str]:
+    """Base model, task and labels, data recipe, hyperparameters and results."""
     params = facts.params
     licence = facts.base_licence or "unknown: see the base model's card"
-    lines = []
-    if hugging_face:
-        front = ["---", "library_name: transformers", "pipeline_tag: text-classification",
-                 f"base_model: {facts.base_model}"] + ([f"license: {facts.base_licence}"] if facts.base_licence
-                                                      else []) + ["tags:", "- bertcls", "---", ""]  # fmt: skip
-        lines += front
     dataset = params.get("dataset") or Path(params.get("train_file") or "data").name
-    lines += [
+    run = f", MLflow run `{facts.run_id}`" if facts.run_id else ""
+    labels = ", ".join(f"{i}: `{name}`" for i, name in enumerate(facts.label_names))
+    best = f"Validation metrics are those of the best epoch ({facts.best_epoch}); " if facts.best_epoch else ""
+    return [
         f"# {facts.task} classifier fine-tuned from {facts.base_model}",
         "",
-        f"Fine-tuned by [bertcls](https://github.com/) (JAX / Flax NNX) on `{dataset}`"
-        + (f", MLflow run `{facts.run_id}`" if facts.run_id else "")
-        + ".",
+        f"Fine-tuned by [bertcls](https://github.com/) (JAX / Flax NNX) on `{dataset}`{run}.",
         "",
         "## Base model",
         "",
@@ -68,9 +96,7 @@ def render(facts: CardFacts, hugging_face: bool) -> str:
         "",
         "## Task and labels",
         "",
-        f"Single-label text classification, {len(facts.label_names)} labels (id: name): "
-        + ", ".join(f"{i}: `{name}`" for i, name in enumerate(facts.label_names))
-        + ".",
+        f"Single-label text classification, {len(facts.label_names)} labels (id: name): {labels}.",
         "",
         "## Data and split",
         "",
@@ -86,46 +112,81 @@ def render(facts: CardFacts, hugging_face: bool) -> str:
         "",
         *_table({k: f"{v:.4f}" for k, v in sorted(facts.metrics.items())}),
         "",
-        (f"Validation metrics are those of the best epoch ({facts.best_epoch}); " if facts.best_epoch else "")
-        + "test metrics were computed once, with the best epoch's weights.",
+        best + "test metrics were computed once, with the best epoch's weights.",
         "",
-        "## How to load it",
-        "",
-        "```python",
     ]
+
+
+def _how_to_load(facts: CardFacts, hugging_face: bool) -> list[str]:
+    """The loading code (transformers for an export, MLflow for a logged model) and how texts must be read."""
     if hugging_face:
-        lines += [
+        code = [
             "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
             "model = AutoModelForSequenceClassification.from_pretrained('<this directory or hub repo>')",
             "tokenizer = AutoTokenizer.from_pretrained('<this directory or hub repo>')",
         ]
     else:
-        lines += [
+        code = [
             "import mlflow",
             f"model = mlflow.pyfunc.load_model('runs:/{facts.run_id or '<run_id>'}/model')",
             "model.predict(['some text'])  # label and one probability per class",
         ]
-    max_len = params.get("max_seq_length", "128")
-    lines += ["```", "", f"The model was trained on texts cut to {max_len} tokens"
-              + (" (long texts read as overlapping windows, their logits averaged)" if params.get("long_text") ==
-                 "windows" else "") + "; read texts the same way for the same results.", ""]  # fmt: skip
-    return "\n".join(lines)
+    max_len = facts.params.get("max_seq_length", "128")
+    windows = facts.params.get("long_text") == "windows"
+    reading = " (long texts read as overlapping windows, their logits averaged)" if windows else ""
+    return [
+        "## How to load it",
+        "",
+        "```python",
+        *code,
+        "```",
+        "",
+        f"The model was trained on texts cut to {max_len} tokens{reading}; read texts the same way for the same "
+        "results.",
+        "",
+    ]
 
 
-def render_encoder(base_model: str, licence: str | None, corpus: str, recipe: str, params: dict[str, str],
-                   history: list[dict[str, float]], run_id: str) -> str:  # fmt: skip
+def render_encoder(
+    base_model: str,
+    licence: str | None,
+    corpus: str,
+    recipe: str,
+    params: dict[str, str],
+    history: list[dict[str, float]],
+    run_id: str,
+) -> str:
     """The card of an encoder adapted by `pretrain`: what it started from, what it read, what it learned."""
     before, after = history[0]["val_mlm_loss"], history[-1]["val_mlm_loss"]
     shown = ("mlm_probability", "lr", "weight_decay", "warmup_ratio", "epochs", "batch_size", "max_seq_length", "seed")
-    return "\n".join([
-        "---", "library_name: transformers", "pipeline_tag: fill-mask", f"base_model: {base_model}",
-        *([f"license: {licence}"] if licence else []), "tags:", "- bertcls", "---", "",
-        f"# {base_model}, masked-LM pre-training continued on `{corpus}`", "",
-        f"Adapted by bertcls, MLflow run `{run_id}`, from `{base_model}` (licence: "
-        f"{licence or 'unknown: see the base model card'}; the adapted weights inherit its terms).", "",
-        f"Texts: {recipe}. Masking: BERT's rule (15 % of ordinary tokens by default; 80 % [MASK], 10 % random, "
-        "10 % kept), the MLM head tied to the word embeddings.", "",
-        *_table({k: params[k] for k in shown if k in params}), "",
-        f"Held-out MLM loss {before:.4f} before, {after:.4f} after ({len(history) - 1} epoch(s)).", "",
-        "## Fine-tune it", "", "```", f"mlflow run . -e train -P model=runs:/{run_id}/encoder", "```", "",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "---",
+            "library_name: transformers",
+            "pipeline_tag: fill-mask",
+            f"base_model: {base_model}",
+            *([f"license: {licence}"] if licence else []),
+            "tags:",
+            "- bertcls",
+            "---",
+            "",
+            f"# {base_model}, masked-LM pre-training continued on `{corpus}`",
+            "",
+            f"Adapted by bertcls, MLflow run `{run_id}`, from `{base_model}` (licence: "
+            f"{licence or 'unknown: see the base model card'}; the adapted weights inherit its terms).",
+            "",
+            f"Texts: {recipe}. Masking: BERT's rule (15 % of ordinary tokens by default; 80 % [MASK], 10 % random, "
+            "10 % kept), the MLM head tied to the word embeddings.",
+            "",
+            *_table({k: params[k] for k in shown if k in params}),
+            "",
+            f"Held-out MLM loss {before:.4f} before, {after:.4f} after ({len(history) - 1} epoch(s)).",
+            "",
+            "## Fine-tune it",
+            "",
+            "```",
+            f"mlflow run . -e train -P model=runs:/{run_id}/encoder",
+            "```",
+            "",
+        ]
+    )

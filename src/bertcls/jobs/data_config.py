@@ -15,9 +15,15 @@ def with_absolute_files(data: DataConfig) -> DataConfig:
 
 
 DATASET_FIELDS = (
-    "dataset", "dataset_config", "train_file", "validation_file", "test_file", "text_column", "text_pair_column",
+    "dataset",
+    "dataset_config",
+    "train_file",
+    "validation_file",
+    "test_file",
+    "text_column",
+    "text_pair_column",
     "label_column",
-)  # fmt: skip
+)
 
 
 def data_config_for(source: DataConfig | None, overrides: dict) -> DataConfig:

@@ -7,8 +7,8 @@ import time
 
 import numpy as np
 
-from bertcls.config import DEFAULT_EXPERIMENT
-from bertcls.data import prepare_data
+from bertcls.config import DEFAULT_EXPERIMENT, DataConfig
+from bertcls.data import PreparedData, prepare_data
 from bertcls.errors import DataError
 from bertcls.evaluation import figures
 from bertcls.evaluation.metrics import (
@@ -42,13 +42,36 @@ def evaluate(
     fresh_run: bool = False,
 ) -> EvalOutcome:
     """Evaluate a logged or registered model on a dataset split; log metrics, tables and figures to a new run."""
-
-
     ref = resolve_model_uri(model_uri)
+    predictor, data_config, data = _model_and_data(ref, split, data_overrides or {}, batch_size)
+    outputs, metrics = _scores(predictor, data, split, extra_metrics)
+    run_name = f"evaluate {ref.name or ref.source_run_id} on {split}"
+    with runs.tracked_run(experiment, run_name=run_name, fresh=fresh_run) as run:
+        params = {"model_uri": model_uri, "split": split, "eval_batch_size": batch_size}
+        runs.log_params({**params, **dataclasses.asdict(data_config)})
+        runs.set_tags(
+            {
+                "bertcls_job": "evaluate",
+                "evaluated_model_uri": model_uri,
+                "evaluated_model_name": ref.name or "",
+                "evaluated_model_version": ref.version or "",
+                "source_run_id": ref.source_run_id or "",
+                "dataset": data.source.name,
+            }
+        )
+        runs.set_environment_tags()
+        runs.log_metrics(metrics)
+        if not data.task.is_regression:
+            runs.log_outputs(_tables(data, split, outputs, top_mistakes, f"{split} confusion matrix, {model_uri}"))
+    return EvalOutcome(run.info.run_id, split, metrics)
+
+
+def _model_and_data(ref, split: str, overrides: dict, batch_size: int) -> tuple[Predictor, DataConfig, PreparedData]:
+    """The model, and the dataset split it is evaluated on: the source run's recipe unless overridden, its texts
+    read as the model was trained (its own saved settings decide, not the run's params)."""
     source = run_train_config(ref.source_run_id) if ref.source_run_id else None
-    data_config = data_config_for(source.data if source else None, data_overrides or {})
+    data_config = data_config_for(source.data if source else None, overrides)
     predictor = Predictor.from_dir(ref.local_dir, batch_size=batch_size)
-    # Texts are read as the model was trained: its own saved settings decide, not the run's params.
     data_config = dataclasses.replace(data_config, **predictor.settings.data_fields())
     data = prepare_data(data_config, predictor.tokenizer)
     if not data.task.is_regression and list(data.task.label_names) != predictor.label_names:
@@ -59,8 +82,12 @@ def evaluate(
         )
     if split not in data.splits:
         raise DataError(f"{data.source.name} has no {split!r} split with labels; it has {', '.join(data.splits)}.")
-    tokenized, texts = data.splits[split], data.texts[split]
+    return predictor, data_config, data
 
+
+def _scores(predictor: Predictor, data: PreparedData, split: str, extra_metrics: tuple[str, ...]):
+    """([T, C] outputs per text, {<split>_<metric>: value} with loss, extra metrics and texts per second)."""
+    tokenized, texts = data.splits[split], data.texts[split]
     outputs = predictor.outputs(tokenized)  # first pass compiles; the timed pass below measures throughput
     sample = texts.select(range(min(len(texts), 5000)))
     pairs = list(sample["text_pair"]) if data.task.has_text_pair else None
@@ -75,38 +102,18 @@ def evaluate(
     for name in extra_metrics:  # optional `evaluate` modules, by local path or hub id
         metrics.update({f"{split}_{k}": v for k, v in extra_metric(name, predictions, labels).items()})
     metrics["predict_texts_per_s"] = texts_per_s
-    run_name = f"evaluate {ref.name or ref.source_run_id} on {split}"
-    with runs.tracked_run(experiment, run_name=run_name, fresh=fresh_run) as run:
-        runs.log_params(
-            {
-                "model_uri": model_uri,
-                "split": split,
-                "eval_batch_size": batch_size,
-                **{k: v for k, v in dataclasses.asdict(data_config).items()},
-            }
-        )
-        runs.set_tags(
-            {
-                "bertcls_job": "evaluate",
-                "evaluated_model_uri": model_uri,
-                "evaluated_model_name": ref.name or "",
-                "evaluated_model_version": ref.version or "",
-                "source_run_id": ref.source_run_id or "",
-                "dataset": data.source.name,
-            }
-        )
-        runs.set_environment_tags()
-        runs.log_metrics(metrics)
-        if not data.task.is_regression:
-            probs = softmax(outputs.astype(np.float64))
-            predicted = probs.argmax(-1)
-            runs.log_table(per_class_table(predicted, labels, data.task.label_names), "per_class_metrics.json")
-            title = f"{split} confusion matrix, {model_uri}"
-            runs.log_outputs(figures.confusion(labels, predicted, data.task.label_names, split, title=title))
-            pair_texts = list(texts["text_pair"]) if data.task.has_text_pair else None
-            mistakes = most_confident_mistakes(
-                probs, labels, data.task.label_names, list(texts["text"]), pair_texts, top_mistakes
-            )
-            runs.log_table(mistakes, "most_confident_mistakes.json")
-        run_id = run.info.run_id
-    return EvalOutcome(run_id, split, metrics)
+    return outputs, metrics
+
+
+def _tables(data: PreparedData, split: str, outputs: np.ndarray, top_mistakes: int, title: str) -> dict:
+    """Per-class metrics, the confusion matrix (or top confusions) and the most confident mistakes."""
+    texts, labels, names = data.texts[split], data.splits[split].text_labels(), data.task.label_names
+    probs = softmax(outputs.astype(np.float64))  # [T, C]
+    predicted = probs.argmax(-1)
+    pair_texts = list(texts["text_pair"]) if data.task.has_text_pair else None
+    mistakes = most_confident_mistakes(probs, labels, names, list(texts["text"]), pair_texts, top_mistakes)
+    return {
+        "per_class_metrics.json": per_class_table(predicted, labels, names),
+        **figures.confusion(labels, predicted, names, split, title=title),
+        "most_confident_mistakes.json": mistakes,
+    }

@@ -29,15 +29,21 @@ def _card_for(ref, label_names: list[str]) -> str:
     params = dict(run.data.params) if run else {}
     metrics = {k: v for k, v in (run.data.metrics if run else {}).items() if k.startswith(("best_val_", "test_"))}
     best_epoch = int(run.data.metrics["best_epoch"]) if run and "best_epoch" in run.data.metrics else None
-    facts = CardFacts(params.get("model", "unknown"), base_licence(params.get("model_dir")),
-                      run.data.tags.get("dataset", "text") if run else "text", tuple(label_names), params, metrics,
-                      ref.source_run_id, best_epoch)  # fmt: skip
+    facts = CardFacts(
+        params.get("model", "unknown"),
+        base_licence(params.get("model_dir")),
+        run.data.tags.get("dataset", "text") if run else "text",
+        tuple(label_names),
+        params,
+        metrics,
+        ref.source_run_id,
+        best_epoch,
+    )
     return render(facts, hugging_face=True)
 
 
 def export(model_uri: str, directory: str, push_to_hub: str | None = None) -> ExportOutcome:
     """Write a logged or registered model as a Hugging Face directory; log it to its run; push it if asked."""
-
 
     ref = resolve_model_uri(model_uri)
     meta = json.loads((ref.local_dir / "bertcls_config.json").read_text(encoding="utf-8"))
@@ -51,7 +57,6 @@ def export(model_uri: str, directory: str, push_to_hub: str | None = None) -> Ex
 def _push(directory: Path, repo: str) -> str:
     """Upload the export to the Hugging Face hub (a clear error offline or without a token)."""
     try:
-
         api = HfApi()
         api.create_repo(repo, exist_ok=True)
         commit = api.upload_folder(folder_path=str(directory), repo_id=repo, commit_message="bertcls export")

@@ -53,7 +53,6 @@ def register(
     (max/min) ranks a metric bertcls does not know (it never guesses).
     """
 
-
     if name is not None:
         registry.check_model_name(name)
     client = registry.client()
@@ -67,14 +66,21 @@ def register(
     champion = registry.current_alias(client, name, promotion.CHAMPION)
     if champion is not None and not run_id:
         since, on = champion.creation_timestamp, dataset or candidate.dataset  # newer runs on the same data only
-        newer = registry.best_run(client, experiment, metric, on, finished_after=since, missing_ok=True,
-                                  direction=direction)  # fmt: skip
+        newer = registry.best_run(
+            client, experiment, metric, on, finished_after=since, missing_ok=True, direction=direction
+        )
         if newer is None:
             decision = promotion.no_new_run(champion.version, experiment)
             return RegisterOutcome(name, champion.version, False, None, decision.message)
         candidate = newer
-    refusal = promotion.below_baseline(candidate.run_id, candidate.metric_key, candidate.value,
-                                       registry.baseline_value(client, candidate), direction, force)  # fmt: skip
+    refusal = promotion.below_baseline(
+        candidate.run_id,
+        candidate.metric_key,
+        candidate.value,
+        registry.baseline_value(client, candidate),
+        direction,
+        force,
+    )
     if refusal is not None:
         return RegisterOutcome(name, None, False, None, refusal.message)
     version, created = registry.register_run(client, name, candidate)
@@ -83,28 +89,40 @@ def register(
 
     decision = promotion.without_comparison(entry, champion.version if champion else None, candidate.metric_key)
     if decision is None:
-        champion_run = registry.get_run(client, champion.run_id)
-        basis = promotion.comparison_basis(
-            registry.comparable(candidate.config.data, registry.run_train_config(champion_run).data),
-            candidate.metric_key in champion_run.data.metrics,
+        decision = _compare_with_champion(
+            client, name, version, champion, candidate, experiment, force, direction, values
         )
-        if basis == promotion.LOGGED:
-            mine, theirs = candidate.value, champion_run.data.metrics[candidate.metric_key]
-            compared = candidate.metric_key
-        else:  # different data or split: evaluate both on the candidate's dataset and split
-            mine, theirs, compared = _evaluated_values(
-                name, version, champion, candidate, candidate.metric_key, experiment
-            )
-        values.update(compared=compared, candidate_value=mine, champion_value=theirs, basis=basis)
-        decision = promotion.after_comparison(
-            promotion.Entry(version.version, mine), promotion.Entry(champion.version, theirs), compared, basis, force,
-            direction,
-        )
-    alias = decision.alias
-    if decision.alias is not None:
-        previous = (
-            champion if decision.alias == promotion.CHAMPION else registry.current_alias(client, name, decision.alias)
-        )
-        moved = registry.move_alias(client, name, decision.alias, version, previous, decision.reason, values)
-        alias = decision.alias if moved or decision.alias == promotion.CHAMPION else None
-    return RegisterOutcome(name, version.version, created, alias, decision.message)
+    return RegisterOutcome(
+        name, version.version, created, _apply(client, name, decision, version, champion, values), decision.message
+    )
+
+
+def _compare_with_champion(
+    client, name: str, version, champion, candidate, experiment: str, force: bool, direction: str, values: dict
+):
+    """The decision between the new version and @champion: on the metric both runs logged when their data is
+    comparable, else on both evaluated on the candidate's dataset and split. `values` records what was compared."""
+    champion_run = registry.get_run(client, champion.run_id)
+    basis = promotion.comparison_basis(
+        registry.comparable(candidate.config.data, registry.run_train_config(champion_run).data),
+        candidate.metric_key in champion_run.data.metrics,
+    )
+    if basis == promotion.LOGGED:
+        mine, theirs = candidate.value, champion_run.data.metrics[candidate.metric_key]
+        compared = candidate.metric_key
+    else:  # different data or split: evaluate both on the candidate's dataset and split
+        mine, theirs, compared = _evaluated_values(name, version, champion, candidate, candidate.metric_key, experiment)
+    values.update(compared=compared, candidate_value=mine, champion_value=theirs, basis=basis)
+    mine_entry, theirs_entry = promotion.Entry(version.version, mine), promotion.Entry(champion.version, theirs)
+    return promotion.after_comparison(mine_entry, theirs_entry, compared, basis, force, direction)
+
+
+def _apply(client, name: str, decision, version, champion, values: dict) -> str | None:
+    """Move the alias the decision names (recording why); returns the alias the version now holds."""
+    if decision.alias is None:
+        return None
+    previous = (
+        champion if decision.alias == promotion.CHAMPION else registry.current_alias(client, name, decision.alias)
+    )
+    moved = registry.move_alias(client, name, decision.alias, version, previous, decision.reason, values)
+    return decision.alias if moved or decision.alias == promotion.CHAMPION else None

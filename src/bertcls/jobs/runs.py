@@ -23,7 +23,6 @@ class RunningRun:
 def running_runs(experiment: str | None, heartbeat_timeout_s: float, mark_failed: bool = False) -> list[RunningRun]:
     """RUNNING runs with a liveness verdict; with mark_failed, the stale ones are ended FAILED."""
 
-
     host, now, out = socket.gethostname(), time.time(), []
     for run in runs.running_runs(experiment):
         tags = run.data.tags

@@ -81,16 +81,18 @@ def train(
         resume.check_compatible(resume.read_record(checkpoint_dir), fingerprint, f"run {source.run_id}")
         start, _ = resume.restore(checkpoint_dir, setup.trainer)
 
-    with runs.tracked_run(experiment, run_name, system_metrics=system_metrics, resume_run_id=resume_run_id,
-                          parent_run_id=parent_run_id) as run:  # fmt: skip
+    with runs.tracked_run(
+        experiment, run_name, system_metrics=system_metrics, resume_run_id=resume_run_id, parent_run_id=parent_run_id
+    ) as run:
         job = _TrackedTraining(setup, run.info.run_id, run.info.experiment_id, source)
         job.start(tags or {})
         finished = job.fit(start, fingerprint, callbacks)
         model_uri = job.log_results(finished)
     wall = time.perf_counter() - started
     log.info("run %s finished in %.1f s; best epoch %d", run.info.run_id, wall, finished.result.best_epoch)
-    return TrainOutcome(run.info.run_id, model_uri, finished.result.best_epoch, finished.metrics, wall,
-                        len(finished.result.history))  # fmt: skip
+    return TrainOutcome(
+        run.info.run_id, model_uri, finished.result.best_epoch, finished.metrics, wall, len(finished.result.history)
+    )
 
 
 class _TrackedTraining:
@@ -132,8 +134,16 @@ class _TrackedTraining:
         with artifacts.staging_dir() as staging:
             path = fine_tune.save_trained(self.setup, self.setup.trainer.model(state), staging / "model")
             params = {k: str(v) for k, v in config.flat_params().items()}
-            facts = CardFacts(config.model, base_licence(str(self.setup.model_dir)), task.name,
-                              tuple(task.label_names), params, metrics, self.run_id, step or None)  # fmt: skip
+            facts = CardFacts(
+                config.model,
+                base_licence(str(self.setup.model_dir)),
+                task.name,
+                tuple(task.label_names),
+                params,
+                metrics,
+                self.run_id,
+                step or None,
+            )
             (path / "model_card.md").write_text(render(facts, hugging_face=False), encoding="utf-8")
             return artifacts.log_model(path, self.example_texts, self.example_pairs, name=name, step=step)
 
@@ -154,8 +164,14 @@ class _TrackedTraining:
         )
         for epoch, metrics in enumerate(start.history if start else [], 1):  # epochs an outage kept from the store
             tracker.log_epoch(epoch, metrics)
-        writer = ResumeCheckpoints(self.run_id, trainer, fingerprint, lambda: {"logged_checkpoints": epoch_models.state()},
-                                   background, current=source.checkpoint if source else None)  # fmt: skip
+        writer = ResumeCheckpoints(
+            self.run_id,
+            trainer,
+            fingerprint,
+            lambda: {"logged_checkpoints": epoch_models.state()},
+            background,
+            current=source.checkpoint if source else None,
+        )
         save_progress = writer.save if jax.process_count() == 1 else None  # multi-process: not yet (docs/scaling.md)
         progress = [ProgressBar()]  # process 0's: one bar per job, not per host
         try:
@@ -165,8 +181,9 @@ class _TrackedTraining:
             interrupt.resume_command = self.command if writer.current else None  # the CLI prints it
             raise
         if not background.flush(wait_at_end_s()):
-            raise TrackingUnreachable(_outage_paragraph(background, writer, self.run_id, self.command,
-                                                        len(result.history)))  # fmt: skip
+            raise TrackingUnreachable(
+                _outage_paragraph(background, writer, self.run_id, self.command, len(result.history))
+            )
         if background.failed:  # a call the store refused (not an outage) fails the job after training
             raise background.failed[0][1]
         self.writer = writer
@@ -181,8 +198,11 @@ class _TrackedTraining:
         if not task.is_regression:
             validation = result.best_validation
             title = f"validation confusion matrix (best epoch {result.best_epoch})"
-            runs.log_outputs(figures.confusion(validation.labels, validation.outputs.argmax(-1), task.label_names,
-                                               "val", title=title))  # fmt: skip
+            runs.log_outputs(
+                figures.confusion(
+                    validation.labels, validation.outputs.argmax(-1), task.label_names, "val", title=title
+                )
+            )
         best = {k: v for k, v in metrics.items() if k.startswith("best_val_")}
         test = {k: v for k, v in metrics.items() if k.startswith("test_")}
         linked = self.config.log_checkpoints != "none"  # the final model is the best epoch's checkpoint

@@ -1,5 +1,2 @@
-"""The Flax NNX encoder, its heads, and conversion from Hugging Face checkpoints."""
-
-from bertcls.model.bert import BertClassifier, Encoder
-
-__all__ = ["BertClassifier", "Encoder"]
+"""The model: `config` (ModelConfig and its Hugging Face field table), `bert` (the Flax NNX encoder and heads),
+`weights` (strict checkpoint loading by key table, our saved format), `mlm` (masked-LM head), `tokenizer`."""

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from bertcls.config import ModelConfig
+from bertcls.model.config import ModelConfig
 
 Array = jax.Array
 
@@ -39,8 +39,9 @@ def _layer_norm(config: ModelConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
 
 
 def _batch_norm(config: ModelConfig, rngs: nnx.Rngs) -> nnx.BatchNorm:
-    return nnx.BatchNorm(config.hidden_size, momentum=0.9, epsilon=1e-5, dtype=_dtype(config),
-                         param_dtype=jnp.float32, rngs=rngs)  # fmt: skip
+    return nnx.BatchNorm(
+        config.hidden_size, momentum=0.9, epsilon=1e-5, dtype=_dtype(config), param_dtype=jnp.float32, rngs=rngs
+    )
 
 
 def activation(name: str, x: Array) -> Array:

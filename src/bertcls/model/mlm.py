@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from bertcls.config import ModelConfig
 from bertcls.model.bert import Encoder, _dense, _layer_norm, activation
+from bertcls.model.config import ModelConfig
 
 Array = jax.Array
 

@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from safetensors.numpy import save_file
 
-from bertcls.config import ModelConfig
 from bertcls.export.huggingface import hf_config
+from bertcls.model.config import ModelConfig
 from bertcls.model.mlm import MaskedLM
 from bertcls.model.weights import checkpoint_tensors, flat_params, hf_key_table, load_hf_checkpoint, written_atomically
 
@@ -79,8 +79,9 @@ def save_encoder(model: MaskedLM, tokenizer, out_dir: Path, card: str) -> Path:
     """Write the adapted encoder with its MLM head as a Hugging Face directory, atomically (all files or none)."""
     with written_atomically(out_dir) as staging:
         save_file(mlm_state_dict(model), str(staging / "model.safetensors"), metadata={"format": "pt"})
-        config = {k: v for k, v in hf_config(model.config, None).items() if k not in ("id2label", "label2id",
-                                                                                       "problem_type")}  # fmt: skip
+        config = {
+            k: v for k, v in hf_config(model.config, None).items() if k not in ("id2label", "label2id", "problem_type")
+        }
         config["architectures"] = [MLM_CLASSES[model.config.model_type]]
         (staging / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         tokenizer.save_pretrained(str(staging))

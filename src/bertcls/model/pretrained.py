@@ -6,9 +6,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from bertcls.config import ModelConfig
 from bertcls.hub import resolve_model
 from bertcls.model.bert import BertClassifier
+from bertcls.model.config import ModelConfig
 from bertcls.model.tokenizer import load_tokenizer
 from bertcls.model.weights import LoadReport, is_own_format, load_hf_checkpoint, load_model
 
@@ -30,8 +30,14 @@ def load_pretrained(name: str, seed: int = 0, **overrides: Any) -> Pretrained:
     model_dir = resolve_model(name)
     if is_own_format(model_dir):
         model, meta = load_model(model_dir)
-        return Pretrained(model, model.config, load_tokenizer(model_dir, model.config.vocab_size), model_dir, None,
-                          meta.get("label_names"))
+        return Pretrained(
+            model,
+            model.config,
+            load_tokenizer(model_dir, model.config.vocab_size),
+            model_dir,
+            None,
+            meta.get("label_names"),
+        )
     config = ModelConfig.from_json_file(model_dir / "config.json", **overrides)
     model, report = load_hf_checkpoint(model_dir, config, seed=seed)
     return Pretrained(model, config, load_tokenizer(model_dir, config.vocab_size), model_dir, report)

@@ -9,8 +9,14 @@ from bertcls.errors import CheckpointError
 
 # Files that hold a tokenizer's vocabulary: without one, transformers builds a tokenizer of special tokens only
 # (every word [UNK]), which trains a model that sees nothing but text length.
-VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
-                    "tokenizer.model")  # fmt: skip
+VOCABULARY_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
 SMALLEST_SHARE = 0.9  # a tokenizer covering fewer of the embedding's rows is not the one the weights learned
 
 

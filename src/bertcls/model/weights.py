@@ -24,9 +24,9 @@ from flax import nnx
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from bertcls.config import ModelConfig
 from bertcls.errors import CheckpointError
 from bertcls.model.bert import BertClassifier, LinearHead, MLPHead, Pooler
+from bertcls.model.config import ModelConfig
 
 OWN_CONFIG = "bertcls_config.json"
 OWN_WEIGHTS = "model.safetensors"

@@ -1,162 +1,31 @@
-"""The search over train parameters as an Optuna study: the space, sampler, pruner and storage, and which
-trial runs next, exactly once across every worker that shares the storage.
+"""The search over train parameters as an Optuna study: sampler, pruner and storage, and which trial runs
+next, exactly once across every worker that shares the storage.
 
 Optuna does the searching (GridSampler, TPESampler), the pruning (MedianPruner) and the bookkeeping (an RDB
 storage many machines share, heartbeats, retries of trials whose worker died). What is ours: reading the
-sweep's lists and ranges, and the rule that keeps a grid point from running twice. GridSampler gives grid
-point k to trial number k for k < grid size and a free point to later numbers, a retry copy keeps its
-trial's point, and trial numbers are unique in the storage; so the first `budget` trials that are not
-retries hold exactly the grid, and one beyond them is surplus (a worker asked while another took the last
-point) and is ended at once, untrained. Every trial records the
-process that trains it, so a worker on the same host sees a killed trial's process gone at once (another
-host's, after GRACE_S without a heartbeat); a worker never finishes while a point is still running elsewhere.
-No mlflow here.
+sweep's lists and ranges (`bertcls.sweep.parameters`), and the rule that keeps a grid point from running
+twice. GridSampler gives grid point k to trial number k for k < grid size and a free point to later numbers,
+a retry copy keeps its trial's point, and trial numbers are unique in the storage; so the first `budget`
+trials that are not retries hold exactly the grid, and one beyond them is surplus (a worker asked while
+another took the last point) and is ended at once, untrained. Every trial records the process that trains
+it, so a worker on the same host sees a killed trial's process gone at once (another host's, after GRACE_S
+without a heartbeat); a worker never finishes while a point is still running elsewhere. No mlflow here.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import itertools
-import json
 import re
 import socket
 import threading
-from typing import Any
 
-from bertcls.config import HEADS, SWEPT, SweepConfig, TrainConfig
-from bertcls.config.fields import build, flatten
 from bertcls.errors import ConfigError
 from bertcls.runtime import liveness
+from bertcls.sweep.parameters import SearchSpace
 
-KINDS = {"lr": float, "epochs": int, "weight_decay": float, "head": str, "finetune": str, "freeze_layers": int,
-         "llrd": float, "seed": int}  # fmt: skip
-RANGES = {"lr": ("lr_range", True), "weight_decay": ("weight_decay_range", False), "llrd": ("llrd_range", False)}
 RETRY_MARK = "failed_trial"  # system attr Optuna's retry callback puts on a retried trial
 OWNER = "owner"  # system attr: host, pid and process start of the process training the trial
 SURPLUS = "surplus"  # user attr of a trial ended untrained (see the module docstring)
 HEARTBEAT_S, GRACE_S = 20, 60  # a RUNNING trial silent for GRACE_S is stale: failed, and retried once
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchSpace:
-    """Values per swept train parameter; ranges where TPE samples a number; the trial budget."""
-
-    choices: dict[str, tuple]  # parameter -> its values (a grid dimension, or a TPE categorical)
-    ranges: dict[str, tuple[float, float, bool]]  # parameter -> (low, high, log)
-    trials: int  # 0: the grid
-
-    @property
-    def is_grid(self) -> bool:
-        return self.trials == 0
-
-    @property
-    def budget(self) -> int:
-        """Trials to run: every grid point, or N."""
-        if not self.is_grid:
-            return self.trials
-        size = 1
-        for values in self.choices.values():
-            size *= len(values)
-        return size
-
-    def grid(self) -> list[dict[str, Any]]:
-        names = list(self.choices)
-        return [dict(zip(names, point, strict=True)) for point in itertools.product(*self.choices.values())]
-
-    def suggest(self, trial) -> dict[str, Any]:
-        """This trial's values: every grid dimension, TPE's picks, the fixed single values."""
-        values = {}
-        for name, options in self.choices.items():
-            values[name] = trial.suggest_categorical(name, list(options)) if len(options) > 1 or self.is_grid \
-                else options[0]  # fmt: skip
-        for name, (low, high, log) in self.ranges.items():
-            values[name] = trial.suggest_float(name, low, high, log=log)
-        return values
-
-    def describe(self) -> dict[str, Any]:
-        return {"choices": {k: list(v) for k, v in self.choices.items()},
-                "ranges": {k: list(v) for k, v in self.ranges.items()}, "trials": self.trials}  # fmt: skip
-
-
-def _parse_list(param: str, text: str) -> tuple:
-    kind = KINDS[param]
-    values = []
-    for word in text.split():
-        try:
-            number = float(word) if kind in (int, float) else None
-        except ValueError:
-            raise ConfigError(f"{SWEPT[param]}={text!r}: {word!r} is not a number. Give space-separated values, "
-                              f"e.g. {SWEPT[param]}='2e-5 5e-5'.") from None  # fmt: skip
-        if kind is int and not number.is_integer():
-            raise ConfigError(f"{SWEPT[param]}={text!r}: {word!r} is not a whole number.")
-        values.append(int(number) if kind is int else number if kind is float else word)
-    if len(set(values)) != len(values):
-        raise ConfigError(f"{SWEPT[param]}={text!r} repeats a value; list each value once.")
-    return tuple(values)
-
-
-def _parse_range(param: str, text: str, log: bool) -> tuple[float, float, bool]:
-    name = RANGES[param][0]
-    words = text.split()
-    try:
-        low, high = (float(w) for w in words)
-    except ValueError:
-        raise ConfigError(f"{name}={text!r}: give two numbers 'low high', e.g. {name}='1e-5 2e-4'.") from None
-    if low > high:
-        raise ConfigError(f"{name}={text!r}: low {low:g} is above high {high:g}. Give 'low high' in that order.")
-    if log and low <= 0:
-        raise ConfigError(f"{name}={text!r} is searched on a log scale: both ends must be > 0.")
-    return low, high, log
-
-
-def search_space(sweep: SweepConfig) -> SearchSpace:
-    """The lists and ranges of a sweep, checked; refuses a sweep that varies nothing."""
-    choices = {p: _parse_list(p, getattr(sweep, plural)) for p, plural in SWEPT.items() if getattr(sweep, plural)}
-    ranges = {}
-    for param, (name, log) in RANGES.items():
-        if getattr(sweep, name):
-            if param in choices:
-                raise ConfigError(f"{param} is given both as a list ({SWEPT[param]}) and as {name}; give one.")
-            ranges[param] = _parse_range(param, getattr(sweep, name), log)
-    for head in choices.get("head", ()):
-        if head not in HEADS:
-            raise ConfigError(f"heads: unknown head {head!r}; choose among {', '.join(HEADS)}.")
-    space = SearchSpace(choices, ranges, sweep.trials)
-    if space.is_grid and space.budget < 2:
-        raise ConfigError(
-            "The grid is empty: no list has two or more values, so the sweep would train one setting. Give lists "
-            "(lrs='2e-5 3e-5 5e-5', epochs='3 5', ...), or trials=N with ranges for a TPE search; for one run "
-            "use `train`."
-        )
-    return space
-
-
-def trial_config(base: TrainConfig, values: dict[str, Any]) -> TrainConfig:
-    """The base train config with a trial's values (a ConfigError if the combination is invalid)."""
-    return build(TrainConfig, {**flatten(base), **values})
-
-
-def check_grid(base: TrainConfig, space: SearchSpace) -> None:
-    """Every grid point must make a valid train config; refuse the sweep up front, naming the bad points."""
-    if not space.is_grid:
-        return
-    bad = []
-    for point in space.grid():
-        try:
-            trial_config(base, point)
-        except ConfigError as err:
-            bad.append(f"{point}: {err}")
-    if bad:
-        raise ConfigError(f"{len(bad)} of {space.budget} grid points are not valid train settings, e.g. {bad[0]} "
-                          "Narrow the lists so that every combination is valid.")  # fmt: skip
-
-
-def study_name(base: TrainConfig, space: SearchSpace, metric: str) -> str:
-    """A name from the sweep's definition: the same sweep, re-run, continues its study."""
-    definition = json.dumps({"base": flatten(base), "space": space.describe(), "metric": metric}, sort_keys=True,
-                            default=str)  # fmt: skip
-    return "bertcls-" + hashlib.sha256(definition.encode()).hexdigest()[:12]
 
 
 def default_storage(tracking_uri: str) -> str:
@@ -178,10 +47,15 @@ def open_storage(storage_url: str):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for attempt in range(6):
         try:
-            return _quietly(lambda: optuna.storages.RDBStorage(
-                storage_url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                heartbeat_stale_trial_callback=retry_callback(), engine_kwargs={"pool_pre_ping": True},
-            ))  # fmt: skip
+            return _quietly(
+                lambda: optuna.storages.RDBStorage(
+                    storage_url,
+                    heartbeat_interval=HEARTBEAT_S,
+                    grace_period=GRACE_S,
+                    heartbeat_stale_trial_callback=retry_callback(),
+                    engine_kwargs={"pool_pre_ping": True},
+                )
+            )
         except Exception as err:  # SQLAlchemy's connection errors, a bad URL, a missing driver
             # Workers starting together both create Optuna's tables: the loser sees them appear; try again.
             if attempt == 5 or not re.search(r"duplicate key|already exists", str(err)):
@@ -205,11 +79,15 @@ def open_study(storage, name: str, space: SearchSpace, direction: str, pruner: s
         sampler = _GridSampler({k: list(v) for k, v in space.choices.items()}, seed=seed)
     else:
         sampler = optuna.samplers.TPESampler(seed=seed)
-    pruning = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0) if pruner == "median" \
-        else optuna.pruners.NopPruner()  # fmt: skip
+    pruning = (
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+        if pruner == "median"
+        else optuna.pruners.NopPruner()
+    )
     direction = "maximize" if direction == "max" else "minimize"
-    return optuna.create_study(storage=storage, study_name=name, sampler=sampler, pruner=pruning,
-                               direction=direction, load_if_exists=True)  # fmt: skip
+    return optuna.create_study(
+        storage=storage, study_name=name, sampler=sampler, pruner=pruning, direction=direction, load_if_exists=True
+    )
 
 
 def _grid_sampler_class():

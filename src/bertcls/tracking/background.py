@@ -35,8 +35,9 @@ def is_unreachable(error: BaseException) -> bool:
     opposed to a call the store refused: only the former is retried."""
     import requests
 
-    if isinstance(error, requests.exceptions.ConnectionError | requests.exceptions.Timeout | ConnectionError
-                  | TimeoutError):  # fmt: skip
+    if isinstance(
+        error, requests.exceptions.ConnectionError | requests.exceptions.Timeout | ConnectionError | TimeoutError
+    ):
         return True
     text = str(error)
     if "API request to" not in text:
@@ -105,8 +106,12 @@ class BackgroundLogger:
                 continue
             if self.unreachable_since is not None:
                 down = time.time() - self.unreachable_since
-                log.warning("tracking server %s answers again after %.0f s; catching up (%d calls queued)",
-                            self.where, down, max(self.pending - 1, 0))  # fmt: skip
+                log.warning(
+                    "tracking server %s answers again after %.0f s; catching up (%d calls queued)",
+                    self.where,
+                    down,
+                    max(self.pending - 1, 0),
+                )
                 self.unreachable_since = None
             return
 
@@ -115,5 +120,4 @@ class BackgroundLogger:
         if self.unreachable_since is None:
             self.unreachable_since = time.time()
             since = time.strftime("%H:%M:%S", time.localtime(self.unreachable_since))
-            log.warning("tracking server %s unreachable since %s, retrying; training continues",
-                        self.where, since)  # fmt: skip
+            log.warning("tracking server %s unreachable since %s, retrying; training continues", self.where, since)

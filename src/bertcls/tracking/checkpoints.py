@@ -54,8 +54,9 @@ def resume_source(run_id: str, given: TrainConfig, heartbeat_timeout_s: float = 
             "resume_run_id), or register this one."
         )
     if status in ("RUNNING", "SCHEDULED"):
-        reason = liveness.stale_reason(tags, run.info.start_time, time.time(), socket.gethostname(),
-                                       heartbeat_timeout_s)  # fmt: skip
+        reason = liveness.stale_reason(
+            tags, run.info.start_time, time.time(), socket.gethostname(), heartbeat_timeout_s
+        )
         if reason is None:
             owner = f"{tags.get(liveness.HOST, '?')}:{tags.get(liveness.PID, '?')}"
             raise ConfigError(

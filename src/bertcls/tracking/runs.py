@@ -55,8 +55,11 @@ def tracked_run(
     if resume_run_id and launcher and launcher != resume_run_id:
         mlflow.MlflowClient().set_tag(launcher, "bertcls_job", "resume")
         mlflow.MlflowClient().set_tag(launcher, "resumed_run_id", resume_run_id)
-        mlflow.MlflowClient().set_tag(launcher, "mlflow.note.content", f"This command resumed run {resume_run_id}; "
-                                      "its metrics and model are logged there.")  # fmt: skip
+        mlflow.MlflowClient().set_tag(
+            launcher,
+            "mlflow.note.content",
+            f"This command resumed run {resume_run_id}; its metrics and model are logged there.",
+        )
     leave_launcher = fresh or (resume_run_id and launcher != resume_run_id)
     with _without_env("MLFLOW_RUN_ID") if leave_launcher else contextlib.nullcontext(), raising_interrupts():
         fresh_top_level = not (resume_run_id or parent_run_id or mlflow.active_run())
@@ -68,8 +71,9 @@ def tracked_run(
             active = mlflow.active_run()
             nested = active is not None and active.info.run_id == parent_run_id
             where = {} if nested else {"experiment_id": mlflow.MlflowClient().get_run(parent_run_id).info.experiment_id}
-            run = mlflow.start_run(run_name=run_name, nested=True, parent_run_id=parent_run_id,
-                                   log_system_metrics=system_metrics, **where)  # fmt: skip
+            run = mlflow.start_run(
+                run_name=run_name, nested=True, parent_run_id=parent_run_id, log_system_metrics=system_metrics, **where
+            )
         else:
             run = mlflow.start_run(run_id=resume_run_id, run_name=run_name, log_system_metrics=system_metrics)
         try:
@@ -287,8 +291,6 @@ def log_train_config(saved: dict[str, Any]) -> None:
     mlflow.log_dict(saved, TRAIN_CONFIG_ARTIFACT)
 
 
-
-
 def attach_run(run_id: str) -> None:
     """Make `run_id` this thread's active run (MLflow keeps one per thread) without ending or restarting it."""
     active = mlflow.active_run()
@@ -302,36 +304,6 @@ def log_params_to(run_id: str, params: dict[str, Any]) -> None:
     fresh = [Param(k, "" if v is None else str(v)) for k, v in params.items() if k not in existing]
     if fresh:
         mlflow.MlflowClient().log_batch(run_id, params=fresh)
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def tracking_uri() -> str:
@@ -355,8 +327,6 @@ def logged_epoch_steps(run_id: str, key: str = "train_loss") -> set[int]:
     return {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, key)}
 
 
-
-
 def set_run_tags(run_id: str, tags: dict[str, str]) -> None:
     """Tags on a run that is not the active one (a sweep's child)."""
     client = mlflow.MlflowClient()
@@ -374,11 +344,10 @@ def log_failed_run(parent_run_id: str, run_name: str, params: dict, tags: dict[s
     """A FAILED child run for a trial that failed before its train job could start one."""
     client = mlflow.MlflowClient()
     experiment_id = client.get_run(parent_run_id).info.experiment_id
-    run = client.create_run(experiment_id, run_name=run_name,
-                            tags={"mlflow.parentRunId": parent_run_id, **tags, "error": error[:5000]})  # fmt: skip
+    run = client.create_run(
+        experiment_id, run_name=run_name, tags={"mlflow.parentRunId": parent_run_id, **tags, "error": error[:5000]}
+    )
     for key, value in params.items():
         client.log_param(run.info.run_id, key, str(value))
     client.set_terminated(run.info.run_id, "FAILED")
     return run.info.run_id
-
-

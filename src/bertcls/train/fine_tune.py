@@ -15,7 +15,7 @@ from typing import Any
 
 import jax
 
-from bertcls.config import PRECISION_DTYPES, ModelConfig, TrainConfig
+from bertcls.config import PRECISION_DTYPES, TrainConfig
 from bertcls.data import PreparedData, prepare_data
 from bertcls.data.batching import check_batch_size
 from bertcls.data.pipeline import class_warnings
@@ -24,6 +24,7 @@ from bertcls.errors import ConfigError
 from bertcls.evaluation.metrics import baseline_metrics
 from bertcls.hub import resolve_model
 from bertcls.model.bert import BertClassifier
+from bertcls.model.config import ModelConfig
 from bertcls.model.tokenizer import load_tokenizer
 from bertcls.model.weights import LoadReport, load_hf_checkpoint, save_model
 from bertcls.paths import cache_root
@@ -178,5 +179,3 @@ def example_texts(data: PreparedData, count: int = 3) -> tuple[list[str], list[s
     examples = data.texts["validation"].select(range(min(count, len(data.texts["validation"]))))
     pairs = list(examples["text_pair"]) if data.task.has_text_pair else None
     return list(examples["text"]), pairs
-
-

@@ -112,8 +112,14 @@ def predict_split(steps: Steps, split: TokenizedSplit, task: TaskSpec, batch_siz
 
 
 def _result(progress: FitProgress, steps: Steps) -> FitResult:
-    return FitResult(progress.history, progress.best_epoch, progress.best_state, progress.best_validation,
-                     steps.compile_seconds, progress.stopped_early)  # fmt: skip
+    return FitResult(
+        progress.history,
+        progress.best_epoch,
+        progress.best_state,
+        progress.best_validation,
+        steps.compile_seconds,
+        progress.stopped_early,
+    )
 
 
 def fit(
@@ -172,8 +178,9 @@ def fit(
     return _result(progress, steps)
 
 
-def _run_epoch(steps: Steps, data: PreparedData, config: TrainConfig, callbacks, progress: FitProgress, on_mesh,
-               save_progress) -> dict[str, float]:  # fmt: skip
+def _run_epoch(
+    steps: Steps, data: PreparedData, config: TrainConfig, callbacks, progress: FitProgress, on_mesh, save_progress
+) -> dict[str, float]:
     """Train the rest of `progress.epoch`, updating its sums; on a waiting signal, save progress and raise.
 
     Returns the epoch's timing metrics: of the whole epoch, a resumed one included (its earlier part's time is

@@ -77,8 +77,9 @@ def decay_and_schedule(config: OptimConfig, total_steps: int, lr_scale: LrScale 
         )
 
     def update_fn(updates, state: TracedHyperparams, params):
-        lr = warmup_then_linear_decay(state.count.astype(jnp.float32), state.peak_lr, state.warmup_steps,
-                                      state.total_steps)  # fmt: skip
+        lr = warmup_then_linear_decay(
+            state.count.astype(jnp.float32), state.peak_lr, state.warmup_steps, state.total_steps
+        )
         decayed = jax.tree.map(
             lambda u, p, m: u + state.weight_decay * p if m else u, updates, params, decay_mask(params)
         )

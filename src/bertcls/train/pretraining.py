@@ -92,8 +92,9 @@ class Pretrainer:
         self.model_state = jax.device_put(model_state, replicated)
         self.opt_state = jax.device_put(opt_state, replicated)
         self.base_key = jax.device_put(jax.random.key_data(jax.random.key(seed)), replicated)
-        self._train = jax.jit(functools.partial(train_step, self.model_def, self.opt_def),
-                              donate_argnames=("model_state", "opt_state"))  # fmt: skip
+        self._train = jax.jit(
+            functools.partial(train_step, self.model_def, self.opt_def), donate_argnames=("model_state", "opt_state")
+        )
         self._eval = jax.jit(functools.partial(eval_step, self.model_def))
 
     def evaluate(self, heldout: list[dict[str, np.ndarray]]) -> float:
@@ -114,8 +115,9 @@ class Pretrainer:
         totals = []
         for index, (batch_ids, batch_mask) in enumerate(plan):
             batch = place_on_mesh(_as_batch(masking.apply(batch_ids, batch_mask, rng)), self.mesh)
-            self.model_state, self.opt_state, stats = self._train(self.model_state, self.opt_state, batch,
-                                                                  self.base_key)  # fmt: skip
+            self.model_state, self.opt_state, stats = self._train(
+                self.model_state, self.opt_state, batch, self.base_key
+            )
             totals.append((stats["loss_sum"], stats["weight_sum"]))
             if progress is not None:
                 progress.on_batch_end(index, stats)
@@ -160,9 +162,13 @@ def fit(
         if progress is not None:
             progress.on_epoch_end(epoch, {})
         val_loss = trainer.evaluate(heldout)
-        metrics = {"train_mlm_loss": train_loss, "train_perplexity": perplexity(train_loss),
-                   "val_mlm_loss": val_loss, "val_perplexity": perplexity(val_loss),
-                   "elapsed_s": time.perf_counter() - started}  # fmt: skip
+        metrics = {
+            "train_mlm_loss": train_loss,
+            "train_perplexity": perplexity(train_loss),
+            "val_mlm_loss": val_loss,
+            "val_perplexity": perplexity(val_loss),
+            "elapsed_s": time.perf_counter() - started,
+        }
         history.append(metrics)
         on_epoch(epoch, metrics)
     return history

@@ -63,8 +63,11 @@ def save(directory: Path, steps: Steps, progress: FitProgress, fingerprint: dict
     import orbax.checkpoint as ocp
 
     best_is_current = progress.best_epoch == progress.epoch - 1 and progress.next_batch == 0
-    arrays = {"model": _pure(steps.model_state), "optimizer": _pure(steps.opt_state),
-              "base_key": np.asarray(jax.device_get(steps.base_key))}  # fmt: skip
+    arrays = {
+        "model": _pure(steps.model_state),
+        "optimizer": _pure(steps.opt_state),
+        "base_key": np.asarray(jax.device_get(steps.base_key)),
+    }
     if progress.best_state is not None and not best_is_current:  # else the best is the current model
         arrays["best_model"] = nnx.to_pure_dict(progress.best_state)
     if progress.best_validation is not None:
@@ -80,7 +83,7 @@ def save(directory: Path, steps: Steps, progress: FitProgress, fingerprint: dict
                 f.name: getattr(progress, f.name)
                 for f in dataclasses.fields(progress)
                 if f.name not in ("best_state", "best_validation")
-            },  # fmt: skip
+            },
             "best_is_current": best_is_current,
             "best_validation": None if best is None else {"loss": best.loss, "metrics": best.metrics},
         },
@@ -100,8 +103,11 @@ def check_compatible(record: dict, expected: dict, source: str) -> None:
     """Refuse a checkpoint made for another model shape or another dataset, naming the difference."""
     saved = record["fingerprint"]
     if saved["shapes"] != expected["shapes"]:
-        differing = sorted(k for k in set(saved["shapes"]) | set(expected["shapes"])
-                           if saved["shapes"].get(k) != expected["shapes"].get(k))  # fmt: skip
+        differing = sorted(
+            k
+            for k in set(saved["shapes"]) | set(expected["shapes"])
+            if saved["shapes"].get(k) != expected["shapes"].get(k)
+        )
         example = differing[0]
         raise ConfigError(
             f"The checkpoint of {source} was made for another model shape ({saved['model']}): "
@@ -123,8 +129,11 @@ def restore(directory: Path, steps: Steps) -> tuple[FitProgress, dict]:
 
     record = read_record(directory)
     saved = record["progress"]
-    template = {"model": _pure(steps.model_state), "optimizer": _pure(steps.opt_state),
-                "base_key": np.asarray(jax.device_get(steps.base_key))}  # fmt: skip
+    template = {
+        "model": _pure(steps.model_state),
+        "optimizer": _pure(steps.opt_state),
+        "base_key": np.asarray(jax.device_get(steps.base_key)),
+    }
     metadata = ocp.Checkpointer(ocp.StandardCheckpointHandler()).metadata(directory / "state")
     stored = set(metadata.item_metadata.tree if hasattr(metadata, "item_metadata") else metadata)
     if "best_model" in stored:
@@ -150,9 +159,11 @@ def restore(directory: Path, steps: Steps) -> tuple[FitProgress, dict]:
         if not saved["best_is_current"]:
             nnx.replace_by_pure_dict(best_state, arrays["best_model"])
     best = saved["best_validation"]
-    best_validation = None if best is None else SplitPredictions(
-        arrays["best_outputs"], arrays["best_labels"], best["loss"], best["metrics"]
-    )  # fmt: skip
+    best_validation = (
+        None
+        if best is None
+        else SplitPredictions(arrays["best_outputs"], arrays["best_labels"], best["loss"], best["metrics"])
+    )
     fields = {f.name for f in dataclasses.fields(FitProgress)} - {"best_state", "best_validation"}
     restored = {k: saved[k] for k in fields if k in saved}  # a field newer than the checkpoint keeps its default
     progress = FitProgress(**restored, best_state=best_state, best_validation=best_validation)

@@ -117,17 +117,25 @@ class Steps:
     """
 
     def __init__(
-        self, model: BertClassifier, tx: optax.GradientTransformation, mesh, regression: bool, seed: int,
+        self,
+        model: BertClassifier,
+        tx: optax.GradientTransformation,
+        mesh,
+        regression: bool,
+        seed: int,
         trainable=nnx.Param,
-    ):  # fmt: skip
+    ):
         self.mesh = mesh
         size = lambda tree: sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))  # noqa: E731
         trained, everything = size(nnx.state(model, trainable)), size(nnx.state(model, nnx.Param))
         self.model_def, model_state = nnx.split(model)
         self.opt_def, opt_state = nnx.split(nnx.Optimizer(model, tx, wrt=trainable))
         optimizer_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(opt_state))
-        self._counts = {"trainable_params": trained, "frozen_params": everything - trained,
-                        "optimizer_state_mib": round(optimizer_bytes / 2**20, 1)}  # fmt: skip
+        self._counts = {
+            "trainable_params": trained,
+            "frozen_params": everything - trained,
+            "optimizer_state_mib": round(optimizer_bytes / 2**20, 1),
+        }
         replicated = NamedSharding(mesh, PartitionSpec())
         self.model_state = jax.device_put(model_state, replicated)
         self.opt_state = jax.device_put(opt_state, replicated)
