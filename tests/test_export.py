@@ -13,7 +13,7 @@ import pytest
 from safetensors import safe_open
 
 from bertcls.config import DataConfig, TrainConfig
-from bertcls.errors import ConfigError
+from bertcls.errors import ExportError, HubPushError
 from bertcls.export import huggingface as hf_export
 from bertcls.jobs import export as export_job
 from bertcls.jobs import train as train_job
@@ -57,7 +57,7 @@ def test_a_head_without_a_hugging_face_counterpart_and_a_used_directory_are_refu
     source = golden_dir / "tiny-bert"
     model, _ = load_hf_checkpoint(source, ModelConfig.from_json_file(source / "config.json", head="mean"))
     save_model(model, tmp_path / "mean", ["a", "b", "c"])
-    with pytest.raises(ConfigError, match="head=mean.*Train with head=linear to export"):
+    with pytest.raises(ExportError, match="head=mean.*Train with head=linear to export"):
         hf_export.export(tmp_path / "mean", tmp_path / "out", "card")
     assert not (tmp_path / "out").exists()
 
@@ -65,7 +65,7 @@ def test_a_head_without_a_hugging_face_counterpart_and_a_used_directory_are_refu
     save_model(linear, tmp_path / "linear", ["a", "b", "c"])
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="exists and is not empty"):
+    with pytest.raises(ExportError, match="exists and is not empty"):
         hf_export.export(tmp_path / "linear", tmp_path / "used", "card")
     assert (tmp_path / "used" / "notes.txt").read_text() == "mine"
 
@@ -73,7 +73,7 @@ def test_a_head_without_a_hugging_face_counterpart_and_a_used_directory_are_refu
 def test_pushing_offline_is_a_clear_error_and_the_export_stays(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     (tmp_path / "export").mkdir()
-    with pytest.raises(ConfigError, match="Could not push .* needs network access and a token"):
+    with pytest.raises(HubPushError, match="Could not push .* needs network access and a token"):
         export_job._push(tmp_path / "export", "someone/bertcls-test")
 
 

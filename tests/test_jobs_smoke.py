@@ -1,6 +1,6 @@
 """The whole train job in-process on a tiny slice (fast lane), and evaluate reading texts as the model says.
 
-`train_job.train` runs for real: 1-layer MiniLM, a CSV of real SMS texts, a temp sqlite store. The
+The train job (`bertcls.jobs.train`) runs for real: 1-layer MiniLM, a CSV of real SMS texts, a temp sqlite store. The
 `mlflow run` end-to-end tests (slow) cover the same job through subprocesses.
 """
 

@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 
 from bertcls.config import DataConfig, TrainConfig
 from bertcls.config.saved import train_config_to_dict
-from bertcls.errors import ConfigError
+from bertcls.errors import ResumeError
 from bertcls.jobs import train as train_job
 from bertcls.model.weights import flat_params, load_model
 from bertcls.paths import cache_root
@@ -136,11 +136,11 @@ def _train_run(config: TrainConfig, status: str, checkpoint: bool) -> str:
 
 
 def test_resume_source_refuses_what_cannot_resume_and_names_the_fix(empty_store, config):
-    with pytest.raises(ConfigError, match="no run with this id"):
+    with pytest.raises(ResumeError, match="no run with this id"):
         resume_source("0123456789abcdef0123456789abcdef", config)
-    with pytest.raises(ConfigError, match="already FINISHED: there is nothing to resume"):
+    with pytest.raises(ResumeError, match="already FINISHED: there is nothing to resume"):
         resume_source(_train_run(config, "FINISHED", checkpoint=True), config)
-    with pytest.raises(ConfigError, match="has no resume checkpoint") as refused:  # e.g. kill -9 inside epoch 1
+    with pytest.raises(ResumeError, match="has no resume checkpoint") as refused:  # e.g. kill -9 inside epoch 1
         resume_source(_train_run(config, "KILLED", checkpoint=False), config)
     assert "a kill -9 or a crash inside the first epoch leaves none" in str(refused.value)
     assert "before its first training step" not in str(refused.value)  # what it said: wrong after a kill -9
@@ -149,14 +149,14 @@ def test_resume_source_refuses_what_cannot_resume_and_names_the_fix(empty_store,
     source = resume_source(killed, TrainConfig())  # defaults given: the run's own parameters are used
     assert source.config == config and source.checkpoint == "epoch-2-batch-0"
     other_model = dataclasses.replace(config, model="bert-base-uncased")
-    with pytest.raises(ConfigError, match=r"its own model and data, but this command sets model=bert-base-uncased"):
+    with pytest.raises(ResumeError, match=r"its own model and data, but this command sets model=bert-base-uncased"):
         resume_source(killed, other_model)
     other_lr = dataclasses.replace(config, optim=dataclasses.replace(config.optim, lr=3e-4))
-    with pytest.raises(ConfigError, match=r"lr=0.0003 \(the run has 0.0001\)"):
+    with pytest.raises(ResumeError, match=r"lr=0.0003 \(the run has 0.0001\)"):
         resume_source(killed, other_lr)
 
     running = _train_run(config, "RUNNING", checkpoint=True)  # its process (this one) is alive
-    with pytest.raises(ConfigError, match="is still RUNNING in process"):
+    with pytest.raises(ResumeError, match="is still RUNNING in process"):
         resume_source(running, config)
 
 
@@ -166,12 +166,12 @@ def test_resume_refuses_other_data_and_a_run_stopped_before_its_first_step(empty
     mlflow.create_experiment("resume")
     two_epochs = dataclasses.replace(config, epochs=2, log_checkpoints="best")
     early = _killed(two_epochs, epoch=0, batch=0)  # before the first step: no checkpoint
-    with pytest.raises(ConfigError, match="has no resume checkpoint"):
+    with pytest.raises(ResumeError, match="has no resume checkpoint"):
         train_job.train(two_epochs, resume_run_id=early)
 
     run_id = _killed(two_epochs, epoch=2, batch=0)
     sms_csv.write_text(sms_csv.read_text().replace(" you ", " u "))  # the same file, other data
-    with pytest.raises(ConfigError, match="trained on other data"):
+    with pytest.raises(ResumeError, match="trained on other data"):
         train_job.train(two_epochs, resume_run_id=run_id)
     assert client.get_run(run_id).info.status == "KILLED"  # untouched by the refusal
     assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [1]

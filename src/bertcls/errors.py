@@ -1,4 +1,5 @@
-"""User-facing errors: one paragraph naming the problem and the fix, shown without a traceback."""
+"""Every error class of bertcls, one per kind of problem a user can act on. Each message is one paragraph naming
+the problem and the fix; the CLI shows it without a traceback and exits with the class's exit code."""
 
 import os
 
@@ -10,7 +11,7 @@ class BertclsError(Exception):
 
 
 class ConfigError(BertclsError):
-    """A model, data or training setting is invalid."""
+    """A setting is invalid, or settings contradict each other or the model (fix: change the setting)."""
 
 
 class ModelNotFoundError(BertclsError):
@@ -27,6 +28,30 @@ class DataError(BertclsError):
 
 class InputError(BertclsError):
     """Input given to a loaded model for prediction is not texts it can read."""
+
+
+class ResumeError(BertclsError):
+    """A run cannot be resumed as asked: unknown, finished, still running, given other parameters, or its
+    checkpoint is missing or belongs to another model or data (fix: the run's `resume_command` tag, or a new run)."""
+
+
+class RegistryError(BertclsError):
+    """The experiment, its runs or the model registry cannot give what was asked (fix: another experiment, run,
+    metric or model name)."""
+
+
+class StorageError(BertclsError):
+    """A sweep's Optuna storage cannot be opened (fix: a reachable database URL)."""
+
+
+class ExportError(BertclsError):
+    """A model cannot be exported as asked: its head has no Hugging Face counterpart, or the destination is not
+    empty (fix: head=linear, or a new directory)."""
+
+
+class HubPushError(BertclsError):
+    """An export could not be uploaded to the Hugging Face hub (fix: network access and a token); the export
+    itself is complete on disk."""
 
 
 class TrackingUnreachable(BertclsError):

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[3]
 MLPROJECT_HEADER = """\
 name: bertcls
 
-# GENERATED from the config dataclasses by `python -m bertcls.config.generate`; edit src/bertcls/config/jobs.py.
+# GENERATED from the config dataclasses by `python -m bertcls.config.generate`; edit src/bertcls/config/.
 # `mlflow run . -e train -P lr=2e-5` (add --env-manager local to use the current environment).
 # Optional text parameters default to "none" (unset); numeric 0 means "all" for the sample caps.
 # Data files are `path` parameters: MLflow resolves a relative path from the directory you run

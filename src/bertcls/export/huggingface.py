@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from bertcls.errors import ConfigError
+from bertcls.errors import ExportError
 from bertcls.model.config import ModelConfig
 from bertcls.model.weights import flat_params, hf_key_table, load_model, written_atomically
 
@@ -26,7 +26,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spec
 
 def check_exportable(config: ModelConfig) -> None:
     if config.head != "linear":
-        raise ConfigError(
+        raise ExportError(
             f"This model was trained with head={config.head}; Hugging Face's {HF_CLASSES[config.model_type]} pools "
             "[CLS] through its pooler (bertcls's head=linear), so a mean-pooled or MLP head has no counterpart there "
             "and the export would predict differently. Train with head=linear to export to Hugging Face; the MLflow "
@@ -58,7 +58,7 @@ def export(model_dir: Path, out_dir: Path, card: str) -> Path:
     check_exportable(model.config)
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
-        raise ConfigError(f"{out_dir} exists and is not empty. Export into a new (or empty) directory.")
+        raise ExportError(f"{out_dir} exists and is not empty. Export into a new (or empty) directory.")
     with written_atomically(out_dir) as staging:
         save_file(hf_state_dict(model), str(staging / "model.safetensors"), metadata={"format": "pt"})
         config = hf_config(model.config, meta.get("label_names"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from bertcls.errors import ConfigError
+from bertcls.errors import HubPushError
 from bertcls.export import huggingface as hf_export
 from bertcls.export.model_card import CardFacts, base_licence, render
 from bertcls.tracking import artifacts, runs
@@ -62,7 +62,7 @@ def _push(directory: Path, repo: str) -> str:
         commit = api.upload_folder(folder_path=str(directory), repo_id=repo, commit_message="bertcls export")
     except Exception as err:  # offline, no token, no permission: the hub client's own message
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-        raise ConfigError(
+        raise HubPushError(
             f"Could not push {directory} to the Hugging Face hub repo {repo!r}: {first}. Pushing needs network access "
             "and a token (`huggingface-cli login` or HF_TOKEN); the export itself is complete in that directory."
         ) from None

@@ -12,7 +12,7 @@ import numpy as np
 
 from bertcls.config import DEFAULT_EXPERIMENT, TrainConfig
 from bertcls.config.saved import train_config_to_dict
-from bertcls.errors import ConfigError, TrackingUnreachable
+from bertcls.errors import ResumeError, TrackingUnreachable
 from bertcls.evaluation import figures
 from bertcls.export.model_card import CardFacts, base_licence, render
 from bertcls.jobs.data_config import with_absolute_files
@@ -63,7 +63,7 @@ def train(
     started = time.perf_counter()
     config = dataclasses.replace(config, data=with_absolute_files(config.data))  # later jobs read them anywhere
     if resume_run_id and jax.process_count() > 1:
-        raise ConfigError(
+        raise ResumeError(
             "resume_run_id is not supported for multi-process runs yet (they write no resume checkpoint). Resume "
             "on one host, or start a new run."
         )

@@ -3,7 +3,7 @@
 `jax.distributed.initialize()` runs when the options name a coordinator, or when a cluster environment
 that JAX detects by itself is present (a Cloud TPU pod slice, SLURM with several tasks, Open MPI, or
 JAX_COORDINATOR_ADDRESS). After it, `jax.devices()` lists every process's devices, the ('data',) mesh spans
-them all, and process 0 alone talks to MLflow (jobs.train). On CPU the collectives go through gloo.
+them all, and process 0 alone talks to MLflow (bertcls.jobs.train). On CPU the collectives go through gloo.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import re
 import socket
 import threading
 
-from bertcls.errors import ConfigError
+from bertcls.errors import StorageError
 from bertcls.runtime import liveness
 from bertcls.sweep.parameters import SearchSpace
 
@@ -63,9 +63,9 @@ def open_storage(storage_url: str):
             time.sleep(0.5 + attempt)
 
 
-def _unreachable(storage_url: str, err: Exception) -> ConfigError:
+def _unreachable(storage_url: str, err: Exception) -> StorageError:
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return ConfigError(
+    return StorageError(
         f"Cannot open the Optuna storage {redacted(storage_url)}: {first}. Give a reachable database URL "
         "(sqlite:///path/optuna.db, or postgresql://user:password@host:5432/db with the server running)."
     )

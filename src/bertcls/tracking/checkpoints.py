@@ -14,7 +14,7 @@ import time
 
 from bertcls.config import TrainConfig
 from bertcls.config.fields import flatten
-from bertcls.errors import ConfigError
+from bertcls.errors import ResumeError
 
 RESUME_TAG = "resume_command"  # on a running/interrupted train run; removed when it finishes
 
@@ -41,15 +41,15 @@ def resume_source(run_id: str, given: TrainConfig, heartbeat_timeout_s: float = 
 
     run = runs.get_run(run_id)
     if run is None:
-        raise ConfigError(
+        raise ResumeError(
             f"resume_run_id {run_id}: no run with this id in the tracking store ({runs.tracking_uri()}). "
             "Check the id (the run's `resume_command` tag holds the exact command) and MLFLOW_TRACKING_URI."
         )
     tags, status = run.data.tags, run.info.status
     if tags.get("bertcls_job", "train") != "train":
-        raise ConfigError(f"resume_run_id {run_id} is a {tags['bertcls_job']} run; only train runs resume.")
+        raise ResumeError(f"resume_run_id {run_id} is a {tags['bertcls_job']} run; only train runs resume.")
     if status == "FINISHED":
-        raise ConfigError(
+        raise ResumeError(
             f"Run {run_id} already FINISHED: there is nothing to resume. Start a new run (train without "
             "resume_run_id), or register this one."
         )
@@ -59,7 +59,7 @@ def resume_source(run_id: str, given: TrainConfig, heartbeat_timeout_s: float = 
         )
         if reason is None:
             owner = f"{tags.get(liveness.HOST, '?')}:{tags.get(liveness.PID, '?')}"
-            raise ConfigError(
+            raise ResumeError(
                 f"Run {run_id} is still RUNNING in process {owner}. Stop it first (Ctrl-C or SIGTERM writes a "
                 "checkpoint and marks it KILLED), then resume."
             )
@@ -68,7 +68,7 @@ def resume_source(run_id: str, given: TrainConfig, heartbeat_timeout_s: float = 
     if differing:
         shown = "; ".join(f"{k}={mine} (the run has {theirs})" for k, (mine, theirs) in sorted(differing.items()))
         what = "model and data" if {"model", "dataset"} & set(differing) else "parameters"
-        raise ConfigError(
+        raise ResumeError(
             f"resume_run_id {run_id} continues that run with its own {what}, but this command sets {shown}. "
             "Drop those parameters to resume (the run's `resume_command` tag holds the exact command), or start a "
             "new run without resume_run_id to train with them."
@@ -77,7 +77,7 @@ def resume_source(run_id: str, given: TrainConfig, heartbeat_timeout_s: float = 
     # while the tracking server was unreachable.
     checkpoint = local_latest(run_id) or artifacts.latest_resume_checkpoint(run_id)
     if checkpoint is None:
-        raise ConfigError(
+        raise ResumeError(
             f"Run {run_id} ({status}) has no resume checkpoint: it stopped before its first one (a checkpoint is "
             "written after every epoch and when Ctrl-C or SIGTERM stops training; a kill -9 or a crash inside the "
             "first epoch leaves none), or it was logged before resume existed. Start a new run with its parameters "

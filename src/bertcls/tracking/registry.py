@@ -17,7 +17,7 @@ from mlflow.exceptions import MlflowException
 
 from bertcls.config import DataConfig, TrainConfig
 from bertcls.data.tasks import metric_direction
-from bertcls.errors import BertclsError, setting
+from bertcls.errors import RegistryError, setting
 
 # Runs of these jobs never compete for registration: they log no model of their own.
 NON_CANDIDATE_JOBS = ("register", "evaluate", "sweep")
@@ -32,10 +32,6 @@ SPLIT_FIELDS = (
     "max_eval_samples",
     "max_seq_length",
 )
-
-
-class RegistryError(BertclsError):
-    """The experiment, its runs or the registry cannot give what was asked."""
 
 
 def client() -> MlflowClient:

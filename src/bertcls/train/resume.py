@@ -21,7 +21,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from bertcls.data.pipeline import PreparedData
-from bertcls.errors import ConfigError
+from bertcls.errors import ResumeError
 from bertcls.train.loop import FitProgress, SplitPredictions
 from bertcls.train.steps import Steps
 
@@ -109,14 +109,14 @@ def check_compatible(record: dict, expected: dict, source: str) -> None:
             if saved["shapes"].get(k) != expected["shapes"].get(k)
         )
         example = differing[0]
-        raise ConfigError(
+        raise ResumeError(
             f"The checkpoint of {source} was made for another model shape ({saved['model']}): "
             f"{len(differing)} parameters differ, e.g. {example} is {saved['shapes'].get(example)} there and "
             f"{expected['shapes'].get(example)} here ({expected['model']}). Resume with the run's own model and "
             "head, or start a new run."
         )
     if saved["data"] != expected["data"]:
-        raise ConfigError(
+        raise ResumeError(
             f"The checkpoint of {source} was trained on other data (dataset {saved['dataset']}, data digest "
             f"{saved['data']}; here {expected['dataset']}, {expected['data']}). Resume with the run's own dataset, "
             "files and data settings (unchanged files), or start a new run."
