@@ -16,7 +16,7 @@ from bertcls.model.bert import BertClassifier
 from bertcls.model.config import ModelConfig
 from bertcls.train.loop import fit, steps_per_epoch
 from bertcls.train.optim import decay_mask, learning_rate_schedule, make_optimizer
-from bertcls.train.steps import Steps, make_data_mesh
+from bertcls.train.steps import Trainer, make_data_mesh
 
 
 def test_schedule_warms_up_then_decays_to_zero():
@@ -137,7 +137,7 @@ def _fit_history(setup, epochs: int, patience: int, lr: float):
         config, epochs=epochs, early_stopping_patience=patience, optim=dataclasses.replace(config.optim, lr=lr)
     )
     total = steps_per_epoch(len(data.splits["train"]), config.batch_size) * config.epochs
-    steps = Steps(build_model(), make_optimizer(config.optim, total), make_data_mesh(), False, config.seed)
+    steps = Trainer(build_model(), make_optimizer(config.optim, total), make_data_mesh(), False, config.seed)
     return fit(steps, data, config, [])
 
 
@@ -165,7 +165,7 @@ def test_hyperparameters_are_traced_so_other_values_compile_the_same_train_step(
             max_position_embeddings=40,
             num_labels=2,
         )
-        steps = Steps(
+        steps = Trainer(
             BertClassifier(config, rngs=nnx.Rngs(0)),
             make_optimizer(optim, total_steps),
             make_data_mesh(jax.devices()[:1]),
@@ -224,7 +224,7 @@ def _tiny_steps(finetune: str = "full", freeze_layers: int = 0, llrd: float = 1.
     )
     optim = OptimConfig(lr=1e-2, warmup_ratio=0.0, max_grad_norm=0.0, weight_decay=weight_decay, llrd=llrd)
     tx = make_optimizer(optim, total_steps=10, lr_scale=lr_scale_fn(llrd, config.num_layers))
-    steps = Steps(
+    steps = Trainer(
         BertClassifier(config, rngs=nnx.Rngs(0)),
         tx,
         make_data_mesh(),
@@ -249,7 +249,7 @@ def _tiny_steps(finetune: str = "full", freeze_layers: int = 0, llrd: float = 1.
     return steps, batches
 
 
-def _flat(steps: Steps) -> dict[str, np.ndarray]:
+def _flat(steps: Trainer) -> dict[str, np.ndarray]:
     flat = nnx.to_flat_state(steps.host_model_state())
     return {".".join(map(str, path)): np.asarray(v.get_value()) for path, v in flat}
 
@@ -341,7 +341,7 @@ def test_gradient_accumulation_4_x_8_gives_the_update_of_1_x_32():
     }
     results = {}
     for micro in (1, 4):
-        steps = Steps(BertClassifier(config, rngs=nnx.Rngs(0)), optax.sgd(1.0), make_data_mesh(), False, 0)
+        steps = Trainer(BertClassifier(config, rngs=nnx.Rngs(0)), optax.sgd(1.0), make_data_mesh(), False, 0)
         before = _flat(steps)
         stats = steps.train(place_on_mesh(rows, steps.mesh, micro_batches=micro))
         results[micro] = ({k: float(v) for k, v in stats.items()}, {n: _flat(steps)[n] - v for n, v in before.items()})
@@ -386,7 +386,7 @@ def test_mlp_head_with_batch_norm_trains_its_statistics_and_saves_them(tmp_path)
         head="mlp",
         head_batchnorm=True,
     )
-    steps = Steps(
+    steps = Trainer(
         BertClassifier(config, rngs=nnx.Rngs(0)),
         optax.adam(1e-2),
         make_data_mesh(),

@@ -152,7 +152,7 @@ def test_training_and_predictor_share_one_inference_loop(tokenizer, small_model_
     from bertcls.model.weights import load_hf_checkpoint
     from bertcls.serving.predictor import Predictor
     from bertcls.train.loop import predict_split
-    from bertcls.train.steps import Steps, make_data_mesh
+    from bertcls.train.steps import Trainer, make_data_mesh
 
     config = ModelConfig.from_json_file(small_model_dir / "config.json", head="mean", num_labels=3)
     model, _ = load_hf_checkpoint(small_model_dir, config)
@@ -163,7 +163,7 @@ def test_training_and_predictor_share_one_inference_loop(tokenizer, small_model_
     assert len(split) % 8 != 0  # the last batch has padding rows
     split = dc.replace(split, labels=np.zeros(len(split), np.int32))
     task = TaskSpec("t", ("a", "b", "c"), False, "accuracy", False)
-    steps = Steps(model, optax.sgd(0.0), make_data_mesh(), regression=False, seed=0)
+    steps = Trainer(model, optax.sgd(0.0), make_data_mesh(), regression=False, seed=0)
     trained_path = predict_split(steps, split, task, 8, settings.buckets).outputs  # [T, 3]
     np.testing.assert_allclose(trained_path, predictor.outputs(split), rtol=1e-5, atol=1e-6)
     assert trained_path.shape == (5, 3)

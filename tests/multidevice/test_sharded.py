@@ -19,7 +19,7 @@ from bertcls.model.bert import BertClassifier
 from bertcls.model.config import ModelConfig
 from bertcls.train.loop import fit, predict_split, steps_per_epoch
 from bertcls.train.optim import make_optimizer
-from bertcls.train.steps import Steps, make_data_mesh
+from bertcls.train.steps import Trainer, make_data_mesh
 from tests.test_batching import _split
 
 
@@ -71,7 +71,7 @@ def test_fit_on_eight_devices_learns_compiles_once_per_shape_and_follows_the_one
     data = prepare_data(config.data, tokenizer)
     assert jax.device_count() == 8
     total = steps_per_epoch(len(data.splits["train"]), config.batch_size) * config.epochs
-    steps = Steps(build_model(), make_optimizer(config.optim, total), make_data_mesh(), False, config.seed)
+    steps = Trainer(build_model(), make_optimizer(config.optim, total), make_data_mesh(), False, config.seed)
     seen = []
 
     class Recorder:
@@ -98,7 +98,7 @@ def test_fit_on_eight_devices_learns_compiles_once_per_shape_and_follows_the_one
     assert again.metrics == result.best_validation.metrics
 
     total = steps_per_epoch(len(data.splits["train"]), config.batch_size) * config.epochs
-    one_device = Steps(
+    one_device = Trainer(
         build_model(), make_optimizer(config.optim, total), make_data_mesh(jax.devices()[:1]), False, config.seed
     )
     one = fit(one_device, data, config, []).history
@@ -138,9 +138,9 @@ def test_steps_trace_once_per_kind_and_match_a_direct_jit_bit_for_bit():
             "weights": np.ones(8, np.float32),
         }
 
-    steps = Steps(BertClassifier(config, rngs=nnx.Rngs(0)), optim, make_data_mesh(), False, 7)
+    steps = Trainer(BertClassifier(config, rngs=nnx.Rngs(0)), optim, make_data_mesh(), False, 7)
     batches = [place_on_mesh(batch(n), steps.mesh) for n in (4, 12)]
-    direct = Steps(BertClassifier(config, rngs=nnx.Rngs(0)), optim, make_data_mesh(), False, 7)
+    direct = Trainer(BertClassifier(config, rngs=nnx.Rngs(0)), optim, make_data_mesh(), False, 7)
     step = jax.jit(functools.partial(train_step, direct.model_def, direct.opt_def, False, nnx.Param))
     steps.precompile("train", batches)
     assert steps.compiled_shapes == [("train", (8, 4)), ("train", (8, 12))]

@@ -46,15 +46,9 @@ def pretrain(
         runs.set_tags({"dataset": setup.corpus.name})
         runs.set_environment_tags()
 
-        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            runs.log_metrics(metrics, step=epoch)
-            log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-
         bar = ProgressBar(rate_label="predictions_per_s")
-        batch_size, epochs = config.batch_size, config.epochs
-        history = fit(
-            setup.trainer, setup.train_blocks, setup.heldout, setup.masking, batch_size, epochs, on_epoch, bar
-        )
+        trainer, batch_size, epochs = setup.trainer, config.batch_size, config.epochs
+        history = fit(trainer, setup.train_blocks, setup.heldout, setup.masking, batch_size, epochs, [bar, _Epochs()])
         runs.log_outputs(figures.mlm_curve(history))
         licence, corpus = base_licence(str(setup.model_dir)), setup.corpus
         shown = {k: str(v) for k, v in params.items()}
@@ -66,6 +60,14 @@ def pretrain(
         runs.set_tags({"encoder_uri": encoder_uri})
     experiment_name = runs.experiment_name(run.info.experiment_id)
     return PretrainOutcome(run_id, encoder_uri, history, time.perf_counter() - started, experiment_name)
+
+
+class _Epochs:
+    """Each epoch's MLM loss and perplexity to the active run (step = epoch; 0 = before training) and the log."""
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        runs.log_metrics(metrics, step=epoch)
+        log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
 
 def describe_pretrain(outcome: PretrainOutcome) -> str:

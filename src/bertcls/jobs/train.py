@@ -54,7 +54,7 @@ def train(
     """Fine-tune, evaluate each epoch, log everything and the best epoch's model to MLflow.
 
     resume_run_id: continue that KILLED or FAILED run from its latest checkpoint, with its own parameters.
-    callbacks: more fit() callbacks (`bertcls.train.loop.Callback`), after the progress bar and MLflow's.
+    callbacks: more fit() callbacks (`bertcls.train.callbacks.Callback`), after the progress bar and MLflow's.
     cluster: coordinator / num_processes / process_id of a multi-process run (`bertcls.runtime.distributed`); in
     one, process 0 logs the run and returns its outcome, the others compute alongside and return None.
     parent_run_id, tags: a child run of that run (a sweep's trial) with these tags from its start.

@@ -31,7 +31,7 @@ from bertcls.paths import cache_root
 from bertcls.train.loop import FitResult, SplitPredictions, fit, predict_split, steps_per_epoch
 from bertcls.train.optim import make_optimizer
 from bertcls.train.progress import ProgressBar
-from bertcls.train.steps import Steps, enable_compilation_cache, make_data_mesh
+from bertcls.train.steps import Trainer, enable_compilation_cache, make_data_mesh
 from bertcls.train.strategy import lr_scale_fn, trainable_filter
 
 log = logging.getLogger("bertcls")
@@ -47,7 +47,7 @@ class Setup:
     data: PreparedData
     data_warnings: list[str]  # e.g. a class too small to be scored; also logged as warnings
     report: LoadReport  # which parameters the checkpoint lacked (the new head)
-    trainer: Steps  # device state and compiled steps
+    trainer: Trainer  # device state and compiled steps
 
 
 @dataclasses.dataclass
@@ -109,7 +109,7 @@ def prepare(config: TrainConfig, resolve: Callable[[str], Path] = resolve_model)
     total_steps = steps_per_epoch(len(data.splits["train"]), config.effective_batch_size) * config.epochs
     tx = make_optimizer(config.optim, total_steps, lr_scale_fn(config.optim.llrd, arch.num_layers))
     trainable = trainable_filter(config.finetune, config.freeze_layers, arch.num_layers)
-    trainer = Steps(model, tx, make_data_mesh(), data.task.is_regression, config.seed, trainable)
+    trainer = Trainer(model, tx, make_data_mesh(), data.task.is_regression, config.seed, trainable)
     return Setup(config, model_dir, tokenizer, data, data_warnings, report, trainer)
 
 
@@ -143,7 +143,7 @@ def finish(setup: Setup, result: FitResult) -> FineTuned:
 def fine_tune(config: TrainConfig, callbacks: Sequence[Any] = (), progress_bar: bool = True) -> FineTuned:
     """Fine-tune `config.model` on `config.data`; returns the best epoch's model, its metrics and predictions.
 
-    callbacks: more fit() callbacks (`bertcls.train.loop.Callback`), e.g. one that records each epoch's metrics.
+    callbacks: more fit() callbacks (`bertcls.train.callbacks.Callback`), e.g. one that records each epoch's metrics.
     """
     setup = prepare(config)
     shown = [ProgressBar()] if progress_bar else []

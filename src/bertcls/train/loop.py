@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -28,28 +28,10 @@ from bertcls.data.pipeline import PreparedData
 from bertcls.data.tasks import TaskSpec, is_better
 from bertcls.evaluation.metrics import compute_metrics, mean_loss
 from bertcls.runtime import interrupts
+from bertcls.train.callbacks import Callback, notify
 from bertcls.train.inference import infer_outputs
 from bertcls.train.optim import learning_rate_schedule
-from bertcls.train.steps import Steps
-
-
-class Callback(Protocol):
-    """What fit() reports; a callback implements any of these (the others are skipped)."""
-
-    def on_train_start(self, info: dict[str, Any]) -> None: ...
-
-    def on_epoch_start(self, epoch: int, epochs: int, batches: int) -> None: ...
-
-    def on_batch_end(self, index: int, stats: dict[str, Any]) -> None: ...  # stats: device scalars
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
-
-
-def _notify(callbacks: list, event: str, *args) -> None:
-    for callback in callbacks:
-        method = getattr(callback, event, None)
-        if method is not None:
-            method(*args)
+from bertcls.train.steps import Trainer
 
 
 @dataclasses.dataclass
@@ -101,7 +83,7 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return math.ceil(num_examples / batch_size)
 
 
-def predict_split(steps: Steps, split: TokenizedSplit, task: TaskSpec, batch_size: int, buckets) -> SplitPredictions:
+def predict_split(steps: Trainer, split: TokenizedSplit, task: TaskSpec, batch_size: int, buckets) -> SplitPredictions:
     """Eval-mode outputs per text of `split` (windows averaged per text), with loss and metrics."""
     outputs = infer_outputs(  # compiles new shapes on first use
         split, lambda batch: steps.evaluate(place_on_mesh(batch, steps.mesh)), batch_size, buckets, task.num_labels
@@ -111,7 +93,7 @@ def predict_split(steps: Steps, split: TokenizedSplit, task: TaskSpec, batch_siz
     return SplitPredictions(outputs, labels, mean_loss(task, outputs, labels), metrics)
 
 
-def _result(progress: FitProgress, steps: Steps) -> FitResult:
+def _result(progress: FitProgress, steps: Trainer) -> FitResult:
     return FitResult(
         progress.history,
         progress.best_epoch,
@@ -123,7 +105,7 @@ def _result(progress: FitProgress, steps: Steps) -> FitResult:
 
 
 def fit(
-    steps: Steps,
+    steps: Trainer,
     data: PreparedData,
     config: TrainConfig,
     callbacks: list[Callback],
@@ -141,7 +123,7 @@ def fit(
     on_mesh = lambda batch: place_on_mesh(batch, steps.mesh, micro)  # noqa: E731  [k, B, S] when accumulating
     schedule = learning_rate_schedule(config.optim, total_steps)
     primary = data.task.primary_metric
-    _notify(callbacks, "on_train_start", {"total_steps": total_steps, "buckets": list(data.buckets)})
+    notify(callbacks, "on_train_start", {"total_steps": total_steps, "buckets": list(data.buckets)})
 
     progress = start if start is not None else FitProgress()
     with interrupts.signals_deferred():  # a signal stops the loop at a step boundary, after a checkpoint
@@ -171,7 +153,7 @@ def fit(
             progress.loss_sum, progress.weight_sum, progress.grad_norms = 0.0, 0.0, []
             if save_progress is not None:  # the epoch is on disk before anything reports it
                 save_progress(progress)
-            _notify(callbacks, "on_epoch_end", epoch, metrics)
+            notify(callbacks, "on_epoch_end", epoch, metrics)
             if any(getattr(callback, "stop_training", False) for callback in callbacks):  # e.g. a sweep's pruner
                 progress.stopped_early = True
             interrupts.raise_pending()
@@ -179,7 +161,7 @@ def fit(
 
 
 def _run_epoch(
-    steps: Steps, data: PreparedData, config: TrainConfig, callbacks, progress: FitProgress, on_mesh, save_progress
+    steps: Trainer, data: PreparedData, config: TrainConfig, callbacks, progress: FitProgress, on_mesh, save_progress
 ) -> dict[str, float]:
     """Train the rest of `progress.epoch`, updating its sums; on a waiting signal, save progress and raise.
 
@@ -197,7 +179,7 @@ def _run_epoch(
     real_tokens = int(sum(int(train.lengths[p[p != FILL]].sum()) for p in plans))  # of the whole epoch
     batches = (collate(train, plan, data.buckets) for plan in remaining)  # gathered lazily, one at a time
 
-    _notify(callbacks, "on_epoch_start", epoch, config.epochs, len(plans))
+    notify(callbacks, "on_epoch_start", epoch, config.epochs, len(plans))
     started, before = time.perf_counter(), progress.epoch_seconds
     loss_parts, grad_norms = [], []
 
@@ -216,7 +198,7 @@ def _run_epoch(
         stats = steps.train(on_mesh(batch))
         loss_parts.append((stats["loss_sum"], stats["weight_sum"]))
         grad_norms.append(stats["grad_norm"])
-        _notify(callbacks, "on_batch_end", i, stats)
+        notify(callbacks, "on_batch_end", i, stats)
         if len(loss_parts) > IN_FLIGHT:  # keep the host near the device: a signal then stops within a step or two
             loss_parts[-IN_FLIGHT - 1][0].block_until_ready()
         if interrupts.pending() and i + 1 < len(plans):

@@ -11,18 +11,19 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec
 
 from bertcls.data.batching import place_on_mesh
 from bertcls.data.masking import MaskedBatch, mask_tokens
 from bertcls.model.mlm import MaskedLM
+from bertcls.train.callbacks import Callback, notify
+from bertcls.train.state import TrainState
 
 Batch = dict[str, jax.Array]
 
@@ -80,18 +81,12 @@ def _as_batch(masked: MaskedBatch) -> dict[str, np.ndarray]:
     return dataclasses.asdict(masked)
 
 
-class Pretrainer:
-    """The device state and the two compiled steps; `fit` runs the epochs and reports each to `on_epoch`."""
+class Pretrainer(TrainState):
+    """The masked-LM trainer: the device state and the two compiled steps; `fit` runs the epochs."""
 
     def __init__(self, model: MaskedLM, tx: optax.GradientTransformation, mesh, seed: int):
-        self.mesh = mesh
+        super().__init__(model, tx, mesh, seed)
         self.seed = seed
-        self.model_def, model_state = nnx.split(model)
-        self.opt_def, opt_state = nnx.split(nnx.Optimizer(model, tx, wrt=nnx.Param))
-        replicated = NamedSharding(mesh, PartitionSpec())
-        self.model_state = jax.device_put(model_state, replicated)
-        self.opt_state = jax.device_put(opt_state, replicated)
-        self.base_key = jax.device_put(jax.random.key_data(jax.random.key(seed)), replicated)
         self._train = jax.jit(
             functools.partial(train_step, self.model_def, self.opt_def), donate_argnames=("model_state", "opt_state")
         )
@@ -104,12 +99,10 @@ class Pretrainer:
         return loss_sum / max(count, 1.0)
 
     def train_epoch(
-        self, ids: np.ndarray, mask: np.ndarray, masking: Masking, batch_size: int, epoch: int, progress=None
+        self, ids: np.ndarray, mask: np.ndarray, masking: Masking, batch_size: int, epoch: int, callbacks=()
     ) -> float:
-        """One pass over the blocks in a seeded order; returns the mean train MLM loss of the epoch.
-
-        progress: an object with fit()'s batch callbacks (`train.progress.ProgressBar`), or None.
-        """
+        """One pass over the blocks in a seeded order (each batch reported to `callbacks`); returns the mean
+        train MLM loss of the epoch."""
         rng = np.random.default_rng([self.seed, epoch])
         plan = batches(ids, mask, rng.permutation(len(ids)), batch_size)
         totals = []
@@ -119,13 +112,9 @@ class Pretrainer:
                 self.model_state, self.opt_state, batch, self.base_key
             )
             totals.append((stats["loss_sum"], stats["weight_sum"]))
-            if progress is not None:
-                progress.on_batch_end(index, stats)
+            notify(callbacks, "on_batch_end", index, stats)
         loss_sum, count = (float(sum(jax.device_get(part))) for part in zip(*totals, strict=True))
         return loss_sum / max(count, 1.0)
-
-    def model(self) -> MaskedLM:
-        return nnx.merge(self.model_def, jax.tree.map(np.asarray, jax.device_get(self.model_state)))
 
 
 def heldout_batches(ids: np.ndarray, mask: np.ndarray, masking: Masking, batch_size: int, seed: int) -> list[dict]:
@@ -146,21 +135,17 @@ def fit(
     masking: Masking,
     batch_size: int,
     epochs: int,
-    on_epoch: Callable[[int, dict[str, float]], None],
-    progress=None,
+    callbacks: Sequence[Callback] = (),
 ) -> list[dict[str, float]]:
-    """Score the held-out set before training (epoch 0), then train and score after each epoch."""
+    """Score the held-out set before training (reported as epoch 0), then train and score after each epoch."""
     started = time.perf_counter()
     before = trainer.evaluate(heldout)
     history = [{"val_mlm_loss": before, "val_perplexity": perplexity(before)}]
-    on_epoch(0, history[0])
+    notify(callbacks, "on_epoch_end", 0, history[0])
     steps = math.ceil(len(train[0]) / batch_size)
     for epoch in range(1, epochs + 1):
-        if progress is not None:
-            progress.on_epoch_start(epoch, epochs, steps)
-        train_loss = trainer.train_epoch(*train, masking, batch_size, epoch, progress)
-        if progress is not None:
-            progress.on_epoch_end(epoch, {})
+        notify(callbacks, "on_epoch_start", epoch, epochs, steps)
+        train_loss = trainer.train_epoch(*train, masking, batch_size, epoch, callbacks)
         val_loss = trainer.evaluate(heldout)
         metrics = {
             "train_mlm_loss": train_loss,
@@ -170,5 +155,5 @@ def fit(
             "elapsed_s": time.perf_counter() - started,
         }
         history.append(metrics)
-        on_epoch(epoch, metrics)
+        notify(callbacks, "on_epoch_end", epoch, metrics)
     return history

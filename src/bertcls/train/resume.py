@@ -23,7 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from bertcls.data.pipeline import PreparedData
 from bertcls.errors import ResumeError
 from bertcls.train.loop import FitProgress, SplitPredictions
-from bertcls.train.steps import Steps
+from bertcls.train.steps import Trainer
 
 PROGRESS_FILE = "progress.json"
 FORMAT = 1
@@ -44,13 +44,13 @@ def data_fingerprint(data: PreparedData) -> str:
     return digest.hexdigest()[:16]
 
 
-def parameter_shapes(steps: Steps) -> dict[str, list[int]]:
+def parameter_shapes(steps: Trainer) -> dict[str, list[int]]:
     """Every model variable's shape by its path ("encoder/layers/0/...": [384, 384])."""
     flat = nnx.to_flat_state(steps.model_state)
     return {"/".join(map(str, path)): list(variable.shape) for path, variable in flat}
 
 
-def fingerprint(steps: Steps, data: PreparedData, model: str, dataset: str) -> dict[str, Any]:
+def fingerprint(steps: Trainer, data: PreparedData, model: str, dataset: str) -> dict[str, Any]:
     return {"model": model, "dataset": dataset, "data": data_fingerprint(data), "shapes": parameter_shapes(steps)}
 
 
@@ -58,7 +58,7 @@ def _pure(tree) -> dict:
     return nnx.to_pure_dict(jax.tree.map(np.asarray, jax.device_get(tree)))
 
 
-def save(directory: Path, steps: Steps, progress: FitProgress, fingerprint: dict, extras: dict) -> Path:
+def save(directory: Path, steps: Trainer, progress: FitProgress, fingerprint: dict, extras: dict) -> Path:
     """Write a complete checkpoint of `steps`' device state and `progress` into `directory` (a new path)."""
     import orbax.checkpoint as ocp
 
@@ -123,7 +123,7 @@ def check_compatible(record: dict, expected: dict, source: str) -> None:
         )
 
 
-def restore(directory: Path, steps: Steps) -> tuple[FitProgress, dict]:
+def restore(directory: Path, steps: Trainer) -> tuple[FitProgress, dict]:
     """Load a checkpoint into `steps` (replicated over its mesh); returns fit()'s progress and the extras."""
     import orbax.checkpoint as ocp
 

@@ -23,9 +23,9 @@ import numpy as np
 import optax
 from flax import nnx
 from jax import export
-from jax.sharding import NamedSharding, PartitionSpec
 
 from bertcls.model.bert import BertClassifier
+from bertcls.train.state import TrainState
 
 Batch = dict[str, jax.Array]
 
@@ -109,8 +109,8 @@ def _spec(array, seq_len=None, token_ndim: int = 2) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(shape, array.dtype, sharding=array.sharding)
 
 
-class Steps:
-    """Holds the device state and one compiled executable per (step kind, batch shape).
+class Trainer(TrainState):
+    """The fine-tuning trainer: the device state and one compiled executable per (step kind, batch shape).
 
     `trainable`: the NNX filter of the parameters that train (`train.strategy`); the rest get no gradient
     and no optimizer state.
@@ -125,21 +125,15 @@ class Steps:
         seed: int,
         trainable=nnx.Param,
     ):
-        self.mesh = mesh
         size = lambda tree: sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))  # noqa: E731
         trained, everything = size(nnx.state(model, trainable)), size(nnx.state(model, nnx.Param))
-        self.model_def, model_state = nnx.split(model)
-        self.opt_def, opt_state = nnx.split(nnx.Optimizer(model, tx, wrt=trainable))
-        optimizer_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(opt_state))
+        super().__init__(model, tx, mesh, seed, wrt=trainable)
+        optimizer_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(self.opt_state))
         self._counts = {
             "trainable_params": trained,
             "frozen_params": everything - trained,
             "optimizer_state_mib": round(optimizer_bytes / 2**20, 1),
         }
-        replicated = NamedSharding(mesh, PartitionSpec())
-        self.model_state = jax.device_put(model_state, replicated)
-        self.opt_state = jax.device_put(opt_state, replicated)
-        self.base_key = jax.device_put(jax.random.key_data(jax.random.key(seed)), replicated)  # uint32 [2]
         # The graph defs and the task kind are bound here; everything traced is an explicit argument.
         self._jitted = {
             "train": jax.jit(
@@ -218,22 +212,9 @@ class Steps:
     def compiled_shapes(self) -> list[tuple]:
         return sorted(self._compiled)
 
-    def host_model_state(self):
-        """A host (numpy) copy of the parameters, e.g. to keep the best epoch."""
-        return jax.tree.map(np.asarray, jax.device_get(self.model_state))
-
-    def load_model_state(self, host_state) -> None:
-        self.model_state = jax.device_put(host_state, NamedSharding(self.mesh, PartitionSpec()))
-
-    def model(self, host_state=None) -> BertClassifier:
-        return nnx.merge(self.model_def, host_state if host_state is not None else self.host_model_state())
-
     def parameter_counts(self) -> dict[str, int | float]:
         """Trainable and frozen parameter counts and the optimizer state's size (what freezing saves)."""
         return dict(self._counts)
-
-    def optimizer_step(self) -> int:
-        return int(jax.device_get(nnx.merge(self.opt_def, self.opt_state).step[...]))
 
 
 def make_data_mesh(devices=None):
