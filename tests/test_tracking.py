@@ -87,3 +87,27 @@ def test_runs_logging_the_same_dataset_at_once_all_get_it(client):
         assert _log_together(run_ids, dataset, f"train{round_number}") == []
         for run_id in run_ids:
             assert [i.dataset.name for i in client.get_run(run_id).inputs.dataset_inputs] == ["d"]
+
+
+def test_a_resumed_run_completes_an_epoch_an_outage_cut_in_half_and_logs_no_point_twice(client):
+    """The store took epoch 1's train metrics but not its val_* ones (the server stopped between the two calls):
+    the resumed job logs exactly what is missing."""
+    from bertcls.tracking.background import BackgroundLogger
+    from bertcls.tracking.callback import MlflowCallback
+
+    epochs = {
+        1: {"train_loss": 0.5, "lr": 1e-4, "val_loss": 0.4, "val_accuracy": 0.8},
+        2: {"train_loss": 0.3, "lr": 5e-5, "val_loss": 0.35, "val_accuracy": 0.85},
+    }
+    with runs.tracked_run("half") as run:
+        run_id = run.info.run_id
+        mlflow.log_metrics({"train_loss": 0.5, "lr": 1e-4}, step=1)  # the half that reached the store
+        background = BackgroundLogger(runs.tracking_uri())
+        callback = MlflowCallback(run_id, background, already_logged=runs.logged_metric_steps(run_id))
+        for epoch, metrics in epochs.items():  # what the resume checkpoint's history holds
+            callback.log_epoch(epoch, metrics)
+        callback.log_epoch(2, epochs[2])  # again: nothing new
+        assert background.flush(30)
+    for key in ("train_loss", "lr", "val_loss", "val_accuracy"):
+        history = [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
+        assert sorted(history) == [(1, epochs[1][key]), (2, epochs[2][key])], key

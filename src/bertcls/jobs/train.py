@@ -160,7 +160,7 @@ class _TrackedTraining:
             epoch_models.log if config.log_checkpoints == "all" else None,
             trainer.host_model_state,
             self.datasets.get("validation"),
-            already_logged=runs.logged_epoch_steps(self.run_id) if source else frozenset(),
+            already_logged=runs.logged_metric_steps(self.run_id) if source else None,
         )
         for epoch, metrics in enumerate(start.history if start else [], 1):  # epochs an outage kept from the store
             tracker.log_epoch(epoch, metrics)

@@ -28,12 +28,13 @@ class MlflowCallback:
         checkpoint: Callable[[int, dict[str, float], Any], str] | None = None,
         snapshot: Callable[[], Any] | None = None,
         validation_dataset=None,
-        already_logged: set[int] = frozenset(),
+        already_logged: dict[str, set[int]] | None = None,
     ):
         self.run_id, self.background = run_id, background
         self.checkpoint, self.snapshot = checkpoint, snapshot
         self.validation_dataset = validation_dataset
-        self.already_logged = already_logged  # epochs a resumed run logged before its last checkpoint was written
+        # metric -> epochs a resumed run logged before (its last checkpoint may be older than the store's records)
+        self.already_logged = {key: set(steps) for key, steps in (already_logged or {}).items()}
 
     def on_train_start(self, info: dict[str, Any]) -> None:
         params = {"buckets": " ".join(map(str, info["buckets"])), "total_steps": info["total_steps"]}
@@ -43,12 +44,15 @@ class MlflowCallback:
         self.log_epoch(epoch, metrics, self.snapshot() if self.checkpoint else None)
 
     def log_epoch(self, epoch: int, metrics: dict[str, float], state=None) -> None:
-        """Hand epoch `epoch`'s metrics (and its model, if checkpointing) to the background logger, once."""
-        if epoch in self.already_logged:  # each epoch's metrics once, even across a resume
+        """Hand epoch `epoch`'s metrics (and its model, if checkpointing) to the background logger: each metric
+        once per epoch, even across a resume (then only the ones the store lacks)."""
+        missing = {k: v for k, v in metrics.items() if epoch not in self.already_logged.get(k, ())}
+        if not missing:
             return
-        self.already_logged = {*self.already_logged, epoch}
+        for key in missing:
+            self.already_logged.setdefault(key, set()).add(epoch)
         stamp = int(time.time() * 1000)  # when computed: a late upload keeps the time, and a retry is no new point
-        self.background.submit(f"epoch {epoch}'s metrics", self._log_epoch, epoch, dict(metrics), state, stamp)
+        self.background.submit(f"epoch {epoch}'s metrics", self._log_epoch, epoch, missing, state, stamp)
 
     def _log_epoch(self, epoch: int, metrics: dict[str, float], state, stamp: int) -> None:
         model_id = None
@@ -57,8 +61,10 @@ class MlflowCallback:
             model_id = self.checkpoint(epoch, metrics, state)
         validation = {k: v for k, v in metrics.items() if k.startswith("val_")}
         others = {k: v for k, v in metrics.items() if k not in validation}
-        mlflow.log_metrics(others, step=epoch, run_id=self.run_id, timestamp=stamp)
+        if others:
+            mlflow.log_metrics(others, step=epoch, run_id=self.run_id, timestamp=stamp)
         linked = {"model_id": model_id, "dataset": self.validation_dataset} if model_id else {}
-        mlflow.log_metrics(validation, step=epoch, run_id=self.run_id, timestamp=stamp, **linked)
+        if validation:
+            mlflow.log_metrics(validation, step=epoch, run_id=self.run_id, timestamp=stamp, **linked)
         for key, value in liveness.heartbeat_tag().items():
             mlflow.MlflowClient().set_tag(self.run_id, key, value)

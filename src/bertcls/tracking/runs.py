@@ -322,9 +322,12 @@ def get_run(run_id: str):
         return None
 
 
-def logged_epoch_steps(run_id: str, key: str = "train_loss") -> set[int]:
-    """Steps (epochs) at which the run already logged `key`: a resumed run never logs an epoch twice."""
-    return {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, key)}
+def logged_metric_steps(run_id: str) -> dict[str, set[int]]:
+    """For each metric the run has, the steps (epochs) already logged: a resumed run logs each point once, and
+    completes an epoch an outage cut in half (its train metrics stored, its val_* ones not)."""
+    client = mlflow.MlflowClient()
+    keys = client.get_run(run_id).data.metrics
+    return {key: {m.step for m in client.get_metric_history(run_id, key)} for key in keys}
 
 
 def set_run_tags(run_id: str, tags: dict[str, str]) -> None:
