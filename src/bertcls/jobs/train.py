@@ -103,6 +103,7 @@ class _TrackedTraining:
         self.run_id, self.experiment_id, self.source = run_id, experiment_id, source
         self.datasets: dict = {}
         self.command = ""
+        self.writer: ResumeCheckpoints | None = None  # set by fit(); log_results discards its checkpoint
         self.example_texts, self.example_pairs = fine_tune.example_texts(self.data)
 
     def start(self, tags: dict[str, str]) -> None:
