@@ -14,7 +14,7 @@ from pathlib import Path
 import datasets
 
 from bertcls.config import DataConfig
-from bertcls.errors import DataError
+from bertcls.errors import DataError, setting
 
 datasets.disable_progress_bars()
 
@@ -279,6 +279,7 @@ def load_source(config: DataConfig) -> RawSource:
     if "/" not in config.dataset:
         raise DataError(
             f"Unknown dataset {config.dataset!r}. Bundled datasets: {', '.join(BUNDLED)}; GLUE tasks: "
-            f"{', '.join('glue/' + t for t in GLUE)}; or a hub id such as 'org/name', or train_file=path."
+            f"{', '.join('glue/' + t for t in GLUE)}; or a hub id such as 'org/name', or your own file with "
+            f"{setting('train_file', 'path/to/train.csv')}."
         )
     return _hub(config)
