@@ -60,7 +60,7 @@ bench: setup bench-peer-env
 	$(PY) benchmarks/quality.py
 
 # The peer's venv: torch (CPU build), transformers, accelerate; kept apart so bertcls's venv never holds torch.
-PEER_VENV := benchmarks/.venv-peer
+PEER_VENV ?= benchmarks/.venv-peer
 bench-peer-env: $(PEER_VENV)/.setup
 
 $(PEER_VENV)/.setup: benchmarks/peer-requirements.txt

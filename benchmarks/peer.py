@@ -9,7 +9,12 @@ wait4), all on the same threads (every core: XLA's default pool, torch's default
 - bertcls, buckets as shipped: `bertcls train` (tokenize, compile, train, validate each epoch, test, log the
   model to MLflow), cold XLA cache, then again warm (the second run of a user or a sweep trial);
 - bertcls padded to 128 for every batch (`--max-buckets 1`: how the old Flax GLUE example ran);
-- the peer: `Trainer` with `DataCollatorWithPadding` and `group_by_length` (benchmarks/peer_trainer.py).
+- bertcls with `--precision bf16` (bf16 matmuls accumulating in f32 over f32 master weights);
+- the peer: `Trainer` with `DataCollatorWithPadding` and `group_by_length` (benchmarks/peer_trainer.py), in
+  fp32 and with `bf16=True`; its padding efficiency is measured on its own batches.
+
+Every compiled program of the bertcls jobs is listed from the run's `compile_log.json` (kind, shape, seconds,
+whether XLA's persistent cache served it).
 
 Then inference on 1,000 texts, first call and warm: the logged bertcls pyfunc model vs a `transformers`
 text-classification pipeline over the peer's fine-tuned model (benchmarks/peer_pipeline.py).
@@ -93,6 +98,13 @@ def bertcls_job(name: str, extra: list[str], args, work: Path, cache: Path) -> d
 
     examples = history("train_examples_per_s")
     efficiency = history("padding_efficiency")
+    logged = {a.path for a in client.list_artifacts(run.info.run_id)}
+    compiles = []
+    if "compile_log.json" in logged:  # bertcls before 2026-12 logged no compile table
+        (work / name).mkdir(exist_ok=True)
+        path = client.download_artifacts(run.info.run_id, "compile_log.json", str(work / name))
+        table = json.loads(Path(path).read_text())
+        compiles = [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]
     return {
         **process,
         "run_id": run.info.run_id,
@@ -102,14 +114,16 @@ def bertcls_job(name: str, extra: list[str], args, work: Path, cache: Path) -> d
         "compile_time_s": history("compile_time_s")[-1],
         "test_accuracy": run.data.metrics["test_accuracy"],
         "test_mcc": run.data.metrics.get("test_mcc"),
+        "compiles": compiles,
     }
 
 
-def peer_job(args, work: Path, data_dir: Path, model_dir: Path) -> dict:
-    out = work / "peer.json"
+def peer_job(args, work: Path, data_dir: Path, model_dir: Path, bf16: bool = False) -> dict:
+    name = "peer_bf16" if bf16 else "peer"
+    out = work / f"{name}.json"
     command = [str(PEER_PYTHON), str(HERE / "peer_trainer.py"), str(data_dir), str(model_dir), str(out)]
-    command += ["--epochs", str(args.epochs), "--lr", str(args.lr)]
-    process = timed_process(command, {**os.environ, "TOKENIZERS_PARALLELISM": "false"}, work / "peer.log")
+    command += ["--epochs", str(args.epochs), "--lr", str(args.lr), *(["--bf16"] if bf16 else [])]
+    process = timed_process(command, {**os.environ, "TOKENIZERS_PARALLELISM": "false"}, work / f"{name}.log")
     result = json.loads(out.read_text())
     from sklearn.metrics import matthews_corrcoef
 
@@ -157,8 +171,12 @@ def ratios(jobs: dict, inference: dict) -> dict[str, float]:
     bertcls, peer = jobs["bertcls (buckets), cold cache"], jobs["HF Trainer (peer)"]
     warm, padded = jobs["bertcls (buckets), warm cache"], jobs["bertcls padded to 128"]
     ours, pipeline = inference["bertcls pyfunc"], inference["transformers pipeline (peer)"]
+    bf16, peer_bf16 = jobs["bertcls precision=bf16"], jobs["HF Trainer bf16=True (peer)"]
     return {
         "examples_per_s": bertcls["examples_per_s"] / peer["examples_per_s"],
+        "bf16_examples_per_s_vs_peer_fp32": bf16["examples_per_s"] / peer["examples_per_s"],
+        "bf16_examples_per_s_vs_peer_bf16": bf16["examples_per_s"] / peer_bf16["examples_per_s"],
+        "bf16_test_accuracy_points_vs_fp32": 100 * (bf16["test_accuracy"] - bertcls["test_accuracy"]),
         "examples_per_s_warm": warm["examples_per_s"] / peer["examples_per_s"],
         "job_wall_time_cold": bertcls["wall_s"] / peer["wall_s"],
         "job_wall_time_warm": warm["wall_s"] / peer["wall_s"],
@@ -177,6 +195,7 @@ def print_report(args, jobs: dict, inference: dict, result: dict) -> None:
             [
                 name,
                 f"{job['examples_per_s']:.1f}",
+                f"{job['padding_efficiency']:.3f}",
                 f"{job['real_tokens_per_s']:.0f}",
                 compile_s,
                 f"{job['wall_s']:.0f}",
@@ -188,10 +207,22 @@ def print_report(args, jobs: dict, inference: dict, result: dict) -> None:
     print(
         table(
             f"training: {args.train_samples} texts x {args.epochs} epoch(s), batch 32, max_seq_length 128",
-            ["job", "examples/s", "real tokens/s", "compile s", "job wall s", "peak RSS GiB", "test acc", "test MCC"],
+            [
+                "job",
+                "examples/s",
+                "padding eff.",
+                "real tokens/s",
+                "compile s",
+                "job wall s",
+                "peak RSS GiB",
+                "test acc",
+                "test MCC",
+            ],
             rows,
         )
     )
+    print()
+    print(compile_table(jobs))
     print()
     print(
         table(
@@ -207,6 +238,24 @@ def print_report(args, jobs: dict, inference: dict, result: dict) -> None:
     print(table("bertcls / peer", ["ratio", "value"], [[k, f"{v:.2f}"] for k, v in result["ratio_vs_peer"].items()]))
     mfu, peak = result["mfu"], result["matmul_peak_gflops"]
     print(f"\nMFU of bertcls (buckets) steady state: {100 * mfu:.1f} % of {peak:.0f} GFLOP/s")
+
+
+def compile_table(jobs: dict) -> str:
+    """Every program each bertcls job compiled: seconds, and 'hit' where XLA's persistent cache served it."""
+    rows = []
+    for name, job in jobs.items():
+        for c in job.get("compiles", []):
+            shape = "x".join(map(str, c["shape"])) or "-"
+            rows.append([name, c["kind"], shape, f"{c['seconds']:.2f}", "hit" if c["cache_hit"] else "miss"])
+        if job.get("compiles"):
+            hits = sum(c["cache_hit"] for c in job["compiles"])
+            total = sum(c["seconds"] for c in job["compiles"])
+            rows.append([name, "all", f"{len(job['compiles'])} programs", f"{total:.1f}", f"{hits} hits"])
+    return table(
+        "compiled programs (seconds per program; compiles run in parallel)",
+        ["job", "kind", "shape", "s", "cache"],
+        rows,
+    )
 
 
 def parse_args() -> argparse.Namespace:
@@ -237,7 +286,9 @@ def main() -> None:
         "bertcls (buckets), cold cache": bertcls_job("buckets-cold", [], args, work, work / "cache-buckets"),
         "bertcls (buckets), warm cache": bertcls_job("buckets-warm", [], args, work, work / "cache-buckets"),
         "bertcls padded to 128": bertcls_job("pad128", ["--max-buckets", "1"], args, work, work / "cache-pad128"),
+        "bertcls precision=bf16": bertcls_job("bf16", ["--precision", "bf16"], args, work, work / "cache-bf16"),
         "HF Trainer (peer)": peer_job(args, work, data_dir, model_dir),
+        "HF Trainer bf16=True (peer)": peer_job(args, work, data_dir, model_dir, bf16=True),
     }
     bertcls, peer = jobs["bertcls (buckets), cold cache"], jobs["HF Trainer (peer)"]
 

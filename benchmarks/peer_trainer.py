@@ -6,11 +6,11 @@ and `train_sampling_strategy="group_by_length"` (batches of similar lengths; `gr
 transformers 5). The same recipe as the bertcls jobs beside it: AdamW, peak lr `--lr` (5e-5), weight decay
 0.01, 10 % linear warmup then linear decay, clipping at 1.0, validation every epoch.
 
-    python benchmarks/peer_trainer.py DATA_DIR MODEL_DIR OUT_JSON [--epochs 1] [--batch-size 32]
+    python benchmarks/peer_trainer.py DATA_DIR MODEL_DIR OUT_JSON [--epochs 1] [--batch-size 32] [--bf16]
 
 DATA_DIR holds train/validation/test.jsonl ({"text", "label"}) written by benchmarks/peer.py. Writes
 steady-state throughput (steps after the first `--warmup-steps`), test metrics and phase timings to OUT_JSON,
-and saves the fine-tuned model to OUT_JSON's folder (`peer_model/`) for the inference benchmark.
+and saves the fine-tuned model beside OUT_JSON (`peer.json` -> `peer_model/`) for the inference benchmark.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def training_arguments(args, total_steps: int) -> TrainingArguments:
         seed=args.seed,
         dataloader_num_workers=0,
         use_cpu=True,
+        bf16=args.bf16,  # autocast: bf16 matmuls over fp32 weights (the Trainer's mixed precision)
         disable_tqdm=True,
     )
 
@@ -113,7 +114,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup-steps", type=int, default=3, help="steps excluded from steady-state timing")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--bf16", action="store_true", help="TrainingArguments(bf16=True)")
     return parser.parse_args()
+
+
+def padding_efficiency(trainer: Trainer) -> float:
+    """Real tokens / padded tokens over one pass of the Trainer's own train batches (its sampler and collator)."""
+    real = padded = 0
+    for batch in trainer.get_train_dataloader():
+        real += int(batch["attention_mask"].sum())
+        padded += batch["attention_mask"].numel()
+    return real / padded
 
 
 def main() -> None:
@@ -151,7 +162,7 @@ def main() -> None:
     prediction = trainer.predict(datasets["test"])
     test_logits = prediction.predictions  # [T, C], in the order of label_ids (not necessarily the file's)
     test_labels = prediction.label_ids  # [T]
-    model_dir = args.out.parent / "peer_model"
+    model_dir = args.out.parent / f"{args.out.stem}_model"  # peer.json -> peer_model/
     trainer.save_model(str(model_dir))
     tokenizer.save_pretrained(str(model_dir))
 
@@ -161,6 +172,8 @@ def main() -> None:
         "train_examples": len(datasets["train"]),
         **steady_state(clock, args, len(datasets["train"]), train_tokens),
         "train_wall_s": train_wall,  # train() including its per-epoch validation
+        "padding_efficiency": padding_efficiency(trainer),
+        "bf16": args.bf16,
         "test_accuracy": float((np.argmax(test_logits, -1) == test_labels).mean()),
         "test_predictions": np.argmax(test_logits, -1).tolist(),
         "test_labels": np.asarray(test_labels).tolist(),

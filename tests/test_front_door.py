@@ -108,7 +108,7 @@ def _stamp(venv: Path) -> Path:
 
 def _dry_run(target: str, venv: Path) -> list[str]:
     done = subprocess.run(
-        ["make", "-n", "--no-print-directory", f"VENV={venv}", target],
+        ["make", "-n", "--no-print-directory", f"VENV={venv}", f"PEER_VENV={venv}-peer", target],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -123,7 +123,8 @@ def test_the_docs_name_the_make_targets_a_newcomer_needs():
 
 @pytest.mark.parametrize("target", sorted(make_targets()))
 def test_every_make_target_the_docs_name_prints_a_real_command(target, tmp_path):
-    """`make -n <target>` with the set-up stamp present (a set-up checkout) prints at least one command."""
+    """`make -n <target>` with the set-up stamp present (a set-up checkout) prints at least one command. The
+    benchmark venv is a fresh path, so a checkout that already built its own still tests the recipe."""
     venv = tmp_path / "venv"
     venv.mkdir()
     _stamp(venv).touch()

@@ -150,7 +150,8 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(one_shap
 
 def test_hyperparameters_are_traced_so_other_values_compile_the_same_train_step():
     """lr, epochs (schedule length), warmup and weight decay are optimizer-state arrays, not constants:
-    the lowered train step is identical, so XLA's persistent cache serves a second run or sweep trial."""
+    the lowered gradient step and update are identical, so XLA's persistent cache serves a second run or
+    sweep trial."""
     from flax import nnx
 
     from bertcls.model.bert import BertClassifier
@@ -179,11 +180,14 @@ def test_hyperparameters_are_traced_so_other_values_compile_the_same_train_step(
             "labels": np.zeros(8, np.int32),
             "weights": np.ones(8, np.float32),
         }
-        return steps._jitted["train"].lower(*steps._args("train", batch)).as_text()
+        gradients = steps._jitted["train"].lower(*steps._args("train", batch)).as_text()
+        update = steps._jitted["update"].lower(steps.model_state, steps.opt_state, steps._grads_spec).as_text()
+        return gradients, update
 
     first = lowered(OptimConfig(lr=5e-5), total_steps=300)
     assert lowered(OptimConfig(lr=1e-4, weight_decay=0.0, warmup_ratio=0.3), total_steps=500) == first
-    assert lowered(OptimConfig(lr=5e-5, max_grad_norm=0.0), total_steps=300) != first  # no clipping: another graph
+    unclipped = lowered(OptimConfig(lr=5e-5, max_grad_norm=0.0), total_steps=300)
+    assert unclipped[0] == first[0] and unclipped[1] != first[1]  # no clipping: another update, the same gradients
 
 
 def test_optimizer_equals_optax_adamw_with_the_schedule():

@@ -110,11 +110,13 @@ def test_fit_on_eight_devices_learns_compiles_once_per_shape_and_follows_the_one
 
 def test_steps_trace_once_per_kind_and_match_a_direct_jit_bit_for_bit():
     """Every padded length reuses one trace (symbolic sequence length, compiled in parallel), and the
-    refined executable computes exactly what jax.jit of the same step does at that shape, on 8 devices."""
+    refined executables compute exactly what jax.jit of the same two programs (gradients, update) does at that
+    shape with the same XLA options, on 8 devices."""
     import functools
 
     from bertcls.data.batching import place_on_mesh
-    from bertcls.train.steps import train_step
+    from bertcls.runtime.xla import compiler_options
+    from bertcls.train.steps import gradient_step, update_step
 
     config = ModelConfig(
         vocab_size=50,
@@ -141,7 +143,16 @@ def test_steps_trace_once_per_kind_and_match_a_direct_jit_bit_for_bit():
     steps = Trainer(BertClassifier(config, rngs=nnx.Rngs(0)), optim, make_data_mesh(), False, 7)
     batches = [place_on_mesh(batch(n), steps.mesh) for n in (4, 12)]
     direct = Trainer(BertClassifier(config, rngs=nnx.Rngs(0)), optim, make_data_mesh(), False, 7)
-    step = jax.jit(functools.partial(train_step, direct.model_def, direct.opt_def, False, nnx.Param))
+    gradients = jax.jit(functools.partial(gradient_step, direct.model_def, False, nnx.Param))
+    update = jax.jit(functools.partial(update_step, direct.model_def, direct.opt_def))
+
+    options = compiler_options("cpu")  # the XLA options the Trainer compiles with
+
+    def step(model_state, opt_state, batch, key):  # the Trainer's two programs, jitted directly
+        args = (model_state, opt_state, batch, key)
+        model_state, grads, stats = gradients.lower(*args).compile(options)(*args)
+        return (*update.lower(model_state, opt_state, grads).compile(options)(model_state, opt_state, grads), stats)
+
     steps.precompile("train", batches)
     assert steps.compiled_shapes == [("train", (8, 4)), ("train", (8, 12))]
     assert list(steps._traced) == [("train", (8,))]  # one trace served both lengths
@@ -152,5 +163,6 @@ def test_steps_trace_once_per_kind_and_match_a_direct_jit_bit_for_bit():
     got, want = jax.tree.leaves(steps.host_model_state()), jax.tree.leaves(direct.host_model_state())
     for mine, theirs in zip(got, want, strict=True):
         np.testing.assert_array_equal(mine, theirs)
-    np.testing.assert_array_equal(steps.evaluate(batches[1]), direct._jitted["eval"](direct.model_state, batches[1]))
+    evaluate = direct._jitted["eval"].lower(direct.model_state, batches[1]).compile(options)
+    np.testing.assert_array_equal(steps.evaluate(batches[1]), evaluate(direct.model_state, batches[1]))
     assert list(steps._traced) == [("train", (8,)), ("eval", (8,))]

@@ -13,6 +13,7 @@ from bertcls.model.config import HEADS
 FINETUNE_STRATEGIES = ("full", "partial", "head")  # see train/strategy.py
 CHECKPOINT_MODES = ("none", "best", "all")
 PRECISION_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # train `precision` -> the model's compute dtype
+AUTO_PRECISION = "auto"  # bf16 on accelerators (GPU, TPU), fp32 on CPU: resolved when the config is made
 LONG_TEXT_MODES = ("truncate", "windows")
 DEFAULT_EXPERIMENT = "bertcls"  # train, make train, evaluate and register meet here
 SPLITS = ("train", "validation", "test")
@@ -126,6 +127,14 @@ class OptimConfig:
             )
 
 
+def default_precision() -> str:
+    """What `precision=auto` means on this machine: bf16 (over f32 master weights) on an accelerator; fp32 on CPU,
+    where bf16 pays only on CPUs with bf16 units (ask for it with precision=bf16)."""
+    import jax  # only when asked: the config package stays importable without jax's start-up cost
+
+    return "fp32" if jax.default_backend() == "cpu" else "bf16"
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything one training run needs; `flat_params()` is what MLflow records."""
@@ -145,10 +154,11 @@ class TrainConfig:
         docs="([model.md](model.md#heads): which head suits which checkpoint)",
     )
     precision: str = option(
-        "fp32",
-        "fp32, or bf16: bfloat16 matmuls and activations; parameters, optimizer state and loss stay float32",
-        choices=tuple(PRECISION_DTYPES),
-        docs="(replaces `compute_dtype`: float32 = fp32, bfloat16 = bf16)",
+        AUTO_PRECISION,
+        "auto: bf16 on a GPU or TPU, fp32 on CPU; fp32; or bf16: bfloat16 matmuls (accumulating in float32) and "
+        "activations; parameters, optimizer state and loss stay float32",
+        choices=(AUTO_PRECISION, *PRECISION_DTYPES),
+        docs="(replaces `compute_dtype`: float32 = fp32, bfloat16 = bf16; a run logs what auto chose)",
     )
     head_batchnorm: bool = option(
         False,
@@ -192,8 +202,11 @@ class TrainConfig:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}.")
         if self.head not in HEADS:
             raise ConfigError(f"Unknown head {self.head!r}; choose one of {', '.join(HEADS)}.")
+        if self.precision == AUTO_PRECISION:
+            object.__setattr__(self, "precision", default_precision())
         if self.precision not in PRECISION_DTYPES:
-            raise ConfigError(f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISION_DTYPES)}.")
+            choices = ", ".join((AUTO_PRECISION, *PRECISION_DTYPES))
+            raise ConfigError(f"Unknown precision {self.precision!r}; choose one of {choices}.")
         if self.early_stopping_patience < 0:
             raise ConfigError("early_stopping_patience must be >= 0 (0 disables early stopping).")
         if self.log_checkpoints not in CHECKPOINT_MODES:

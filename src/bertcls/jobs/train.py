@@ -9,6 +9,7 @@ import time
 
 import jax
 import numpy as np
+import pandas as pd
 
 from bertcls.config import DEFAULT_EXPERIMENT, TrainConfig
 from bertcls.config.saved import train_config_to_dict
@@ -196,6 +197,8 @@ class _TrackedTraining:
         result, metrics, task = finished.result, finished.metrics, self.data.task
         runs.log_metrics({k: v for k, v in metrics.items() if k.startswith("baseline_")})
         runs.log_outputs(figures.learning_curves(result.history, task.primary_metric))
+        if result.compile_log:  # every program this process compiled: kind, shape, seconds, persistent-cache hit
+            runs.log_table(pd.DataFrame(result.compile_log), "compile_log.json")
         if not task.is_regression:
             validation = result.best_validation
             title = f"validation confusion matrix (best epoch {result.best_epoch})"

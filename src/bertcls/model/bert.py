@@ -22,8 +22,60 @@ def _dtype(config: ModelConfig) -> jnp.dtype:
     return jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32
 
 
-def _dense(d_in: int, d_out: int, config: ModelConfig, rngs: nnx.Rngs) -> nnx.Linear:
-    return nnx.Linear(d_in, d_out, dtype=_dtype(config), param_dtype=jnp.float32, kernel_init=_INIT, rngs=rngs)
+def low_precision_matmul(x: Array, kernel: Array) -> Array:
+    """`x @ kernel` with both cast to x's (16-bit) dtype and f32 accumulation: [..., I] x [I, O] -> f32 [..., O].
+
+    Forward and both backward matmuls take 16-bit inputs and accumulate in f32 (a mixed-dtype dot would
+    take XLA's slow path, and a 16-bit-output dot gains nothing on CPU). `kernel` is an f32 master weight; its
+    gradient is accumulated and returned in f32, never rounded to 16 bits.
+    """
+    return _low_precision_matmul(x, kernel)
+
+
+@jax.custom_vjp
+def _low_precision_matmul(x: Array, kernel: Array) -> Array:
+    return jnp.dot(x, kernel.astype(x.dtype), preferred_element_type=jnp.float32)
+
+
+def _low_precision_matmul_fwd(x: Array, kernel: Array):
+    low = kernel.astype(x.dtype)  # [I, O]
+    return jnp.dot(x, low, preferred_element_type=jnp.float32), (x, low)
+
+
+def _low_precision_matmul_bwd(residuals, grad: Array):
+    x, low = residuals
+    grad = grad.astype(x.dtype)  # [..., O]
+    dx = jnp.dot(grad, low.T, preferred_element_type=jnp.float32).astype(x.dtype)  # [..., I]
+    rows_x, rows_grad = x.reshape(-1, x.shape[-1]), grad.reshape(-1, grad.shape[-1])  # [T, I], [T, O]
+    dkernel = jnp.dot(rows_x.T, rows_grad, preferred_element_type=jnp.float32)  # [I, O], the f32 master's dtype
+    return dx, dkernel
+
+
+_low_precision_matmul.defvjp(_low_precision_matmul_fwd, _low_precision_matmul_bwd)
+
+
+def project(x: Array, kernel: Array, bias: Array, dtype: jnp.dtype) -> Array:
+    """x @ kernel + bias in `dtype`: plain f32, or 16-bit matmuls accumulating in f32 (`low_precision_matmul`)."""
+    if dtype == jnp.float32:
+        return x.astype(jnp.float32) @ kernel + bias
+    return (low_precision_matmul(x.astype(dtype), kernel) + bias).astype(dtype)
+
+
+class Dense(nnx.Module):
+    """A dense layer on the last axis with f32 `kernel` [I, O] and `bias` [O] (the names the key tables use)."""
+
+    def __init__(self, d_in: int, d_out: int, config: ModelConfig, rngs: nnx.Rngs):
+        self.dtype = _dtype(config)
+        self.kernel = nnx.Param(_INIT(rngs.params(), (d_in, d_out), jnp.float32))
+        rngs.params()  # drawn and unused, as nnx.Linear draws a key for its zeros: the same seeds, the same init
+        self.bias = nnx.Param(jnp.zeros((d_out,), jnp.float32))
+
+    def __call__(self, x: Array) -> Array:
+        return project(x, self.kernel[...], self.bias[...], self.dtype)
+
+
+def _dense(d_in: int, d_out: int, config: ModelConfig, rngs: nnx.Rngs) -> Dense:
+    return Dense(d_in, d_out, config, rngs)
 
 
 def _layer_norm(config: ModelConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
@@ -75,12 +127,16 @@ class Embeddings(nnx.Module):
             if token_type_ids is None:
                 token_type_ids = jnp.zeros_like(input_ids)
             x = x + self.token_type(token_type_ids)
-        x = self.norm(x)
+        x = self.norm(x.reshape(-1, x.shape[-1]))  # [B*S, H]: every later layer works on flat tokens
         return self.dropout(x, deterministic=rngs is None, rngs=rngs)
 
 
 class SelfAttention(nnx.Module):
-    """Multi-head self-attention through jax.nn.dot_product_attention, with the padding mask."""
+    """Multi-head self-attention through jax.nn.dot_product_attention, with the padding mask.
+
+    Query, key and value are projected on the flat tokens [B*S, H]; only attention itself sees [B, S, N, D].
+    (Joining them into one [H, 3H] matmul measured the same on CPU, and XLA merges dots sharing an operand.)
+    """
 
     def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
         self.config = config
@@ -92,15 +148,33 @@ class SelfAttention(nnx.Module):
         self.dropout = nnx.Dropout(config.attention_dropout)
 
     def __call__(self, x: Array, mask: Array, rngs: nnx.Rngs | None) -> Array:
-        batch, seq_len, _ = x.shape
+        batch, seq_len = mask.shape[0], mask.shape[-1]  # x: [B*S, H]
         heads, head_dim = self.config.num_heads, self.config.head_dim
         split = lambda t: t.reshape(batch, seq_len, heads, head_dim)  # noqa: E731  [B, S, N, D]
         q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
         if rngs is None or self.config.attention_dropout == 0.0:
-            context = jax.nn.dot_product_attention(q, k, v, mask=mask)  # [B, S, N, D]
+            context = fused_attention(q, k, v, mask)  # [B, S, N, D]
         else:
             context = _attention_with_dropout(q, k, v, mask, self.dropout, rngs)
-        return self.output(context.reshape(batch, seq_len, heads * head_dim))  # [B, S, H]
+        return self.output(context.reshape(batch * seq_len, heads * head_dim))  # [B*S, H]
+
+
+_cudnn_refused: list[str] = []  # why cuDNN attention was not available, once per process
+
+
+def fused_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
+    """Attention without dropout: cuDNN's fused kernel on a GPU in 16-bit, else XLA's (`jax.nn.dot_product_attention`).
+
+    cuDNN takes the padding as key lengths (our batches are right-padded: `data.batching.collate`); where it is
+    unavailable (no cuDNN, an unsupported head size) tracing raises and XLA's attention is used instead.
+    """
+    if jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16) and not _cudnn_refused:
+        lengths = mask.reshape(mask.shape[0], -1).sum(-1).astype(jnp.int32)  # [B] real tokens per row
+        try:
+            return jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths, implementation="cudnn")
+        except (RuntimeError, ValueError, NotImplementedError) as refused:
+            _cudnn_refused.append(str(refused))
+    return jax.nn.dot_product_attention(q, k, v, mask=mask)
 
 
 def _attention_with_dropout(q: Array, k: Array, v: Array, mask: Array, dropout: nnx.Dropout, rngs: nnx.Rngs) -> Array:
@@ -114,7 +188,10 @@ def _attention_with_dropout(q: Array, k: Array, v: Array, mask: Array, dropout: 
 
 
 class TransformerLayer(nnx.Module):
-    """Post-LN block: x = LN(x + attn(x)); x = LN(x + ffn(x)). Same for BERT and DistilBERT."""
+    """Post-LN block: x = LN(x + attn(x)); x = LN(x + ffn(x)). Same for BERT and DistilBERT.
+
+    On flat tokens [B*S, H]: a weight gradient then contracts over one axis, which XLA fuses better than (B, S).
+    """
 
     def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
         self.config = config
@@ -127,9 +204,9 @@ class TransformerLayer(nnx.Module):
 
     def __call__(self, x: Array, mask: Array, rngs: nnx.Rngs | None) -> Array:
         drop = lambda t: self.dropout(t, deterministic=rngs is None, rngs=rngs)  # noqa: E731
-        x = self.attention_norm(x + drop(self.attention(x, mask, rngs)))  # [B, S, H]
-        hidden = activation(self.config.hidden_act, self.ffn_in(x))  # [B, S, I]
-        return self.ffn_norm(x + drop(self.ffn_out(hidden)))  # [B, S, H]
+        x = self.attention_norm(x + drop(self.attention(x, mask, rngs)))  # [B*S, H]
+        hidden = activation(self.config.hidden_act, self.ffn_in(x))  # [B*S, I]
+        return self.ffn_norm(x + drop(self.ffn_out(hidden)))  # [B*S, H]
 
 
 class Encoder(nnx.Module):
@@ -148,10 +225,10 @@ class Encoder(nnx.Module):
         rngs: nnx.Rngs | None = None,
     ) -> Array:
         mask = attention_mask.astype(bool)[:, None, None, :]  # [B, 1, 1, S] -> keys only
-        x = self.embeddings(input_ids, token_type_ids, rngs)
+        x = self.embeddings(input_ids, token_type_ids, rngs)  # [B*S, H]
         for layer in self.layers:
             x = layer(x, mask, rngs)
-        return x  # [B, S, H]
+        return x.reshape(*input_ids.shape, -1)  # [B, S, H]
 
 
 class Pooler(nnx.Module):

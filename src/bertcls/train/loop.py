@@ -50,6 +50,7 @@ class FitResult:
     best_validation: SplitPredictions
     compile_time_s: float
     stopped_early: bool
+    compile_log: list[dict] = dataclasses.field(default_factory=list)  # Trainer.compile_log: one row per program
 
 
 @dataclasses.dataclass
@@ -101,6 +102,7 @@ def _result(progress: FitProgress, steps: Trainer) -> FitResult:
         progress.best_validation,
         steps.compile_seconds,
         progress.stopped_early,
+        list(steps.compile_log),
     )
 
 

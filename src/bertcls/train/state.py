@@ -9,11 +9,14 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
+from bertcls.runtime.xla import use_unrolled_threefry_on_cpu
+
 
 class TrainState:
     """`model_state`, `opt_state` and `base_key` on the mesh; `model_def` and `opt_def` to merge them back."""
 
     def __init__(self, model: nnx.Module, tx: optax.GradientTransformation, mesh, seed: int, wrt=nnx.Param):
+        use_unrolled_threefry_on_cpu()  # the same dropout bits, faster (runtime/xla.py)
         self.mesh = mesh
         self.model_def, model_state = nnx.split(model)
         self.opt_def, opt_state = nnx.split(nnx.Optimizer(model, tx, wrt=wrt))

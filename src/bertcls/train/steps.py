@@ -1,8 +1,9 @@
 """Jitted train and eval steps over a ('data',) mesh: traced once, compiled ahead of time per batch shape.
 
 Parameters and optimizer state are replicated; batches are sharded on 'data', so XLA inserts the
-gradient all-reduce. The train step donates the old state. Dropout keys derive from the optimizer step,
-so a step is a pure function of (state, batch, base key).
+gradient all-reduce. A train step is the batch's gradients (one program per batch shape) then the optimizer
+update (one program for all shapes), each donating the state it replaces. Dropout keys derive from the
+optimizer step, so a step is a pure function of (state, batch, base key).
 
 Each step kind is traced once per batch size with a symbolic sequence length (`jax.export`); every padded
 length (bucket) then only refines that module and compiles it. Tracing the model in Python costs about as
@@ -23,8 +24,10 @@ import numpy as np
 import optax
 from flax import nnx
 from jax import export
+from jax.sharding import NamedSharding, PartitionSpec
 
 from bertcls.model.bert import BertClassifier
+from bertcls.runtime.xla import compiler_options, persistent_cache_events
 from bertcls.train.state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -43,16 +46,17 @@ def _forward(model: BertClassifier, batch: Batch, rngs: nnx.Rngs | None) -> jax.
     return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], rngs=rngs)
 
 
-def train_step(model_def, opt_def, regression: bool, wrt, model_state, opt_state, batch: Batch, base_key_data):
-    """One optimizer step: a pure function of (graph defs, states, batch, key) -> (new states, stats).
+def gradient_step(model_def, regression: bool, wrt, model_state, opt_state, batch: Batch, base_key_data):
+    """Gradients of one batch's mean loss: (model state, gradients, stats); compiled once per batch shape.
 
-    Only the parameters `wrt` selects (an NNX filter: the fine-tuning strategy) get gradients and updates.
-    The dropout key is folded from the optimizer step, so repeating a step repeats its dropout masks.
-    The base key comes as raw key data (uint32), which `jax.export` takes as an argument.
+    Only the parameters `wrt` selects (an NNX filter: the fine-tuning strategy) get gradients. The dropout
+    key is folded from the optimizer step (read from `opt_state`), so repeating a step repeats its masks. The
+    base key comes as raw key data (uint32), which `jax.export` takes as an argument. The model state comes
+    back too: a BatchNorm head updates its statistics in the forward pass.
     """
     model = nnx.merge(model_def, model_state)
-    optimizer = nnx.merge(opt_def, opt_state)
-    key = jax.random.fold_in(jax.random.wrap_key_data(base_key_data), optimizer.step[...])
+    step = opt_state["step"][...]
+    key = jax.random.fold_in(jax.random.wrap_key_data(base_key_data), step)
 
     def loss_fn(model):
         outputs = _forward(model, batch, nnx.Rngs(dropout=key))  # [B, L]
@@ -65,8 +69,15 @@ def train_step(model_def, opt_def, regression: bool, wrt, model_state, opt_state
         grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)
         (_, (loss_sum, weight_sum)), grads = grad_fn(model)
     stats = {"loss_sum": loss_sum, "weight_sum": weight_sum, "grad_norm": optax.tree.norm(grads)}
+    return nnx.state(model), grads, stats
+
+
+def update_step(model_def, opt_def, model_state, opt_state, grads):
+    """The optimizer update: a function of no batch, so it is compiled once, not into every shape's step."""
+    model = nnx.merge(model_def, model_state)
+    optimizer = nnx.merge(opt_def, opt_state)
     optimizer.update(model, grads)
-    return nnx.state(model), nnx.state(optimizer), stats
+    return nnx.state(model), nnx.state(optimizer)
 
 
 def _accumulated_gradients(model, wrt, batch: Batch, key, regression: bool):
@@ -112,8 +123,11 @@ def _spec(array, seq_len=None, token_ndim: int = 2) -> jax.ShapeDtypeStruct:
 class Trainer(TrainState):
     """The fine-tuning trainer: the device state and one compiled executable per (step kind, batch shape).
 
-    `trainable`: the NNX filter of the parameters that train (`train.strategy`); the rest get no gradient
-    and no optimizer state.
+    A train step is two programs: the gradients of a batch (compiled per batch shape) and the optimizer update
+    (compiled once, as it does not depend on the batch), so a new padded length does not recompile the update's
+    hundreds of fusions. `trainable`: the NNX filter of the parameters that train (`train.strategy`); the rest
+    get no gradient and no optimizer state. `compile_log` records every compile: kind, shape, seconds, and
+    whether XLA's persistent cache served it.
     """
 
     def __init__(
@@ -127,6 +141,10 @@ class Trainer(TrainState):
     ):
         size = lambda tree: sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))  # noqa: E731
         trained, everything = size(nnx.state(model, trainable)), size(nnx.state(model, nnx.Param))
+        replicated = NamedSharding(mesh, PartitionSpec())
+        self._grads_spec = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), nnx.state(model, trainable)
+        )
         super().__init__(model, tx, mesh, seed, wrt=trainable)
         optimizer_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(self.opt_state))
         self._counts = {
@@ -137,15 +155,23 @@ class Trainer(TrainState):
         # The graph defs and the task kind are bound here; everything traced is an explicit argument.
         self._jitted = {
             "train": jax.jit(
-                functools.partial(train_step, self.model_def, self.opt_def, regression, trainable),
-                donate_argnames=("model_state", "opt_state"),
+                functools.partial(gradient_step, self.model_def, regression, trainable),
+                donate_argnames=("model_state",),
+                out_shardings=replicated,
             ),
             "eval": jax.jit(functools.partial(eval_step, self.model_def)),
+            "update": jax.jit(
+                functools.partial(update_step, self.model_def, self.opt_def),
+                donate_argnames=("model_state", "opt_state"),  # the outputs alias these; gradients have no slot
+                out_shardings=replicated,
+            ),
         }
-        self._donated = {"train": (0, 1), "eval": ()}  # positions in _args
+        self._donated = {"train": (0,), "eval": ()}  # positions in _args
         self._batch_position = {"train": 2, "eval": 1}
         self._traced: dict[tuple, Callable] = {}
         self._compiled: dict[tuple, Callable] = {}
+        self._compiler_options = compiler_options(mesh.devices.flat[0].platform)
+        self.compile_log: list[dict] = []
         self.compile_seconds = 0.0
 
     def _args(self, kind: str, batch: Batch) -> tuple:
@@ -167,36 +193,60 @@ class Trainer(TrainState):
             self._traced[key] = jax.jit(exported.call, donate_argnums=self._donated[kind])
         return self._traced[key]
 
+    def _compile(self, kind: str, shape: tuple, lowered) -> Callable:
+        """Compile one lowered program, recording its seconds and whether the persistent cache served it."""
+        start = time.perf_counter()
+        with persistent_cache_events() as cache:
+            executable = lowered.compile(self._compiler_options)
+        seconds = time.perf_counter() - start
+        self.compile_log.append(
+            {"kind": kind, "shape": list(shape), "seconds": seconds, "cache_hit": cache["cache_hits"] > 0}
+        )
+        return executable
+
     def _executable(self, kind: str, batch: Batch) -> Callable:
         """The compiled step for this kind and batch shape (compiled ahead of time on first use)."""
-        key = (kind, tuple(batch["input_ids"].shape))  # [B, S] or [k, B, S]
-        if key not in self._compiled:
+        shape = tuple(batch["input_ids"].shape)  # [B, S] or [k, B, S]
+        if (kind, shape) not in self._compiled:
             start = time.perf_counter()
-            self._compiled[key] = self._traced_once(kind, batch).lower(*self._args(kind, batch)).compile()
+            lowered = self._traced_once(kind, batch).lower(*self._args(kind, batch))
+            self._compiled[kind, shape] = self._compile(kind, shape, lowered)
             self.compile_seconds += time.perf_counter() - start
-        return self._compiled[key]
+        return self._compiled[kind, shape]
+
+    def _update_executable(self) -> Callable:
+        """The optimizer update, compiled on first use (one program for every batch shape)."""
+        if ("update", ()) not in self._compiled:
+            start = time.perf_counter()
+            lowered = self._jitted["update"].lower(self.model_state, self.opt_state, self._grads_spec)
+            self._compiled["update", ()] = self._compile("update", (), lowered)
+            self.compile_seconds += time.perf_counter() - start
+        return self._compiled["update", ()]
 
     def precompile(self, kind: str, batches: list[Batch]) -> None:
         """Compile every new shape among `batches` now, several at once, so epoch timings exclude compilation.
 
-        XLA compiles in C++ without the GIL, so shapes compile side by side on a multi-core host.
+        XLA compiles in C++ without the GIL, so shapes (and, for training, the update) compile side by side.
         """
         new = {
             tuple(b["input_ids"].shape): b for b in batches if (kind, tuple(b["input_ids"].shape)) not in self._compiled
         }
         if not new:
             return
-        start = time.perf_counter()
-        traced = self._traced_once(kind, next(iter(new.values())))
-        compile_one = lambda b: traced.lower(*self._args(kind, b)).compile()  # noqa: E731
-        with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(new), os.cpu_count() or 1)) as pool:
-            executables = list(pool.map(compile_one, new.values()))
-        self._compiled.update({(kind, shape): e for shape, e in zip(new, executables, strict=True)})
-        self.compile_seconds += time.perf_counter() - start
+        jobs = [functools.partial(self._executable, kind, b) for b in new.values()]
+        if kind == "train":
+            jobs.append(self._update_executable)
+        start, before = time.perf_counter(), self.compile_seconds
+        self._traced_once(kind, next(iter(new.values())))  # tracing holds the GIL: once, before the threads
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
+            list(pool.map(lambda job: job(), jobs))
+        self.compile_seconds = before + time.perf_counter() - start  # wall time, not the threads' sum
 
     def train(self, batch: Batch) -> dict[str, jax.Array]:
-        """One optimizer step; the old state is donated and replaced. Stats stay on device."""
-        self.model_state, self.opt_state, stats = self._executable("train", batch)(*self._args("train", batch))
+        """One optimizer step: gradients, then the update; the old state is donated and replaced. Stats stay on
+        device."""
+        self.model_state, grads, stats = self._executable("train", batch)(*self._args("train", batch))
+        self.model_state, self.opt_state = self._update_executable()(self.model_state, self.opt_state, grads)
         return stats
 
     def evaluate(self, batch: Batch) -> jax.Array | np.ndarray:
@@ -210,7 +260,8 @@ class Trainer(TrainState):
 
     @property
     def compiled_shapes(self) -> list[tuple]:
-        return sorted(self._compiled)
+        """(kind, shape) of every compiled step program (the once-compiled update is not a shape)."""
+        return sorted(key for key in self._compiled if key[0] != "update")
 
     def parameter_counts(self) -> dict[str, int | float]:
         """Trainable and frozen parameter counts and the optimizer state's size (what freezing saves)."""
@@ -226,4 +277,4 @@ def make_data_mesh(devices=None):
 def enable_compilation_cache(directory) -> None:
     """Persist compiled executables across runs (XLA's cache; works on CPU, GPU and TPU)."""
     jax.config.update("jax_compilation_cache_dir", str(directory))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # eval shapes too (~0.5 s each)
