@@ -14,6 +14,7 @@ from bertcls.config.jobs import (
     job_params,
 )
 from bertcls.config.training import (
+    AUTO_PRECISION,
     CHECKPOINT_MODES,
     DEFAULT_EXPERIMENT,
     FINETUNE_STRATEGIES,
@@ -32,6 +33,7 @@ __all__ = [
     "DEFAULT_EXPERIMENT",
     "FINETUNE_STRATEGIES",
     "LONG_TEXT_MODES",
+    "AUTO_PRECISION",
     "PRECISION_DTYPES",
     "PRUNERS",
     "SPLITS",

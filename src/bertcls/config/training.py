@@ -13,7 +13,7 @@ from bertcls.model.config import HEADS
 FINETUNE_STRATEGIES = ("full", "partial", "head")  # see train/strategy.py
 CHECKPOINT_MODES = ("none", "best", "all")
 PRECISION_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # train `precision` -> the model's compute dtype
-AUTO_PRECISION = "auto"  # bf16 on accelerators (GPU, TPU), fp32 on CPU: resolved when the config is made
+AUTO_PRECISION = "auto"  # bf16 on accelerators (GPU, TPU), fp32 on CPU: resolved when the model is built
 LONG_TEXT_MODES = ("truncate", "windows")
 DEFAULT_EXPERIMENT = "bertcls"  # train, make train, evaluate and register meet here
 SPLITS = ("train", "validation", "test")
@@ -130,7 +130,7 @@ class OptimConfig:
 def default_precision() -> str:
     """What `precision=auto` means on this machine: bf16 (over f32 master weights) on an accelerator; fp32 on CPU,
     where bf16 pays only on CPUs with bf16 units (ask for it with precision=bf16)."""
-    import jax  # only when asked: the config package stays importable without jax's start-up cost
+    import jax  # only when the model is built: after jax.distributed.initialize, which must come first
 
     return "fp32" if jax.default_backend() == "cpu" else "bf16"
 
@@ -158,7 +158,8 @@ class TrainConfig:
         "auto: bf16 on a GPU or TPU, fp32 on CPU; fp32; or bf16: bfloat16 matmuls (accumulating in float32) and "
         "activations; parameters, optimizer state and loss stay float32",
         choices=(AUTO_PRECISION, *PRECISION_DTYPES),
-        docs="(replaces `compute_dtype`: float32 = fp32, bfloat16 = bf16; a run logs what auto chose)",
+        docs="(replaces `compute_dtype`: float32 = fp32, bfloat16 = bf16; the logged model's `compute_dtype` says "
+        "what auto chose)",
     )
     head_batchnorm: bool = option(
         False,
@@ -202,9 +203,7 @@ class TrainConfig:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}.")
         if self.head not in HEADS:
             raise ConfigError(f"Unknown head {self.head!r}; choose one of {', '.join(HEADS)}.")
-        if self.precision == AUTO_PRECISION:
-            object.__setattr__(self, "precision", default_precision())
-        if self.precision not in PRECISION_DTYPES:
+        if self.precision != AUTO_PRECISION and self.precision not in PRECISION_DTYPES:
             choices = ", ".join((AUTO_PRECISION, *PRECISION_DTYPES))
             raise ConfigError(f"Unknown precision {self.precision!r}; choose one of {choices}.")
         if self.early_stopping_patience < 0:

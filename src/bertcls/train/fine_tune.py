@@ -15,7 +15,8 @@ from typing import Any
 
 import jax
 
-from bertcls.config import PRECISION_DTYPES, TrainConfig
+from bertcls.config import AUTO_PRECISION, PRECISION_DTYPES, TrainConfig
+from bertcls.config.training import default_precision
 from bertcls.data import PreparedData, prepare_data
 from bertcls.data.batching import check_batch_size
 from bertcls.data.pipeline import class_warnings
@@ -94,7 +95,7 @@ def prepare(config: TrainConfig, resolve: Callable[[str], Path] = resolve_model)
     arch = ModelConfig.from_json_file(
         model_dir / "config.json",
         head=config.head,
-        compute_dtype=PRECISION_DTYPES[config.precision],
+        compute_dtype=PRECISION_DTYPES[default_precision() if config.precision == AUTO_PRECISION else config.precision],
         head_batchnorm=config.head_batchnorm,
     )
     check_model_against_data(arch, config)
