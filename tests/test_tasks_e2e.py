@@ -70,7 +70,7 @@ def test_regression_trains_serves_scores_and_ranks_by_mse(store):
     good, bad = train(lr="5e-4", **options), train(lr="1e-7", **options)
     client = MlflowClient(uri)
     runs = {run_id: client.get_run(run_id).data for run_id in (good, bad)}
-    assert all(r.params["task"] == "regression" and r.params["primary_metric"] == "pearson" for r in runs.values())
+    assert all(r.params["task_kind"] == "regression" and r.params["primary_metric"] == "pearson" for r in runs.values())
     mse = {run_id: r.metrics["best_val_mse"] for run_id, r in runs.items()}
     assert mse[good] < mse[bad] and runs[good].metrics["best_val_pearson"] > 0.5, mse
 

@@ -15,6 +15,7 @@ CHECKPOINT_MODES = ("none", "best", "all")
 PRECISION_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # train `precision` -> the model's compute dtype
 AUTO_PRECISION = "auto"  # bf16 on accelerators (GPU, TPU), fp32 on CPU: resolved when the model is built
 LONG_TEXT_MODES = ("truncate", "windows")
+TASK_TYPES = ("auto", "text", "ner")  # auto: ner when the data holds word lists and tag lists, else text
 DEFAULT_EXPERIMENT = "bertcls"  # train, make train, evaluate and register meet here
 SPLITS = ("train", "validation", "test")
 
@@ -25,10 +26,22 @@ class DataConfig:
 
     dataset: str = option(
         "sms_spam",
-        "bundled name (sms_spam, bbc_news), glue/<task>, or a Hugging Face hub dataset id",
+        "bundled name (sms_spam, bbc_news, btc), glue/<task>, or a Hugging Face hub dataset id",
         docs="([data.md](data.md)); ignored when `train_file` is given",
     )
     dataset_config: str | None = option(None, "hub dataset configuration name")
+    task: str = option(
+        "auto",
+        "text: one label (or score) per text; ner: one tag per word (named entities, or any word tagging); auto: "
+        "ner when the data holds lists of words and tags (CoNLL files, tokens / ner_tags columns), else text",
+        choices=TASK_TYPES,
+        docs="([token-classification.md](token-classification.md))",
+    )
+    label_all_tokens: bool = option(
+        False,
+        "task=ner: every subword of a word carries its tag in the loss (B- becomes I- after the first); false: "
+        "the first subword only. Predictions always read the first subword",
+    )
     train_file: str | None = option(
         None,
         "local CSV/TSV/JSON/JSONL/Parquet training file",
@@ -38,9 +51,15 @@ class DataConfig:
     )
     validation_file: str | None = option(None, "validation file (same format as train_file)", path=True)
     test_file: str | None = option(None, "test file (same format as train_file)", path=True)
-    text_column: str | None = option(None, "text column (default `text`; a digit for headerless TSV/CSV)")
+    text_column: str | None = option(
+        None, "text column (default `text`; a digit for headerless TSV/CSV; task=ner: the word lists, default `tokens`)"
+    )
     text_pair_column: str | None = option(None, "second text column, for sentence-pair tasks")
-    label_column: str | None = option(None, "label column (default `label`; numbers that are not whole: regression)")
+    label_column: str | None = option(
+        None,
+        "label column (default `label`; numbers that are not whole: regression; task=ner: the tag lists, default "
+        "`tags` or `ner_tags`)",
+    )
     max_seq_length: int = option(128, "tokens per row; must not exceed the model's position limit", reading=True)
     split_seed: int = option(42, "seed of the 80/10/10 split for sources without validation/test")
     max_train_samples: int | None = option(None, "train on the first N examples only", unset_is_zero=True)
@@ -76,6 +95,16 @@ class DataConfig:
             raise ConfigError(
                 f"long_text must be one of {', '.join(LONG_TEXT_MODES)}, got {self.long_text!r}. Use 'windows' to "
                 "read whole long texts as overlapping windows, 'truncate' to keep only the first max_seq_length tokens."
+            )
+        if self.task not in TASK_TYPES:
+            raise ConfigError(
+                f"task must be one of {', '.join(TASK_TYPES)}, got {self.task!r}: text classifies whole texts, ner "
+                "tags every word, auto decides from the data."
+            )
+        if self.label_all_tokens and self.task == "text":
+            raise ConfigError(
+                f"label_all_tokens applies to word tagging (task=ner), not to task=text. Drop it, or use "
+                f"{setting('task', 'ner')}."
             )
         if self.max_windows < 1:
             raise ConfigError(f"max_windows must be at least 1, got {self.max_windows}.")

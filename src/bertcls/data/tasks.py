@@ -1,4 +1,5 @@
-"""What is predicted: text columns, label names <-> ids (or regression), and the metric that ranks runs."""
+"""What is predicted: text columns, label names <-> ids (or regression, or a tag per word), and the metric that
+ranks runs."""
 
 from __future__ import annotations
 
@@ -11,13 +12,20 @@ GLUE_PRIMARY_METRIC = {"cola": "mcc", "mrpc": "f1", "qqp": "f1", "stsb": "pearso
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-    """A classification (label_names in id order) or regression (no label names) task."""
+    """A classification (label_names in id order), regression (no label names) or word-tagging task
+    (`token_level`: label_names are the tags, one per word)."""
 
     name: str
     label_names: tuple[str, ...]
     is_regression: bool
     primary_metric: str
     has_text_pair: bool
+    token_level: bool = False
+
+    @property
+    def kind(self) -> str:
+        """What the run's `task` tag says: ner, regression or classification."""
+        return "ner" if self.token_level else "regression" if self.is_regression else "classification"
 
     @property
     def num_labels(self) -> int:
@@ -26,6 +34,8 @@ class TaskSpec:
     def metric_names(self) -> tuple[str, ...]:
         if self.is_regression:
             return ("pearson", "spearman", "mse")
+        if self.token_level:
+            return ("precision", "recall", "f1", "accuracy") if self.primary_metric == "f1" else ("accuracy",)
         names = ("accuracy", "macro_f1", "mcc")
         return (*names, "f1") if self.num_labels == 2 else names
 

@@ -99,3 +99,60 @@ def padded_matrix(rows: Sequence[Sequence[int]], width: int) -> np.ndarray:
     for i, row in enumerate(rows):
         out[i, : len(row)] = row
     return out
+
+
+def word_windows(num_tokens: int, content: int, overlap: int) -> list[int]:
+    """Start offsets of windows of `content` tokens covering [0, num_tokens), consecutive ones sharing `overlap`."""
+    if num_tokens <= content:
+        return [0]
+    step = content - overlap
+    starts = list(range(0, num_tokens - content, step))
+    return [*starts, num_tokens - content]  # the last window ends at the last token
+
+
+def _owners(num_tokens: int, starts: list[int], content: int) -> np.ndarray:
+    """[num_tokens] the window that predicts each token: the one where it has the most context on both sides."""
+    positions = np.arange(num_tokens)[:, None]  # [T, 1]
+    begin = np.asarray(starts)[None, :]  # [1, K]
+    margin = np.minimum(positions - begin, begin + content - 1 - positions)  # [T, K], < 0 outside the window
+    return margin.argmax(axis=1)  # first window among equals
+
+
+def encode_words(tokenizer, sentences: Sequence[Sequence[str]], max_seq_length: int, overlap: int) -> dict[str, list]:
+    """Rows of pre-split sentences for word tagging: subword ids with [CLS]/[SEP], and per position which word it
+    answers for.
+
+    A sentence longer than max_seq_length becomes overlapping windows. Every word with at least one subword is
+    predicted exactly once: at its first subword, in the window where that subword has the most context
+    (`word_index`, -1 elsewhere). `subword_of` marks the later subwords of the words a row predicts (their word
+    index, -1 elsewhere), which label_all_tokens trains on. A word the tokenizer turns into nothing (a control
+    character) is predicted by no row. `document` is each row's sentence.
+    """
+    content = max_seq_length - 2  # [CLS] ... [SEP]
+    overlap = min(overlap, content // 2)
+    encoded = tokenizer(
+        [list(words) for words in sentences],
+        is_split_into_words=True,
+        add_special_tokens=False,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
+    rows: dict[str, list] = {"input_ids": [], "length": [], "document": [], "word_index": [], "subword_of": []}
+    for sentence, ids in enumerate(encoded["input_ids"]):
+        words = np.asarray([-1 if w is None else w for w in encoded.word_ids(sentence)], dtype=np.int64)  # [T]
+        first = np.ones(len(words), dtype=bool)
+        first[1:] = words[1:] != words[:-1]
+        starts = word_windows(len(ids), content, overlap)
+        owner = _owners(len(ids), starts, content) if len(ids) else np.zeros(0, np.int64)  # [T]
+        owner_of_word = {int(words[p]): int(owner[p]) for p in np.flatnonzero(first & (words >= 0))}
+        for window, start in enumerate(starts):
+            span = slice(start, start + content)
+            in_window, is_first = words[span], first[span]
+            owned = (owner[span] == window) & is_first & (in_window >= 0)
+            later = ~is_first & np.asarray([owner_of_word.get(int(w)) == window for w in in_window], dtype=bool)
+            rows["input_ids"].append([tokenizer.cls_token_id, *ids[span], tokenizer.sep_token_id])
+            rows["length"].append(len(in_window) + 2)
+            rows["document"].append(sentence)
+            rows["word_index"].append([-1, *np.where(owned, in_window, -1).tolist(), -1])
+            rows["subword_of"].append([-1, *np.where(later, in_window, -1).tolist(), -1])
+    return rows

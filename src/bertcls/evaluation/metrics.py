@@ -60,6 +60,11 @@ def baseline_metrics(task: TaskSpec, train_labels: np.ndarray, labels: np.ndarra
     if task.is_regression:
         constant = np.full((len(labels), 1), float(np.mean(train_labels)))
         return compute_metrics(task, constant, labels, np.ones(len(labels)))
+    if task.token_level:  # every word the most frequent training tag (O): no entity found
+        from bertcls.evaluation.tagging import tagging_metrics
+
+        majority = int(np.bincount(np.asarray(train_labels, dtype=int), minlength=task.num_labels).argmax())
+        return tagging_metrics(task, np.full(len(labels), majority), labels, np.asarray([len(labels)]))
     majority = int(np.bincount(np.asarray(train_labels, dtype=int), minlength=task.num_labels).argmax())
     return compute_metrics(task, np.eye(task.num_labels)[np.full(len(labels), majority)], labels, np.ones(len(labels)))
 

@@ -199,7 +199,10 @@ class _TrackedTraining:
         runs.log_outputs(figures.learning_curves(result.history, task.primary_metric))
         if result.compile_log:  # every program this process compiled: kind, shape, seconds, persistent-cache hit
             runs.log_table(pd.DataFrame(result.compile_log), "compile_log.json")
-        if not task.is_regression:
+        if task.token_level:
+            splits = {"val": result.best_validation, **({"test": finished.test} if finished.test else {})}
+            runs.log_outputs(figures.tagging_outputs(task, splits, result.best_epoch))
+        elif not task.is_regression:
             validation = result.best_validation
             title = f"validation confusion matrix (best epoch {result.best_epoch})"
             runs.log_outputs(

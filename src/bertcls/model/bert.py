@@ -1,6 +1,7 @@
 """BERT-family encoder (BERT, MiniLM, TinyBERT, DistilBERT) and classification heads in Flax NNX.
 
-Read top to bottom: embeddings -> post-LN transformer layers -> pooling -> head. No IO, no mlflow.
+Read top to bottom: embeddings -> post-LN transformer layers -> pooling -> head (or, head="token", the
+head on every token's state: HF's *ForTokenClassification). No IO, no mlflow.
 Dropout is active only when `rngs` is passed to `__call__` (train mode); without it the model is
 deterministic (eval mode). Parameters are float32; `compute_dtype` sets the matmul/activation dtype.
 """
@@ -11,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from bertcls.model.config import ModelConfig
+from bertcls.model.config import TOKEN_HEAD, ModelConfig
 
 Array = jax.Array
 
@@ -289,7 +290,8 @@ def masked_mean(hidden: Array, attention_mask: Array) -> Array:
 
 
 class BertClassifier(nnx.Module):
-    """Encoder + pooling + head. `head`: linear on pooled [CLS], linear on the mean, or an MLP on [CLS]."""
+    """Encoder + pooling + head. `head`: linear on pooled [CLS], linear on the mean, an MLP on [CLS], or (token)
+    linear on every token: logits [B, S, L] instead of [B, L]."""
 
     def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
         self.config = config
@@ -313,5 +315,7 @@ class BertClassifier(nnx.Module):
         rngs: nnx.Rngs | None = None,  # dropout on when given (train mode)
     ) -> Array:
         hidden = self.encoder(input_ids, attention_mask, token_type_ids, rngs)  # [B, S, H]
+        if self.config.head == TOKEN_HEAD:
+            return self.head(hidden, rngs).astype(jnp.float32)  # [B, S, L]
         logits = self.head(self.pool(hidden, attention_mask), rngs)  # [B, L]
         return logits.astype(jnp.float32)

@@ -10,7 +10,8 @@ from typing import Any
 
 from bertcls.errors import ConfigError
 
-HEADS = ("linear", "mean", "mlp")
+HEADS = ("linear", "mean", "mlp")  # text heads: the `head` setting
+TOKEN_HEAD = "token"  # a linear layer on every token's state (task=ner): HF's *ForTokenClassification
 COMPUTE_DTYPES = ("float32", "bfloat16")
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu")
 SUPPORTED_MODEL_TYPES = ("bert", "distilbert")
@@ -89,7 +90,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.model_type not in SUPPORTED_MODEL_TYPES:
             raise _unsupported(self.model_type)
-        if self.head not in HEADS:
+        if self.head not in (*HEADS, TOKEN_HEAD):
             raise ConfigError(f"Unknown head {self.head!r}; choose one of {', '.join(HEADS)}.")
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ConfigError(

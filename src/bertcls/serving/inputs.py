@@ -112,3 +112,51 @@ def read_texts(model_input, has_text_pair: bool) -> tuple[list[str], list[str] |
     if all(isinstance(row, Mapping) for row in rows):  # records: [{"text": ...}, ...]
         return read_texts(pd.DataFrame([dict(row) for row in rows]), has_text_pair)
     return _strings(rows, TEXT), None
+
+
+TOKENS = "tokens"
+
+
+def _tagging_usage() -> str:
+    return (
+        "This model tags words: pass a list of strings or a DataFrame with a 'text' column (over REST: {'inputs': "
+        "[...]} or {'dataframe_records': [{'text': ...}]}), or pre-split words as a 'tokens' column of string lists "
+        "({'dataframe_records': [{'tokens': ['Leon', 'lives', 'in', 'Sheffield']}]})."
+    )
+
+
+def _word_lists(values: Sequence) -> list[list[str]]:
+    """The 'tokens' column as lists of str; an InputError naming the rows that are not lists of strings."""
+    bad = [
+        i
+        for i, value in enumerate(values)
+        if not isinstance(value, list | tuple | np.ndarray) or not all(isinstance(w, str) for w in value)
+    ]
+    if bad:
+        shown = ", ".join(f"{i} ({_describe(values[i])})" for i in bad[:_SHOWN])
+        raise InputError(
+            f"Column 'tokens' must hold lists of strings (the words of each sentence), but {len(bad)} of "
+            f"{len(values)} rows do not: rows (0-based) {shown}. {_tagging_usage()}"
+        )
+    return [[str(w) for w in value] for value in values]
+
+
+def read_tagging_input(model_input) -> tuple[list[str] | None, list[list[str]] | None]:
+    """(texts, None) or (None, word lists) for a word tagger; InputError for anything else."""
+    if model_input is None:
+        raise InputError(f"No input was given (None). {_tagging_usage()}")
+    rows = _as_rows(model_input)
+    if isinstance(rows, list) and rows and all(isinstance(row, Mapping) for row in rows):
+        rows = pd.DataFrame([dict(row) for row in rows])
+    if len(rows) == 0:
+        raise InputError(f"The input is empty: there is nothing to tag. {_tagging_usage()}")
+    if isinstance(rows, pd.DataFrame):
+        if TOKENS in rows.columns and TEXT not in rows.columns:
+            return None, _word_lists(list(rows[TOKENS]))
+        if TEXT not in rows.columns:
+            raise InputError(
+                f"The input has neither a 'text' nor a 'tokens' column (received "
+                f"{', '.join(repr(str(c)) for c in rows.columns) or 'no columns'}). {_tagging_usage()}"
+            )
+        return _strings(list(rows[TEXT]), TEXT), None
+    return _strings(rows, TEXT), None

@@ -35,6 +35,7 @@ class Predictor:
         self.buckets = settings.buckets
         self.has_text_pair = settings.has_text_pair
         self.windows = settings.windows
+        self.is_tagger = settings.task_type == "ner"  # answers entities per text (serving.tagging)
         self.batch_size = batch_size
         graphdef, state = nnx.split(model)
         self._state = state
@@ -61,14 +62,14 @@ class Predictor:
             documents=np.asarray(encoded["document"], dtype=np.int32) if self.windows else None,
         )
 
+    def forward_batch(self, batch: dict[str, np.ndarray]):
+        """The model's outputs for one collated batch: [B, L] (a tagger: [B, S, L])."""
+        return self._forward(self._state, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+
     def outputs(self, split: TokenizedSplit) -> np.ndarray:
         """[T, num_labels] logits (classification) or [T, 1] scores (regression), one per text, in input order."""
-
-        def forward(batch):
-            return self._forward(self._state, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-
         num_outputs = 1 if self.is_regression else len(self.label_names)
-        return infer_outputs(split, forward, self.batch_size, self.buckets, num_outputs)
+        return infer_outputs(split, self.forward_batch, self.batch_size, self.buckets, num_outputs)
 
     def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> np.ndarray:
         """[T, num_labels] logits or [T, 1] scores for raw texts (and pairs), in input order."""

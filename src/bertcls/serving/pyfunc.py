@@ -5,7 +5,9 @@ and, for pair tasks, `text_pair`), checked by our code: the logged signature dec
 MLflow passes inputs through unchanged instead of feeding an unnamed first column. Bad input raises an
 MlflowException with INVALID_PARAMETER_VALUE (HTTP 400 when served) naming what was expected.
 Output: a DataFrame with `label` then one `prob_<label>` column per class in label order; for
-regression a single `score` column.
+regression a single `score` column. A word tagger (task=ner) takes texts or pre-split words (`tokens`) and
+answers an `entities` column (type, text, start, end, score per entity; `bertcls.serving.tagging`), and with
+the param `return_tags=true` the `words` and their `tags`.
 """
 
 from pathlib import Path
@@ -15,8 +17,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from bertcls.errors import InputError
-from bertcls.serving.inputs import read_texts
+from bertcls.serving.inputs import read_tagging_input, read_texts
 from bertcls.serving.predictor import Predictor, predictions_frame
+from bertcls.serving.tagging import entities_frame
 
 MODEL_ARTIFACT = "bertcls_model"
 
@@ -29,7 +32,12 @@ class BertclsPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None):  # no type hints: MLflow would convert the input
         try:
-            texts, pairs = read_texts(model_input, self.predictor.has_text_pair)
+            if self.predictor.is_tagger:
+                texts, sentences = read_tagging_input(model_input)
+            else:
+                texts, pairs = read_texts(model_input, self.predictor.has_text_pair)
         except InputError as err:
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
+        if self.predictor.is_tagger:
+            return entities_frame(self.predictor, texts, sentences, bool((params or {}).get("return_tags", False)))
         return predictions_frame(self.predictor, self.predictor.predict(texts, pairs))

@@ -78,7 +78,12 @@ def log_model(
         columns["text_pair"] = list(example_pairs)
     example = pd.DataFrame(columns)
     predictor = Predictor.from_dir(model_dir)
-    output = predictions_frame(predictor, predictor.predict(example_texts, example_pairs))
+    if predictor.is_tagger:
+        signature = tagger_signature()
+    else:
+        signature = infer_signature(
+            model_output=predictions_frame(predictor, predictor.predict(example_texts, example_pairs))
+        )
     package = Path(bertcls.__file__).resolve().parent
     with signals_deferred(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "add type hints to predict": we give a signature
@@ -88,11 +93,36 @@ def log_model(
             python_model=str(package / "serving" / "pyfunc_model.py"),
             artifacts={MODEL_ARTIFACT: str(model_dir)},
             code_paths=[str(package)],
-            signature=infer_signature(model_output=output),
+            signature=signature,
             input_example=example,
             pip_requirements=pip_requirements(),
         )
     return info
+
+
+def tagger_signature():
+    """A word tagger's signature: outputs (entities, and with return_tags the words and tags) and its one param;
+    inputs stay undeclared, as for classifiers (checked by name in bertcls.serving.inputs)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, Object, ParamSchema, ParamSpec, Property, Schema
+
+    entity = Object(
+        [
+            Property("type", "string"),
+            Property("text", "string"),
+            Property("start", "long"),
+            Property("end", "long"),
+            Property("score", "double"),
+        ]
+    )
+    outputs = Schema(
+        [
+            ColSpec(Array(entity), "entities"),
+            ColSpec(Array("string"), "words", required=False),
+            ColSpec(Array("string"), "tags", required=False),
+        ]
+    )
+    return ModelSignature(outputs=outputs, params=ParamSchema([ParamSpec("return_tags", "boolean", False)]))
 
 
 @contextlib.contextmanager

@@ -258,14 +258,15 @@ def log_dataset_inputs(data: PreparedData) -> dict[str, Any]:
     """One MLflow dataset input per split (name, source, digest, row count as the profile); returns them by split
     (metrics computed on a split are linked to its dataset)."""
     datasets = {}
+    targets = "tags" if data.task.token_level else "label"
     for split, rows in data.texts.items():
         frame = rows.to_pandas()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "source can be interpreted in multiple ways"
             try:
-                dataset = mlflow.data.from_pandas(frame, source=data.source.uri, name=data.source.name, targets="label")
+                dataset = mlflow.data.from_pandas(frame, source=data.source.uri, name=data.source.name, targets=targets)
             except Exception:  # noqa: BLE001 - a hub id is not a resolvable source URI for mlflow
-                dataset = mlflow.data.from_pandas(frame, name=data.source.name, targets="label")
+                dataset = mlflow.data.from_pandas(frame, name=data.source.name, targets=targets)
         _log_input_once_shared(dataset, split)
         datasets[split] = dataset
     sizes = {f"n_{split}": rows.num_texts for split, rows in data.splits.items()}
@@ -275,12 +276,12 @@ def log_dataset_inputs(data: PreparedData) -> dict[str, Any]:
         "empty_texts_dropped": sum(data.stats.empty_text_dropped.values()),
         "missing_labels_dropped": sum(data.stats.missing_label_dropped.values()),
         "split_created": ",".join(data.stats.created_splits) or "none",
-        "task": "regression" if data.task.is_regression else "classification",
+        "task_kind": data.task.kind,  # what `task` (auto, text, ner) resolved to
         "label_names": ",".join(data.task.label_names),
         "primary_metric": data.task.primary_metric,
     }
     log_params({**sizes, **cleaning})
-    mlflow.set_tags({"dataset": data.source.name, "task": cleaning["task"]})
+    mlflow.set_tags({"dataset": data.source.name, "task": cleaning["task_kind"]})
     return datasets
 
 

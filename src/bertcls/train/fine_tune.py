@@ -25,7 +25,7 @@ from bertcls.errors import ConfigError
 from bertcls.evaluation.metrics import baseline_metrics
 from bertcls.hub import resolve_model
 from bertcls.model.bert import BertClassifier
-from bertcls.model.config import ModelConfig
+from bertcls.model.config import TOKEN_HEAD, ModelConfig
 from bertcls.model.tokenizer import load_tokenizer
 from bertcls.model.weights import LoadReport, load_hf_checkpoint, save_model
 from bertcls.paths import cache_root
@@ -105,6 +105,8 @@ def prepare(config: TrainConfig, resolve: Callable[[str], Path] = resolve_model)
     for warning in data_warnings:
         log.warning("%s", warning)
     model_config = dataclasses.replace(arch, num_labels=data.task.num_labels)
+    if data.task.token_level:  # a tag per word: the per-token head whatever `head` says (it chooses text heads)
+        model_config = dataclasses.replace(model_config, head=TOKEN_HEAD, head_batchnorm=False)
     model, report = load_hf_checkpoint(model_dir, model_config, seed=config.seed)
     enable_compilation_cache(cache_root("xla"))
     total_steps = steps_per_epoch(len(data.splits["train"]), config.effective_batch_size) * config.epochs
@@ -164,6 +166,7 @@ def reading_settings(setup: Setup) -> ReadingSettings:
         long_text=config.long_text,
         window_overlap=config.window_overlap,
         max_windows=config.max_windows,
+        task_type="ner" if data.task.token_level else "text",
     )
 
 
@@ -176,7 +179,8 @@ def save_trained(setup: Setup, model: BertClassifier, directory: Path) -> Path:
 
 
 def example_texts(data: PreparedData, count: int = 3) -> tuple[list[str], list[str] | None]:
-    """A few validation texts (and pairs): the logged model's input example."""
+    """A few validation texts (and pairs): the logged model's input example (a tagger's: its words joined by
+    spaces)."""
     examples = data.texts["validation"].select(range(min(count, len(data.texts["validation"]))))
     pairs = list(examples["text_pair"]) if data.task.has_text_pair else None
     return list(examples["text"]), pairs

@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from bertcls.data.batching import FILL, TokenizedSplit, collate, plan_epoch
+from bertcls.data.batching import FILL, TaggedSplit, TokenizedSplit, collate, plan_epoch
 
-Forward = Callable[[dict[str, np.ndarray]], jax.Array]  # a collated batch -> [B, num_outputs]
+Forward = Callable[[dict[str, np.ndarray]], jax.Array]  # a collated batch -> [B, num_outputs] (tagging: [B, S, C])
 
 
 def infer_outputs(
@@ -30,3 +30,28 @@ def infer_outputs(
         real = plan != FILL  # padding rows of the last batch are dropped
         rows[plan[real]] = np.asarray(outputs)[real]
     return split.text_outputs(rows)
+
+
+def infer_word_outputs(
+    split: TaggedSplit, forward: Forward, batch_size: int, buckets: Sequence[int], num_outputs: int, fallback: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """([W, num_outputs] logits, [W] scored) per word of a tagging split, sentences in order: each word's first
+    subword in the row that predicts it. A word with no subword (the tokenizer dropped it) is not scored and gets
+    certainty for tag `fallback` (O)."""
+    offsets = np.concatenate([[0], np.cumsum(split.word_counts)])[:-1]  # [T] first word of each sentence
+    words = np.full((int(split.word_counts.sum()), num_outputs), -1e4, dtype=np.float32)  # [W, C]
+    words[:, fallback] = 0.0
+    scored = np.zeros(len(words), dtype=bool)
+    pending = [
+        (plan, forward(collate(split, plan, buckets)))
+        for plan in plan_epoch(split.lengths, batch_size, buckets, shuffle=False)
+    ]
+    for plan, outputs in pending:
+        rows = plan[plan != FILL]
+        logits = np.asarray(outputs)[plan != FILL]  # [R, S, C]
+        index = split.word_index[rows, : logits.shape[1]]  # [R, S] word predicted at each position, or -1
+        here = index >= 0
+        target = (offsets[split.documents[rows]][:, None] + index)[here]  # global word of each scored position
+        words[target] = logits[here]
+        scored[target] = True
+    return words, scored

@@ -25,21 +25,24 @@ from bertcls.data.batching import (
     plan_epoch,
 )
 from bertcls.data.pipeline import PreparedData
+from bertcls.data.tags import OUTSIDE
 from bertcls.data.tasks import TaskSpec, is_better
 from bertcls.evaluation.metrics import compute_metrics, mean_loss
+from bertcls.evaluation.tagging import tagging_metrics, word_loss
 from bertcls.runtime import interrupts
 from bertcls.train.callbacks import Callback, notify
-from bertcls.train.inference import infer_outputs
+from bertcls.train.inference import infer_outputs, infer_word_outputs
 from bertcls.train.optim import learning_rate_schedule
 from bertcls.train.steps import Trainer
 
 
 @dataclasses.dataclass
 class SplitPredictions:
-    outputs: np.ndarray  # [T, L] logits, or [T, 1] scores, one row per text in the split's order
-    labels: np.ndarray  # [T]
+    outputs: np.ndarray  # [T, L] logits, or [T, 1] scores, one row per text in the split's order (tagging: [W, L])
+    labels: np.ndarray  # [T] (tagging: [W], every word's tag)
     loss: float
     metrics: dict[str, float]
+    word_counts: np.ndarray | None = None  # tagging: [T] words per sentence
 
 
 @dataclasses.dataclass
@@ -85,13 +88,25 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 
 
 def predict_split(steps: Trainer, split: TokenizedSplit, task: TaskSpec, batch_size: int, buckets) -> SplitPredictions:
-    """Eval-mode outputs per text of `split` (windows averaged per text), with loss and metrics."""
+    """Eval-mode outputs per text of `split` (windows averaged per text), with loss and metrics; per word for a
+    tagging split."""
+    if task.token_level:
+        return _predict_words(steps, split, task, batch_size, buckets)
     outputs = infer_outputs(  # compiles new shapes on first use
         split, lambda batch: steps.evaluate(place_on_mesh(batch, steps.mesh)), batch_size, buckets, task.num_labels
     )  # [T, C]
     labels = split.text_labels()  # [T]
     metrics = compute_metrics(task, outputs, labels, np.ones(len(labels)))
     return SplitPredictions(outputs, labels, mean_loss(task, outputs, labels), metrics)
+
+
+def _predict_words(steps: Trainer, split, task: TaskSpec, batch_size: int, buckets) -> SplitPredictions:
+    forward = lambda batch: steps.evaluate(place_on_mesh(batch, steps.mesh))  # noqa: E731
+    fallback = task.label_names.index(OUTSIDE) if OUTSIDE in task.label_names else 0
+    outputs, scored = infer_word_outputs(split, forward, batch_size, buckets, task.num_labels, fallback)  # [W, C]
+    labels = split.word_labels
+    metrics = tagging_metrics(task, outputs.argmax(-1), labels, split.word_counts)
+    return SplitPredictions(outputs, labels, word_loss(outputs, labels, scored), metrics, split.word_counts)
 
 
 def _result(progress: FitProgress, steps: Trainer) -> FitResult:
@@ -179,6 +194,7 @@ def _run_epoch(
     steps.precompile("train", [on_mesh(collate(train, p, data.buckets)) for p in one_plan_per_width.values()])
     remaining = plans[progress.next_batch :]
     real_tokens = int(sum(int(train.lengths[p[p != FILL]].sum()) for p in plans))  # of the whole epoch
+    real_rows = int(sum(int((p != FILL).sum()) for p in plans))  # examples (windows), not labelled words
     batches = (collate(train, plan, data.buckets) for plan in remaining)  # gathered lazily, one at a time
 
     notify(callbacks, "on_epoch_start", epoch, config.epochs, len(plans))
@@ -213,7 +229,7 @@ def _run_epoch(
     elapsed = before + time.perf_counter() - started  # the whole epoch's training time, across a resume
     return {
         "epoch_time_s": elapsed,
-        "train_examples_per_s": progress.weight_sum / elapsed,  # real examples of the whole epoch
+        "train_examples_per_s": real_rows / elapsed,  # real examples of the whole epoch
         "train_tokens_per_s": real_tokens / elapsed,
         "padding_efficiency": padding_efficiency(train.lengths, plans, data.buckets),
     }

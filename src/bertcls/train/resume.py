@@ -73,6 +73,8 @@ def save(directory: Path, steps: Trainer, progress: FitProgress, fingerprint: di
     if progress.best_validation is not None:
         arrays["best_outputs"] = np.asarray(progress.best_validation.outputs)
         arrays["best_labels"] = np.asarray(progress.best_validation.labels)
+        if progress.best_validation.word_counts is not None:  # tagging: the sentences of the words
+            arrays["best_word_counts"] = np.asarray(progress.best_validation.word_counts)
     ocp.Checkpointer(ocp.StandardCheckpointHandler()).save(directory / "state", args=ocp.args.StandardSave(arrays))
     best = progress.best_validation
     record = {
@@ -140,8 +142,9 @@ def restore(directory: Path, steps: Trainer) -> tuple[FitProgress, dict]:
         template["best_model"] = template["model"]
     if "best_outputs" in stored:
         meta = metadata.item_metadata.tree if hasattr(metadata, "item_metadata") else metadata
-        for name in ("best_outputs", "best_labels"):
-            template[name] = np.zeros(meta[name].shape, meta[name].dtype)
+        for name in ("best_outputs", "best_labels", "best_word_counts"):
+            if name in meta:
+                template[name] = np.zeros(meta[name].shape, meta[name].dtype)
     arrays = ocp.Checkpointer(ocp.StandardCheckpointHandler()).restore(
         directory / "state", args=ocp.args.StandardRestore(template)
     )
@@ -162,7 +165,9 @@ def restore(directory: Path, steps: Trainer) -> tuple[FitProgress, dict]:
     best_validation = (
         None
         if best is None
-        else SplitPredictions(arrays["best_outputs"], arrays["best_labels"], best["loss"], best["metrics"])
+        else SplitPredictions(
+            arrays["best_outputs"], arrays["best_labels"], best["loss"], best["metrics"], arrays.get("best_word_counts")
+        )
     )
     fields = {f.name for f in dataclasses.fields(FitProgress)} - {"best_state", "best_validation"}
     restored = {k: saved[k] for k in fields if k in saved}  # a field newer than the checkpoint keeps its default

@@ -34,7 +34,14 @@ Batch = dict[str, jax.Array]
 
 
 def weighted_loss(outputs: jax.Array, labels: jax.Array, weights: jax.Array, regression: bool):
-    """(sum of per-row losses * weights, sum of weights): cross-entropy, or squared error for regression."""
+    """(sum of per-row losses * weights, sum of weights): cross-entropy, or squared error for regression.
+
+    Word tagging (labels [B, S]): the cross-entropy of every labelled position (IGNORE = -100 carries none), so
+    the mean is per labelled word (per subword with label_all_tokens), as Hugging Face's token classifiers."""
+    if labels.ndim == 2:  # [B, S] position labels, outputs [B, S, L]
+        labelled = (labels >= 0).astype(jnp.float32) * weights[:, None]  # [B, S]
+        per_token = optax.softmax_cross_entropy_with_integer_labels(outputs, jnp.maximum(labels, 0))  # [B, S]
+        return (per_token * labelled).sum(), labelled.sum()
     if regression:
         per_row = (outputs[:, 0] - labels) ** 2  # [B]
     else:
