@@ -23,8 +23,10 @@ from transformers import (
     AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
+    BertForTokenClassification,
     DistilBertConfig,
     DistilBertForSequenceClassification,
+    DistilBertForTokenClassification,
 )
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden"
@@ -104,6 +106,13 @@ def write_minilm(model_dir: Path) -> None:
     )
 
 
+def write_token_models(keys: dict, bert: BertConfig, distil: DistilBertConfig) -> None:
+    """*ForTokenClassification goldens (task=ner): logits per token, [B, S, num_labels]."""
+    torch.manual_seed(1)
+    write_tiny("tiny-bert-token", BertForTokenClassification(bert), True, keys)
+    write_tiny("tiny-distilbert-token", DistilBertForTokenClassification(distil), False, keys)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minilm", type=Path, required=True, help="all-MiniLM-L6-v2 directory")
@@ -134,6 +143,7 @@ def main() -> None:
     write_tiny("tiny-bert-tanh", BertForSequenceClassification(bert_tanh), True, keys)
     distil = DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=37, activation="gelu", **common)
     write_tiny("tiny-distilbert", DistilBertForSequenceClassification(distil), False, keys)
+    write_token_models(keys, bert, distil)
     keys["_versions"] = {"torch": torch.__version__, "transformers": transformers.__version__}
     (GOLDEN / "state_dict_keys.json").write_text(json.dumps(keys, indent=1, sort_keys=True) + "\n")
     write_minilm(args.minilm)

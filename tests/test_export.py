@@ -31,10 +31,11 @@ def _keys_and_shapes(directory) -> dict[str, list[int]]:
         return {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
 
 
-@pytest.mark.parametrize("name", ["tiny-bert", "tiny-distilbert"])
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-distilbert", "tiny-bert-token", "tiny-distilbert-token"])
 def test_export_has_the_reference_key_names_and_shapes_and_loads_back_unchanged(golden_dir, tmp_path, name):
     source = golden_dir / name
-    config = ModelConfig.from_json_file(source / "config.json", head="linear")
+    head = "token" if name.endswith("-token") else "linear"
+    config = ModelConfig.from_json_file(source / "config.json", head=head)
     model, _ = load_hf_checkpoint(source, config)
     save_model(model, tmp_path / "ours", ["a", "b", "c"])
     out = hf_export.export(tmp_path / "ours", tmp_path / "hf", "card")
@@ -43,9 +44,10 @@ def test_export_has_the_reference_key_names_and_shapes_and_loads_back_unchanged(
     assert _keys_and_shapes(out) == reference  # what transformers' own model of this config holds
     exported = json.loads((out / "config.json").read_text())
     assert exported["id2label"] == {"0": "a", "1": "b", "2": "c"} and exported["label2id"]["c"] == 2
-    assert exported["architectures"] == [hf_export.HF_CLASSES[config.model_type]]
+    classes = hf_export.HF_TOKEN_CLASSES if head == "token" else hf_export.HF_CLASSES
+    assert exported["architectures"] == [classes[config.model_type]]
 
-    again, report = load_hf_checkpoint(out, ModelConfig.from_json_file(out / "config.json", head="linear"))
+    again, report = load_hf_checkpoint(out, ModelConfig.from_json_file(out / "config.json", head=head))
     assert report.initialized == () and report.unused == ()  # every tensor read back, nothing made up
     ids = np.array([[2, 17, 45, 9, 3, 0, 0]], np.int32)
     mask = (ids > 0).astype(np.int32)

@@ -12,14 +12,22 @@ from bertcls.model.tokenizer import load_tokenizer
 from bertcls.model.weights import hf_key_table, load_hf_checkpoint, param_shapes
 from tests.conftest import GOLDEN, TINY_MODELS
 
+TOKEN_MODELS = ("tiny-bert-token", "tiny-distilbert-token")  # *ForTokenClassification: logits [B, S, L]
+
+
+def _config(name: str) -> ModelConfig:
+    return ModelConfig.from_json_file(
+        GOLDEN / name / "config.json", **({"head": "token"} if name in TOKEN_MODELS else {})
+    )
+
 
 def _load_tiny(name: str):
-    config = ModelConfig.from_json_file(GOLDEN / name / "config.json")
+    config = _config(name)
     model, report = load_hf_checkpoint(GOLDEN / name, config)
     return model, report, np.load(GOLDEN / f"{name}.npz")
 
 
-@pytest.mark.parametrize("name", TINY_MODELS)
+@pytest.mark.parametrize("name", [*TINY_MODELS, *TOKEN_MODELS])
 def test_tiny_parity_logits_and_hidden_states(name):
     model, report, golden = _load_tiny(name)
     assert report.initialized == ()  # every parameter, head included, came from the checkpoint
@@ -27,18 +35,23 @@ def test_tiny_parity_logits_and_hidden_states(name):
     logits = np.asarray(model(golden["input_ids"], golden["attention_mask"], token_types))
     hidden = np.asarray(model.encoder(golden["input_ids"], golden["attention_mask"], token_types))
     real = golden["attention_mask"][..., None].astype(bool)  # padded positions are undefined in HF too
-    assert np.abs(logits - golden["logits"]).max() <= 1e-5
+    if name in TOKEN_MODELS:  # per token: compare the real positions
+        assert logits.shape == golden["logits"].shape
+        logits, expected = np.where(real, logits, 0), np.where(real, golden["logits"], 0)
+    else:
+        expected = golden["logits"]
+    assert np.abs(logits - expected).max() <= 1e-5
     assert np.abs(np.where(real, hidden - golden["last_hidden_state"], 0)).max() <= 1e-5
 
 
-@pytest.mark.parametrize("name", TINY_MODELS)
+@pytest.mark.parametrize("name", [*TINY_MODELS, *TOKEN_MODELS])
 def test_key_table_parity_with_hf_state_dict(name):
     """HF's *ForSequenceClassification state dict and our table map one to one, with the same sizes.
 
     The expectation is this test's own (every key, nothing allowed to stay unused), not the loader's
     allow-list: a key the table forgot, or one it maps twice, fails here even if the allow-list grew."""
     hf_keys = json.loads((GOLDEN / "state_dict_keys.json").read_text())[name]
-    config = ModelConfig.from_json_file(GOLDEN / name / "config.json")
+    config = _config(name)
     table = hf_key_table(config, f"{config.model_type}.")
     shapes = param_shapes(config)
     mapped = {hf_key: ours for ours, (hf_key, _) in table.items() if ours in shapes}

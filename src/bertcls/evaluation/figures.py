@@ -126,10 +126,10 @@ def sweep_figures(table: pd.DataFrame, metric: str, swept: list[str]) -> Outputs
     return {**_metric_by_parameter(done, metric, swept), **_parallel_coordinates(done, metric, swept)}
 
 
-def tagging_outputs(task, predictions: dict, best_epoch: int) -> Outputs:
+def tagging_outputs(task, predictions: dict, best_epoch: int, title: str | None = None) -> Outputs:
     """A word tagger's tables and figure: <split>_entity_types.json (precision / recall / F1 / support per entity
-    type) for each split in `predictions` (SplitPredictions by split prefix: val, test), and the validation
-    word-tag confusion matrix."""
+    type) for each split in `predictions` (SplitPredictions by split prefix: val, test), and the word-tag
+    confusion matrix of the first of them."""
     from bertcls.evaluation.tagging import entity_type_table
 
     outputs: Outputs = {}
@@ -137,7 +137,7 @@ def tagging_outputs(task, predictions: dict, best_epoch: int) -> Outputs:
         if task.primary_metric == "f1":
             table = entity_type_table(task, result.outputs.argmax(-1), result.labels, result.word_counts)
             outputs[f"{split}_entity_types.json"] = table
-    validation = predictions["val"]
-    title = f"validation word tags (best epoch {best_epoch})"
-    outputs.update(confusion(validation.labels, validation.outputs.argmax(-1), task.label_names, "val", title=title))
+    split, first = next(iter(predictions.items()))
+    title = title or f"validation word tags (best epoch {best_epoch})"
+    outputs.update(confusion(first.labels, first.outputs.argmax(-1), task.label_names, split, title=title))
     return outputs

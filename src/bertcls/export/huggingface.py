@@ -1,4 +1,5 @@
-"""A bertcls model as a Hugging Face directory that transformers loads with AutoModelForSequenceClassification:
+"""A bertcls model as a Hugging Face directory that transformers loads with AutoModelForSequenceClassification
+(a word tagger, task=ner: AutoModelForTokenClassification):
 config.json (architecture, id2label / label2id), model.safetensors under the *ForSequenceClassification key
 names (the loader's key table, inverted), the tokenizer files, and the model card as README.md. No mlflow.
 
@@ -17,15 +18,16 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from bertcls.errors import ExportError
-from bertcls.model.config import ModelConfig
+from bertcls.model.config import TOKEN_HEAD, ModelConfig
 from bertcls.model.weights import flat_params, hf_key_table, load_model, written_atomically
 
 HF_CLASSES = {"bert": "BertForSequenceClassification", "distilbert": "DistilBertForSequenceClassification"}
+HF_TOKEN_CLASSES = {"bert": "BertForTokenClassification", "distilbert": "DistilBertForTokenClassification"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
 
 def check_exportable(config: ModelConfig) -> None:
-    if config.head != "linear":
+    if config.head not in ("linear", TOKEN_HEAD):
         raise ExportError(
             f"This model was trained with head={config.head}; Hugging Face's {HF_CLASSES[config.model_type]} pools "
             "[CLS] through its pooler (bertcls's head=linear), so a mean-pooled or MLP head has no counterpart there "
@@ -35,14 +37,13 @@ def check_exportable(config: ModelConfig) -> None:
 
 
 def hf_config(config: ModelConfig, label_names: list[str] | None) -> dict:
-    """config.json of the matching *ForSequenceClassification model."""
+    """config.json of the matching *ForSequenceClassification (a tagger: *ForTokenClassification) model."""
     regression = config.num_labels == 1
     names = list(label_names) if label_names else [f"LABEL_{i}" for i in range(config.num_labels)]
-    labels = {
-        "id2label": {str(i): n for i, n in enumerate(names)},
-        "label2id": {n: i for i, n in enumerate(names)},
-        "problem_type": "regression" if regression else "single_label_classification",
-    }
+    labels = {"id2label": {str(i): n for i, n in enumerate(names)}, "label2id": {n: i for i, n in enumerate(names)}}
+    if config.head == TOKEN_HEAD:
+        return {"architectures": [HF_TOKEN_CLASSES[config.model_type]], **config.to_hf_dict(), **labels}
+    labels["problem_type"] = "regression" if regression else "single_label_classification"
     return {"architectures": [HF_CLASSES[config.model_type]], **config.to_hf_dict(), **labels}
 
 

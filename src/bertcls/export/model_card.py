@@ -45,6 +45,7 @@ class CardFacts:
     metrics: dict[str, float]  # best_val_* and test_*
     run_id: str | None
     best_epoch: int | None
+    token_level: bool = False  # a word tagger (task=ner): *ForTokenClassification, entities, not one label
 
 
 def base_licence(model_dir: str | None) -> str | None:
@@ -73,7 +74,8 @@ def render(facts: CardFacts, hugging_face: bool) -> str:
 def _front_matter(facts: CardFacts) -> list[str]:
     """The Hugging Face hub's YAML header."""
     licence = [f"license: {facts.base_licence}"] if facts.base_licence else []
-    header = ["---", "library_name: transformers", "pipeline_tag: text-classification"]
+    pipeline = "token-classification" if facts.token_level else "text-classification"
+    header = ["---", "library_name: transformers", f"pipeline_tag: {pipeline}"]
     return [*header, f"base_model: {facts.base_model}", *licence, "tags:", "- bertcls", "---", ""]
 
 
@@ -86,7 +88,7 @@ def _description(facts: CardFacts) -> list[str]:
     labels = ", ".join(f"{i}: `{name}`" for i, name in enumerate(facts.label_names))
     best = f"Validation metrics are those of the best epoch ({facts.best_epoch}); " if facts.best_epoch else ""
     return [
-        f"# {facts.task} classifier fine-tuned from {facts.base_model}",
+        f"# {facts.task} {'tagger' if facts.token_level else 'classifier'} fine-tuned from {facts.base_model}",
         "",
         f"Fine-tuned by [bertcls](https://github.com/) (JAX / Flax NNX) on `{dataset}`{run}.",
         "",
@@ -96,7 +98,9 @@ def _description(facts: CardFacts) -> list[str]:
         "",
         "## Task and labels",
         "",
-        f"Single-label text classification, {len(facts.label_names)} labels (id: name): {labels}.",
+        f"Token classification: a tag per word (first subword), {len(facts.label_names)} tags (id: name): {labels}."
+        if facts.token_level
+        else f"Single-label text classification, {len(facts.label_names)} labels (id: name): {labels}.",
         "",
         "## Data and split",
         "",
@@ -119,21 +123,29 @@ def _description(facts: CardFacts) -> list[str]:
 
 def _how_to_load(facts: CardFacts, hugging_face: bool) -> list[str]:
     """The loading code (transformers for an export, MLflow for a logged model) and how texts must be read."""
+    auto = "AutoModelForTokenClassification" if facts.token_level else "AutoModelForSequenceClassification"
     if hugging_face:
         code = [
-            "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
-            "model = AutoModelForSequenceClassification.from_pretrained('<this directory or hub repo>')",
+            f"from transformers import {auto}, AutoTokenizer",
+            f"model = {auto}.from_pretrained('<this directory or hub repo>')",
             "tokenizer = AutoTokenizer.from_pretrained('<this directory or hub repo>')",
         ]
     else:
         code = [
             "import mlflow",
             f"model = mlflow.pyfunc.load_model('runs:/{facts.run_id or '<run_id>'}/model')",
-            "model.predict(['some text'])  # label and one probability per class",
+            "model.predict(['some text'])  # "
+            + (
+                "entities: type, text, start, end, score"
+                if facts.token_level
+                else "label and one probability per class"
+            ),
         ]
     max_len = facts.params.get("max_seq_length", "128")
     windows = facts.params.get("long_text") == "windows"
     reading = " (long texts read as overlapping windows, their logits averaged)" if windows else ""
+    if facts.token_level:
+        reading = " (longer sentences as overlapping windows, every word predicted once)"
     return [
         "## How to load it",
         "",

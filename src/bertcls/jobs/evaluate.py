@@ -9,6 +9,7 @@ import numpy as np
 
 from bertcls.config import DEFAULT_EXPERIMENT, DataConfig
 from bertcls.data import PreparedData, prepare_data
+from bertcls.data.tags import OUTSIDE
 from bertcls.errors import DataError
 from bertcls.evaluation import figures
 from bertcls.evaluation.metrics import (
@@ -18,10 +19,14 @@ from bertcls.evaluation.metrics import (
     most_confident_mistakes,
     per_class_table,
 )
+from bertcls.evaluation.tagging import tagging_metrics, word_loss
 from bertcls.jobs.data_config import data_config_for
 from bertcls.serving.predictor import Predictor, softmax
+from bertcls.serving.tagging import entities_frame
 from bertcls.tracking import runs
 from bertcls.tracking.registry import resolve_model_uri, run_train_config
+from bertcls.train.inference import infer_word_outputs
+from bertcls.train.loop import SplitPredictions
 
 
 @dataclasses.dataclass
@@ -61,7 +66,12 @@ def evaluate(
         )
         runs.set_environment_tags()
         runs.log_metrics(metrics)
-        if not data.task.is_regression:
+        if data.task.token_level:
+            result = SplitPredictions(outputs, data.splits[split].word_labels, 0.0, {}, data.splits[split].word_counts)
+            runs.log_outputs(
+                figures.tagging_outputs(data.task, {split: result}, 0, title=f"{split} word tags, {model_uri}")
+            )
+        elif not data.task.is_regression:
             runs.log_outputs(_tables(data, split, outputs, top_mistakes, f"{split} confusion matrix, {model_uri}"))
     return EvalOutcome(run.info.run_id, split, metrics)
 
@@ -85,8 +95,30 @@ def _model_and_data(ref, split: str, overrides: dict, batch_size: int) -> tuple[
     return predictor, data_config, data
 
 
+def _tagging_scores(predictor: Predictor, data: PreparedData, split: str):
+    """([W, C] outputs per word, {<split>_<metric>: value} with loss and sentences per second) of a word tagger."""
+    tokenized, texts = data.splits[split], data.texts[split]
+    fallback = data.task.label_names.index(OUTSIDE) if OUTSIDE in data.task.label_names else 0
+    forward = (predictor.forward_batch, predictor.batch_size, predictor.buckets, data.task.num_labels, fallback)
+    outputs, scored = infer_word_outputs(tokenized, *forward)  # first pass compiles; the timed one measures
+    sample = texts.select(range(min(len(texts), 5000)))
+    start = time.perf_counter()
+    entities_frame(predictor, list(sample["text"]), None)
+    texts_per_s = len(sample) / (time.perf_counter() - start)
+    labels = tokenized.word_labels
+    found = tagging_metrics(data.task, outputs.argmax(-1), labels, tokenized.word_counts)
+    metrics = {f"{split}_{k}": v for k, v in found.items()}
+    metrics[f"{split}_loss"] = word_loss(outputs, labels, scored)
+    metrics["predict_texts_per_s"] = texts_per_s
+    return outputs, metrics
+
+
 def _scores(predictor: Predictor, data: PreparedData, split: str, extra_metrics: tuple[str, ...]):
     """([T, C] outputs per text, {<split>_<metric>: value} with loss, extra metrics and texts per second)."""
+    if data.task.token_level:
+        if extra_metrics:
+            raise DataError("extra_metric applies to text tasks; a word tagger is scored by seqeval. Drop it.")
+        return _tagging_scores(predictor, data, split)
     tokenized, texts = data.splits[split], data.texts[split]
     outputs = predictor.outputs(tokenized)  # first pass compiles; the timed pass below measures throughput
     sample = texts.select(range(min(len(texts), 5000)))

@@ -38,6 +38,7 @@ def _card_for(ref, label_names: list[str]) -> str:
         metrics,
         ref.source_run_id,
         best_epoch,
+        token_level=params.get("task_kind") == "ner",
     )
     return render(facts, hugging_face=True)
 
