@@ -41,6 +41,7 @@ from transformers import (
     Trainer,
     TrainerCallback,
     TrainingArguments,
+    set_seed,
 )
 
 IGNORE = -100
@@ -176,6 +177,7 @@ def main() -> None:
     names = label_names(args.data_dir, splits)
     index = {name: i for i, name in enumerate(names)}
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    set_seed(args.seed)  # before the model, as run_ner.py: the new classifier's init is seeded too
     model = AutoModelForTokenClassification.from_pretrained(
         args.model_dir, num_labels=len(names), id2label=dict(enumerate(names)), label2id=index
     )
@@ -186,6 +188,13 @@ def main() -> None:
         name: sum(p < 0 for first in firsts for p in first) for name, (_, firsts) in encoded.items()
     }  # words scored as "O" without a prediction (truncated away or dropped by the tokenizer)
 
+    truncated = {
+        name: sum(
+            len(ids) > args.max_seq_length
+            for ids in tokenizer([r["tokens"] for r in rows], is_split_into_words=True)["input_ids"]
+        )
+        for name, rows in splits.items()
+    }
     validation_firsts = encoded["validation"][1]
     validation_scores: list[dict] = []
 
@@ -211,6 +220,7 @@ def main() -> None:
     trainer.train()
     train_wall = time.perf_counter() - train_start
     best_epoch = 1 + int(np.argmax([s["f1"] for s in validation_scores]))  # the first best, as the Trainer keeps
+    trainer.compute_metrics = None  # scores validation rows only; the test split is scored below
     test_start = time.perf_counter()
     test = scores(truth["test"], word_tags(trainer.predict(datasets["test"]).predictions, encoded["test"][1], names))
     test_s = time.perf_counter() - test_start
@@ -231,14 +241,13 @@ def main() -> None:
         "real_tokens_per_s": steady_examples * (train_tokens / train_examples) / steady_seconds,
         "train_wall_s": train_wall,  # train() including per-epoch validation, checkpoints and the best reload
         "test_predict_s": test_s,
-        "truncated_rows": {
-            name: sum(len(e["input_ids"]) >= args.max_seq_length for e in rows.encodings)
-            for name, rows in datasets.items()
-        },
+        "truncated_sentences": truncated,  # longer than max_seq_length subwords: their tail words unlabelled
         "unpredicted_words": unpredicted,
         "validation": validation_scores,
         "best_epoch": best_epoch,
         "best_val_f1": validation_scores[best_epoch - 1]["f1"],
+        "trainer_best_metric": trainer.state.best_metric,  # the Trainer's own record of what it reloaded
+        "trainer_best_checkpoint": trainer.state.best_model_checkpoint,
         **{f"test_{k}": v for k, v in test.items()},
         "job_wall_in_process_s": time.perf_counter() - job_start,
         "pid": os.getpid(),

@@ -8,6 +8,19 @@ and a logistic regression whose C is picked on the validation split. bertcls: `b
 with every default (the run `make train` makes), in its own process against `--store` (a temp sqlite store
 unless given; an existing FINISHED default run of that dataset there is reused, so a store that already
 holds `make train` runs costs nothing). Prints a table and writes JSON. Nothing is asserted.
+
+    python benchmarks/quality.py --ner [--lrs "5e-5 1e-4"] [--epochs 3] [--out benchmarks/results/quality_ner.json]
+
+Named-entity recognition (word tagging) on the bundled Broad Twitter Corpus (`dataset=btc`): bertcls vs the
+Hugging Face Trainer with AutoModelForTokenClassification (benchmarks/peer_ner_trainer.py, in the peer venv
+`make bench-peer-env`), the same checkpoint (all-MiniLM-L6-v2), the same split (bertcls's: sections A B E F G
+train, 10 % of them validation, section H test), the same recipe (AdamW, weight decay 0.01 on matrices, 10 %
+linear warmup then linear decay, clipping 1.0, batch 32, max_seq_length 128, seed 42, first-subword labels,
+the best epoch by validation entity F1, its test scores reported) at each peak lr of `--lrs`. The split goes to
+the peer as JSONL ({"tokens", "tags"}) with the tag names in bertcls's id order. Each job is its own process
+(bertcls: `fine_tune` against a cold XLA cache), timed start to exit. Scores: entity precision / recall / F1
+(seqeval, default mode, micro) and word accuracy over every test word, training examples/s of the steady state
+(bertcls: each epoch's, compiled ahead; the peer: its optimizer steps after the first 3). Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -95,12 +108,174 @@ def default_bertcls_run(dataset: str, store: str) -> dict:
     }
 
 
+HERE = Path(__file__).resolve().parent
+NER_DATASET = "btc"
+
+
+def export_ner(out_dir: Path) -> tuple[Path, dict]:
+    """bertcls's split of btc as JSONL ({"tokens", "tags"}) and labels.json (tag names in id order) for the peer;
+    the model directory and the split's sizes."""
+    from bertcls.config import DataConfig, TrainConfig
+    from bertcls.data import prepare_data
+    from bertcls.hub import resolve_model
+    from bertcls.model.tokenizer import load_tokenizer
+
+    config = TrainConfig(data=DataConfig(dataset=NER_DATASET))
+    model_dir = resolve_model(config.model)
+    data = prepare_data(config.data, load_tokenizer(model_dir))
+    info = {"model": config.model, "label_names": list(data.task.label_names), "splits": {}}
+    for name in ("train", "validation", "test"):
+        split = data.texts[name]
+        rows = (json.dumps({"tokens": w, "tags": t}) for w, t in zip(split["tokens"], split["tags"], strict=True))
+        (out_dir / f"{name}.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+        info["splits"][name] = {
+            "sentences": len(split),
+            "words": sum(len(w) for w in split["tokens"]),
+            "bertcls_rows": len(data.splits[name]),  # a sentence over max_seq_length: several windows
+            "mean_subwords": float(np.mean(data.splits[name].lengths)),
+        }
+    (out_dir / "labels.json").write_text(json.dumps(info["label_names"]) + "\n", encoding="utf-8")
+    return model_dir, info
+
+
+def bertcls_ner_worker(out: Path, lr: float, epochs: int) -> None:
+    """In its own process: `fine_tune` on btc with every default but lr and epochs; metrics and history to `out`."""
+    from bertcls.config import DataConfig, OptimConfig, TrainConfig
+    from bertcls.train.fine_tune import fine_tune
+
+    start = time.perf_counter()
+    config = TrainConfig(data=DataConfig(dataset=NER_DATASET), epochs=epochs, batch_size=32, optim=OptimConfig(lr=lr))
+    tuned = fine_tune(config, progress_bar=False)
+    history = tuned.result.history
+    result = {
+        "model": config.model,
+        "seed": config.seed,
+        "metrics": {k: float(v) for k, v in tuned.metrics.items() if isinstance(v, int | float)},
+        "history": [{k: float(v) for k, v in epoch.items() if isinstance(v, int | float)} for epoch in history],
+        "examples_per_s": float(np.mean([h["train_examples_per_s"] for h in history])),
+        "real_tokens_per_s": float(np.mean([h["train_tokens_per_s"] for h in history])),
+        "train_s": float(sum(h["epoch_time_s"] for h in history)),
+        "compile_time_s": float(history[-1]["compile_time_s"]),
+        "job_wall_in_process_s": time.perf_counter() - start,
+    }
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+def ner_jobs(lr: float, epochs: int, work: Path, data_dir: Path, model_dir: Path) -> dict[str, dict]:
+    """bertcls and the peer at one lr, each in its own process: scores, throughput, wall time and peak RSS."""
+    sys.path.insert(0, str(HERE))
+    from peer import PEER_PYTHON, timed_process
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    ours_out, peer_out = work / f"bertcls_lr{lr:g}.json", work / f"peer_lr{lr:g}.json"
+    command = [sys.executable, str(Path(__file__).resolve()), "--bertcls-ner-job", str(ours_out)]
+    command += ["--lr", str(lr), "--epochs", str(epochs)]
+    cache = {"BERTCLS_CACHE": str(work / f"cache_lr{lr:g}")}  # cold: every program compiled in the job
+    ours_process = timed_process(command, {**env, **cache}, work / f"bertcls_lr{lr:g}.log")
+    ours = json.loads(ours_out.read_text())
+    metrics = ours["metrics"]
+    bertcls = {
+        **ours_process,
+        "best_epoch": int(metrics["best_epoch"]),
+        "best_val_f1": metrics["best_val_f1"],
+        **{f"test_{k}": metrics[f"test_{k}"] for k in ("precision", "recall", "f1", "accuracy")},
+        **{k: ours[k] for k in ("examples_per_s", "real_tokens_per_s", "train_s", "compile_time_s", "seed")},
+        "validation_f1": [h["val_f1"] for h in ours["history"]],
+        "history": ours["history"],
+        "metrics": metrics,
+    }
+
+    command = [str(PEER_PYTHON), str(HERE / "peer_ner_trainer.py"), str(data_dir), str(model_dir), str(peer_out)]
+    command += ["--lr", str(lr), "--epochs", str(epochs)]
+    peer_process = timed_process(command, env, work / f"peer_lr{lr:g}.log")
+    peer = json.loads(peer_out.read_text())
+    peer["validation_f1"] = [v["f1"] for v in peer["validation"]]
+    return {"bertcls": bertcls, "HF Trainer (peer)": {**peer_process, **peer}}
+
+
+def ner_main(args) -> None:
+    """bertcls vs the Hugging Face Trainer on btc at each lr: the table and quality_ner.json."""
+    sys.path.insert(0, str(HERE))
+    from limit import machine
+    from peer import PEER_PYTHON
+
+    if not PEER_PYTHON.exists():
+        sys.exit(f"The peer venv {PEER_PYTHON.parent.parent} is missing. Create it with: make bench-peer-env")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    work = Path(args.work or tempfile.mkdtemp(prefix="bertcls-quality-ner-"))
+    data_dir = work / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    model_dir, data = export_ner(data_dir)
+    runs = {f"{lr:g}": ner_jobs(lr, args.epochs, work, data_dir, model_dir) for lr in map(float, args.lrs.split())}
+
+    header = ["lr", "model", "best epoch", "val F1", "test P", "test R", "test F1", "word acc", "train ex/s"]
+    header += ["job wall s"]
+    rows = [
+        [
+            lr,
+            name,
+            str(job["best_epoch"]),
+            *(f"{job[k]:.4f}" for k in ("best_val_f1", "test_precision", "test_recall", "test_f1", "test_accuracy")),
+            f"{job['examples_per_s']:.1f}",
+            f"{job['wall_s']:.0f}",
+        ]
+        for lr, jobs in runs.items()
+        for name, job in jobs.items()
+    ]
+    splits = data["splits"]
+    title = (
+        f"{NER_DATASET}: {splits['train']['sentences']} / {splits['validation']['sentences']} / "
+        f"{splits['test']['sentences']} tweets, {data['model']}, {args.epochs} epochs, batch 32, max_seq_length 128"
+    )
+    print(title)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    result = {
+        "machine": machine(),
+        "setup": {
+            "dataset": NER_DATASET,
+            "epochs": args.epochs,
+            "batch_size": 32,
+            "max_seq_length": 128,
+            "seed": 42,
+            **data,
+        },
+        "runs": runs,
+        "ratio_vs_peer": {
+            lr: {
+                "examples_per_s": jobs["bertcls"]["examples_per_s"] / jobs["HF Trainer (peer)"]["examples_per_s"],
+                "job_wall_s": jobs["bertcls"]["wall_s"] / jobs["HF Trainer (peer)"]["wall_s"],
+                "test_f1_points": 100 * (jobs["bertcls"]["test_f1"] - jobs["HF Trainer (peer)"]["test_f1"]),
+            }
+            for lr, jobs in runs.items()
+        },
+    }
+    out = Path(args.out or "benchmarks/results/quality_ner.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out} (logs, data and the peer's checkpoints in {work})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="sms_spam bbc_news")
     parser.add_argument("--store", default=None, help="MLflow tracking URI to find or log the bertcls runs in")
-    parser.add_argument("--out", default="benchmarks/results/quality.json")
+    parser.add_argument("--out", default=None, help="default benchmarks/results/quality.json (--ner: quality_ner.json)")
+    parser.add_argument("--ner", action="store_true", help="word tagging on btc: bertcls vs the HF Trainer")
+    parser.add_argument("--lrs", default="5e-5", help="--ner: the peak learning rates, one pair of jobs each")
+    parser.add_argument("--epochs", type=int, default=3, help="--ner: epochs of every job")
+    parser.add_argument("--work", default=None, help="--ner: keep data, logs and checkpoints here (default: temp)")
+    parser.add_argument("--bertcls-ner-job", type=Path, default=None, help=argparse.SUPPRESS)  # the bertcls process
+    parser.add_argument("--lr", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bertcls_ner_job is not None:
+        bertcls_ner_worker(args.bertcls_ner_job, args.lr, args.epochs)
+        return
+    if args.ner:
+        ner_main(args)
+        return
+    args.out = args.out or "benchmarks/results/quality.json"
     store = args.store or f"sqlite:///{tempfile.mkdtemp(prefix='bertcls-quality-')}/mlflow.db"
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 

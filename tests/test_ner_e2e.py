@@ -1,0 +1,126 @@
+"""Token classification end to end: `mlflow run . -e train -P dataset=btc` on a slice of the bundled Broad Twitter
+Corpus (1-layer MiniLM, one CPU device), then what a user does next: register by val_f1, load @champion and read
+entities whose character offsets slice real tweets (punctuation, emoji, accents), serve them over REST with the
+strict input contract, evaluate, export to a *ForTokenClassification directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from bertcls.config import DataConfig
+from bertcls.data.sources import load_source
+from bertcls.jobs import evaluate as evaluate_job
+from bertcls.jobs import export as export_job
+from bertcls.jobs import register as register_job
+from tests import e2e
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ner_e2e")]
+ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENT = "ner"
+SLICE = {"max_train_samples": 600, "max_eval_samples": 100, "max_buckets": 3, "epochs": 3, "lr": "5e-4"}
+# Real sentences with what tokenizers get wrong: accents, punctuation glued to names, emoji, an ellipsis, CJK.
+SENTENCES = [
+    "Leon Derczynski and Kalina Bontcheva flew from Sheffield to Copenhagen (Denmark) on Monday.",
+    'Zoë Schröder told the BBC: "São Paulo was wonderful!" 🎉',
+    "RT @UKLabour: Ed Miliband speaks in Manchester today… #Labour",
+    "Barack Obama met Angela Merkel in Berlin, then visited Google in London. 日本語",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, small_model_dir, store_template):
+    """One `mlflow run` train of the tagger, its run id, and the store it logged to."""
+    root = tmp_path_factory.mktemp("ner")
+    shutil.copy(store_template, root / "mlflow.db")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    MlflowClient(uri).create_experiment(EXPERIMENT, artifact_location=str(root / "artifacts"))
+    command = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "train", "--env-manager", "local"]
+    command += ["--experiment-name", EXPERIMENT, "-P", "dataset=btc", "-P", f"model={small_model_dir}"]
+    command += [f"-P{key}={value}" for key, value in SLICE.items()]
+    done = subprocess.run(command, cwd=root, env=e2e.subprocess_env(uri), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name(EXPERIMENT).experiment_id])
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        yield root, uri, run
+    mlflow.set_tracking_uri(previous)
+
+
+def test_the_run_logs_entity_metrics_per_epoch_and_per_type(trained):
+    _, uri, run = trained
+    client = MlflowClient(uri)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["task_kind"] == "ner" and run.data.params["primary_metric"] == "f1"
+    assert run.data.tags["task"] == "ner"
+    history = client.get_metric_history(run.info.run_id, "val_f1")
+    assert [m.step for m in history] == [1, 2, 3]
+    assert run.data.metrics["best_val_f1"] > 0.2 and run.data.metrics["test_f1"] > 0.2  # the baseline scores 0
+    assert run.data.metrics["baseline_val_f1"] == 0.0
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"val_entity_types.json", "test_entity_types.json"} <= artifacts
+    table = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/val_entity_types.json")  # what the UI shows
+    types = {row[table["columns"].index("type")] for row in table["data"]}
+    assert types == {"LOC", "ORG", "PER", "micro avg"}
+    figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert "figures/val_confusion_matrix.png" in figures
+
+
+def test_champion_entities_slice_real_texts_to_their_surface(trained):
+    _, _, run = trained
+    outcome = register_job.register(EXPERIMENT, "val_f1", name="ner-btc", dataset="btc")
+    assert outcome.alias == "champion"
+    model = mlflow.pyfunc.load_model("models:/ner-btc@champion")
+    tweets = list(load_source(DataConfig(dataset="btc")).splits["test"].select(range(60))["tokens"])
+    texts = [*SENTENCES, *(" ".join(words) for words in tweets)]
+    answer = model.predict(texts)
+    found = [(text, entity) for text, entities in zip(texts, answer["entities"], strict=True) for entity in entities]
+    assert len(found) >= 5, answer
+    for text, entity in found:
+        assert text[entity["start"] : entity["end"]] == entity["text"], (text, entity)
+        assert entity["type"] in {"PER", "LOC", "ORG"} and 0 < entity["score"] <= 1
+    assert any(any(ord(c) > 127 for c in text) for text, _ in found)  # offsets held on non-ASCII texts too
+
+    words = model.predict({"tokens": [["Barack", "Obama", "visited", "London", "."]]}, params={"return_tags": True})
+    assert words["words"][0] == ["Barack", "Obama", "visited", "London", "."] and len(words["tags"][0]) == 5
+    for entity in words["entities"][0]:
+        assert "Barack Obama visited London ."[entity["start"] : entity["end"]] == entity["text"]
+
+
+def test_rest_serving_answers_entities_and_refuses_bad_input(trained):
+    _, uri, run = trained
+    with e2e.served(uri, f"runs:/{run.info.run_id}/model") as port:
+        status, reply = e2e.post(port, {"inputs": SENTENCES[:2]})
+        assert status == 200 and len(reply["predictions"]) == 2
+        for text, row in zip(SENTENCES, reply["predictions"], strict=False):
+            assert all(text[e["start"] : e["end"]] == e["text"] for e in row["entities"])
+        status, reply = e2e.post(
+            port,
+            {"dataframe_records": [{"tokens": ["Leon", "lives", "in", "Sheffield"]}], "params": {"return_tags": True}},
+        )
+        assert status == 200 and len(reply["predictions"][0]["tags"]) == 4
+        status, reply = e2e.post(port, {"dataframe_records": [{"tokens": "not a list"}]})
+        assert status == 400 and "must hold lists of strings" in reply["message"]
+        status, reply = e2e.post(port, {"dataframe_records": [{"txt": "x"}]})
+        assert status == 400 and "neither a 'text' nor a 'tokens' column" in reply["message"]
+
+
+def test_evaluate_and_export_a_tagger(trained):
+    root, uri, run = trained
+    outcome = evaluate_job.evaluate(f"runs:/{run.info.run_id}/model", split="test", experiment=EXPERIMENT)
+    assert outcome.metrics["test_f1"] == pytest.approx(run.data.metrics["test_f1"], abs=1e-6)
+    artifacts = {a.path for a in MlflowClient(uri).list_artifacts(outcome.run_id)}
+    assert "test_entity_types.json" in artifacts
+    exported = export_job.export(f"runs:/{run.info.run_id}/model", str(root / "hf"))
+    config = json.loads((exported.directory / "config.json").read_text())
+    assert config["architectures"] == ["BertForTokenClassification"] and "B-PER" in config["label2id"]
+    assert "AutoModelForTokenClassification" in (exported.directory / "README.md").read_text()
