@@ -26,7 +26,7 @@ from bertcls.tracking.epoch_models import EpochModels
 from bertcls.train import fine_tune, resume
 from bertcls.train.fine_tune import FineTuned, Setup
 from bertcls.train.loop import fit
-from bertcls.train.progress import ProgressBar
+from bertcls.train.progress import ProgressBar, rate_label
 
 log = logging.getLogger("bertcls")
 
@@ -176,7 +176,7 @@ class _TrackedTraining:
             current=source.checkpoint if source else None,
         )
         save_progress = writer.save if jax.process_count() == 1 else None  # multi-process: not yet (docs/scaling.md)
-        progress = [ProgressBar()]  # process 0's: one bar per job, not per host
+        progress = [ProgressBar(rate_label(self.data.task))]  # process 0's: one bar per job, not per host
         try:
             result = fit(trainer, self.data, config, [*progress, tracker, *callbacks], start, save_progress)
         except KeyboardInterrupt as interrupt:

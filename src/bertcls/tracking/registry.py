@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import json
+import logging
 import time
 
 import mlflow
@@ -32,6 +33,9 @@ SPLIT_FIELDS = (
     "max_eval_samples",
     "max_seq_length",
 )
+
+
+log = logging.getLogger("bertcls")
 
 
 def client() -> MlflowClient:
@@ -127,6 +131,13 @@ def best_run(
             f"Experiment {experiment!r} has training runs on several datasets ({', '.join(datasets)}), whose "
             f"{key} values are not comparable. Register one dataset at a time: pass "
             f"{setting('dataset', datasets[0])} (or {setting('run_id', '<id>')} for one run)."
+        )
+    if key.endswith("_accuracy") and any(r.data.tags.get("task") == "ner" for r in scored):
+        log.warning(
+            "ranking word taggers by %s, the share of words tagged right (mostly O); their primary metric is entity "
+            "F1: pass %s to rank them as training picked their best epoch",
+            key,
+            setting("metric", "val_f1"),
         )
     sign = 1 if metric_direction(key, direction) == "max" else -1
     winner = max(scored, key=lambda r: (sign * r.data.metrics[key], -r.info.start_time))

@@ -31,7 +31,7 @@ from bertcls.model.weights import LoadReport, load_hf_checkpoint, save_model
 from bertcls.paths import cache_root
 from bertcls.train.loop import FitResult, SplitPredictions, fit, predict_split, steps_per_epoch
 from bertcls.train.optim import make_optimizer
-from bertcls.train.progress import ProgressBar
+from bertcls.train.progress import ProgressBar, rate_label
 from bertcls.train.steps import Trainer, enable_compilation_cache, make_data_mesh
 from bertcls.train.strategy import lr_scale_fn, trainable_filter
 
@@ -149,7 +149,7 @@ def fine_tune(config: TrainConfig, callbacks: Sequence[Any] = (), progress_bar: 
     callbacks: more fit() callbacks (`bertcls.train.callbacks.Callback`), e.g. one that records each epoch's metrics.
     """
     setup = prepare(config)
-    shown = [ProgressBar()] if progress_bar else []
+    shown = [ProgressBar(rate_label(setup.data.task))] if progress_bar else []
     return finish(setup, fit(setup.trainer, setup.data, config, [*shown, *callbacks]))
 
 

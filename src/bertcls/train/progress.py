@@ -11,6 +11,11 @@ from tqdm.auto import tqdm
 SYNC_EVERY = 20  # batches between host syncs for the running loss (a sync stalls the dispatch queue)
 
 
+def rate_label(task) -> str:
+    """What the loss weights count for this task: examples, or (word tagging) labelled words."""
+    return "words_per_s" if task.token_level else "ex_per_s"
+
+
 class ProgressBar:
     """Batches done, running loss and examples/s of the current epoch, on stderr."""
 
