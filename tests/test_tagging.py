@@ -175,3 +175,25 @@ def test_entity_offsets_slice_the_text(tokenizer, text):
     spans = [(s, e) for _, s, e in words]
     entities = _entities(tags, np.ones(len(words)), spans, text)
     assert entities and all(text[e["start"] : e["end"]] == e["text"] for e in entities)
+
+
+def test_parquet_with_class_label_tags_keeps_their_names_and_order(tmp_path, tokenizer):
+    """What a Hugging Face dataset such as conll2003 holds: `tokens` and `ner_tags` as ClassLabel ids."""
+    import datasets
+
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
+    features = datasets.Features(
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names)),
+        }
+    )
+    rows = {
+        "tokens": [w for w, _ in SENTENCES] * 5,
+        "ner_tags": [[names.index(t) for t in tags] for _, tags in SENTENCES] * 5,
+    }
+    path = tmp_path / "train.parquet"
+    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(path))
+    data = prepare_data(DataConfig(train_file=str(path)), tokenizer)
+    assert data.task.token_level and data.task.label_names == tuple(names)  # the ClassLabel's order, unused tags too
+    assert data.texts["train"][0]["tags"][0] in names

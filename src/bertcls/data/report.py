@@ -14,7 +14,7 @@ def data_report(config: DataConfig, tokenizer, batch_size: int) -> str:
     buckets = data.buckets
     lines = [
         f"dataset: {data.source.name}  ({data.source.uri})",
-        f"task: {'regression' if data.task.is_regression else 'classification'}  "
+        f"task: {data.task.kind}  "
         f"labels: {', '.join(data.task.label_names) or '-'}  primary metric: {data.task.primary_metric}",
         f"cleaning: rows read {data.stats.rows_read}, empty texts dropped {data.stats.empty_text_dropped}, "
         f"missing labels dropped {data.stats.missing_label_dropped} "
@@ -22,7 +22,10 @@ def data_report(config: DataConfig, tokenizer, batch_size: int) -> str:
         f"splitting: duplicate texts dropped {data.stats.duplicates_dropped}, splits created "
         f"{list(data.stats.created_splits) or 'none'} (seed {config.split_seed}, stratified {data.stats.stratified})",
         f"max_seq_length {config.max_seq_length}, batch_size {batch_size}, buckets {list(buckets)}",
-        f"long texts: {config.long_text}"
+        "long sentences: overlapping windows, every word predicted once (a row is a window; texts are sentences, "
+        "label counts are words)"
+        if data.task.token_level
+        else f"long texts: {config.long_text}"
         + (
             f" (windows of {config.max_seq_length} tokens sharing {config.window_overlap}, at most "
             f"{config.max_windows} per text; a row is a window)"
