@@ -175,3 +175,27 @@ def test_resume_refuses_other_data_and_a_run_stopped_before_its_first_step(empty
         train_job.train(two_epochs, resume_run_id=run_id)
     assert client.get_run(run_id).info.status == "KILLED"  # untouched by the refusal
     assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [1]
+
+
+@pytest.mark.slow
+def test_a_word_tagger_killed_in_epoch_2_resumes_with_the_uninterrupted_result(empty_store, small_model_dir):
+    """task=ner: position labels, per-word validation outputs and their sentence counts survive the checkpoint."""
+    config = TrainConfig(
+        model=str(small_model_dir),
+        data=DataConfig(dataset="btc", max_train_samples=96, max_eval_samples=32, max_seq_length=32, max_buckets=2),
+        epochs=2,
+        batch_size=16,
+        eval_batch_size=16,
+    )
+    client = MlflowClient()
+    mlflow.create_experiment("resume")
+    straight = train_job.train(config, experiment="resume")
+    run_id = _killed(config, epoch=2, batch=2)
+    train_job.train(config, experiment="resume", resume_run_id=run_id)
+    run, reference = client.get_run(run_id), client.get_run(straight.run_id)
+    final = {k: v for k, v in reference.data.metrics.items() if k.startswith(("best_val_", "test_"))}
+    assert "best_val_f1" in final and {k: run.data.metrics[k] for k in final} == final
+    mine, theirs = _weights(run_id), _weights(straight.run_id)
+    assert all(np.array_equal(mine[k], theirs[k]) for k in mine)
+    tables = {a.path for a in client.list_artifacts(run_id)}
+    assert "val_entity_types.json" in tables
