@@ -4,7 +4,8 @@ same tweets, same recipe as `bertcls` with `dataset=btc` (benchmarks/quality.py 
 Runs in the peer venv (`make bench-peer-env`, plus seqeval from peer-requirements.txt), never in bertcls's own.
 As Hugging Face's run_ner.py does it: words tokenized with `is_split_into_words=True, truncation=True,
 max_length=128`, each word labelled at its first subword (the others -100), `DataCollatorForTokenClassification`
-(pads each batch to its longest row), `train_sampling_strategy="group_by_length"` as benchmarks/peer_trainer.py,
+(pads each batch to its longest row), `train_sampling_strategy="group_by_length"` as benchmarks/peer_trainer.py
+for training (in transformers 5 it would order evaluation rows by length too; here they stay in order),
 validation every epoch scored by seqeval (default mode, micro), and the best epoch by validation entity F1 kept
 (`load_best_model_at_end=True, metric_for_best_model="f1"`). The recipe of bertcls's defaults: AdamW, peak lr
 `--lr`, weight decay 0.01 (not biases or LayerNorm), round(10 %) linear warmup steps then linear decay to 0,
@@ -106,6 +107,17 @@ def encode(tokenizer, rows: list[dict], index: dict[str, int], max_length: int) 
     return Rows(out), firsts
 
 
+def check_row_order(label_ids: np.ndarray, rows: Rows) -> None:
+    """Refuse predictions whose rows are not the dataset's, in order: each row's returned labels ([N, S], padded
+    with -100) must be the ones it was encoded with."""
+    for i, encoding in enumerate(rows.encodings):
+        expected = np.asarray(encoding["labels"])
+        if not (
+            np.array_equal(label_ids[i, : len(expected)], expected) and (label_ids[i, len(expected) :] == IGNORE).all()
+        ):
+            raise RuntimeError(f"predictions and rows are misaligned at row {i}: the eval rows are not in order")
+
+
 def word_tags(logits: np.ndarray, firsts: list[list[int]], names: list[str]) -> list[list[str]]:
     """[N, S, C] logits (rows in order, padded) -> one predicted tag per word, "O" for words with no subword."""
     predicted = np.asarray(logits).argmax(-1)  # [N, S]
@@ -124,6 +136,16 @@ def scores(truth: list[list[str]], guess: list[list[str]]) -> dict[str, float]:
             "f1": float(seqeval_metrics.f1_score(truth, guess)),
             "accuracy": float(np.mean([t == g for t, g in zip(flat_truth, flat_guess, strict=True)])),
         }
+
+
+class InOrderEvalTrainer(Trainer):
+    """The Trainer with its evaluation and prediction rows in dataset order. transformers 5 applies
+    `train_sampling_strategy="group_by_length"` to the eval sampler too, which reorders the rows of `predict`
+    and of `compute_metrics`; words are matched to their sentences by row, so that order must hold (training keeps
+    its length-grouped batches)."""
+
+    def _get_eval_sampler(self, eval_dataset):
+        return torch.utils.data.SequentialSampler(eval_dataset) if eval_dataset is not None else None
 
 
 def training_arguments(args, total_steps: int) -> TrainingArguments:
@@ -198,7 +220,8 @@ def main() -> None:
     validation_firsts = encoded["validation"][1]
     validation_scores: list[dict] = []
 
-    def compute_metrics(prediction) -> dict[str, float]:  # the eval loader keeps the validation rows in order
+    def compute_metrics(prediction) -> dict[str, float]:
+        check_row_order(prediction.label_ids, datasets["validation"])
         found = scores(truth["validation"], word_tags(prediction.predictions, validation_firsts, names))
         validation_scores.append(found)
         return found
@@ -207,7 +230,7 @@ def main() -> None:
     train_tokens = sum(len(e["input_ids"]) for e in datasets["train"].encodings)
     total_steps = math.ceil(train_examples / args.batch_size) * args.epochs
     clock = StepClock()
-    trainer = Trainer(
+    trainer = InOrderEvalTrainer(
         model=model,
         args=training_arguments(args, total_steps),
         train_dataset=datasets["train"],
@@ -222,7 +245,9 @@ def main() -> None:
     best_epoch = 1 + int(np.argmax([s["f1"] for s in validation_scores]))  # the first best, as the Trainer keeps
     trainer.compute_metrics = None  # scores validation rows only; the test split is scored below
     test_start = time.perf_counter()
-    test = scores(truth["test"], word_tags(trainer.predict(datasets["test"]).predictions, encoded["test"][1], names))
+    prediction = trainer.predict(datasets["test"])
+    check_row_order(prediction.label_ids, datasets["test"])
+    test = scores(truth["test"], word_tags(prediction.predictions, encoded["test"][1], names))
     test_s = time.perf_counter() - test_start
 
     skip = args.warmup_steps if len(clock.durations) > args.warmup_steps else 0  # a tiny run: every step

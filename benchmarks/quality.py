@@ -171,7 +171,9 @@ def ner_jobs(lr: float, epochs: int, work: Path, data_dir: Path, model_dir: Path
     command = [sys.executable, str(Path(__file__).resolve()), "--bertcls-ner-job", str(ours_out)]
     command += ["--lr", str(lr), "--epochs", str(epochs)]
     cache = {"BERTCLS_CACHE": str(work / f"cache_lr{lr:g}")}  # cold: every program compiled in the job
+    load_before = os.getloadavg()  # [1, 5, 15 min]: another process on the cores slows the job beside it
     ours_process = timed_process(command, {**env, **cache}, work / f"bertcls_lr{lr:g}.log")
+    ours_process["loadavg_before_after"] = [load_before, os.getloadavg()]
     ours = json.loads(ours_out.read_text())
     metrics = ours["metrics"]
     bertcls = {
@@ -187,7 +189,9 @@ def ner_jobs(lr: float, epochs: int, work: Path, data_dir: Path, model_dir: Path
 
     command = [str(PEER_PYTHON), str(HERE / "peer_ner_trainer.py"), str(data_dir), str(model_dir), str(peer_out)]
     command += ["--lr", str(lr), "--epochs", str(epochs)]
+    load_before = os.getloadavg()
     peer_process = timed_process(command, env, work / f"peer_lr{lr:g}.log")
+    peer_process["loadavg_before_after"] = [load_before, os.getloadavg()]
     peer = json.loads(peer_out.read_text())
     peer["validation_f1"] = [v["f1"] for v in peer["validation"]]
     return {"bertcls": bertcls, "HF Trainer (peer)": {**peer_process, **peer}}
