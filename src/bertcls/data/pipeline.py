@@ -12,7 +12,7 @@ from bertcls.data import tagging
 from bertcls.data.batching import TokenizedSplit, fit_buckets
 from bertcls.data.prepared import PreparedData
 from bertcls.data.sources import GLUE, RawSource, load_source
-from bertcls.data.splits import CleaningStats, drop_duplicate_texts, drop_incomplete_rows, make_splits
+from bertcls.data.splits import CleaningStats, cap_samples, drop_duplicate_texts, drop_incomplete_rows, make_splits
 from bertcls.data.tasks import TaskSpec, label_name, primary_metric_for
 from bertcls.data.tokenize import padded_matrix, tokenize_split, tokenizer_fingerprint
 from bertcls.errors import DataError
@@ -208,13 +208,7 @@ def split_texts(
     splits, stats = _clean(splits, source, text_columns, config.max_dropped_fraction)
     task = _task_for(source, list(splits["train"]["label"]), has_text_pair=len(text_columns) == 2)
     stratify = None if task.is_regression else (lambda split: [label_name(v) for v in split["label"]])
-    splits = make_splits(splits, stratify, config.split_seed, stats)
-    if config.max_train_samples:
-        splits["train"] = splits["train"].select(range(min(config.max_train_samples, len(splits["train"]))))
-    if config.max_eval_samples:
-        for name in ("validation", "test"):
-            if name in splits:
-                splits[name] = splits[name].select(range(min(config.max_eval_samples, len(splits[name]))))
+    splits = cap_samples(make_splits(splits, stratify, config.split_seed, stats), config)
     return source, splits, task, stats
 
 

@@ -150,3 +150,14 @@ def make_splits(
         validation=train.select(held[val_pos]),
         test=train.select(held[test_pos]),
     )
+
+
+def cap_samples(splits: datasets.DatasetDict, config) -> datasets.DatasetDict:
+    """The first max_train_samples of train and max_eval_samples of validation and test (a DataConfig's caps)."""
+    if config.max_train_samples:
+        splits["train"] = splits["train"].select(range(min(config.max_train_samples, len(splits["train"]))))
+    if config.max_eval_samples:
+        for name in ("validation", "test"):
+            if name in splits:
+                splits[name] = splits[name].select(range(min(config.max_eval_samples, len(splits[name]))))
+    return splits

@@ -17,7 +17,7 @@ from bertcls.config import DataConfig
 from bertcls.data.batching import IGNORE, TaggedSplit, fit_buckets
 from bertcls.data.prepared import PreparedData
 from bertcls.data.sources import RawSource
-from bertcls.data.splits import CleaningStats, make_splits
+from bertcls.data.splits import CleaningStats, cap_samples, make_splits
 from bertcls.data.tags import OUTSIDE, inside_tag, is_chunk_scheme
 from bertcls.data.tasks import TaskSpec
 from bertcls.data.tokenize import encode_words, padded_matrix
@@ -156,16 +156,6 @@ def encode_split(tokenizer, sentences, tags, task: TaskSpec, config: DataConfig)
     )
 
 
-def _limit(splits: datasets.DatasetDict, config: DataConfig) -> datasets.DatasetDict:
-    if config.max_train_samples:
-        splits["train"] = splits["train"].select(range(min(config.max_train_samples, len(splits["train"]))))
-    if config.max_eval_samples:
-        for name in ("validation", "test"):
-            if name in splits:
-                splits[name] = splits[name].select(range(min(config.max_eval_samples, len(splits[name]))))
-    return splits
-
-
 def prepare_tagging(config: DataConfig, tokenizer, source: RawSource, columns: tuple[str, str]):
     """Read, check, split (80/10/10 with split_seed when the source lacks validation/test), encode."""
     names = _tag_names(source.splits["train"].features[columns[1]])
@@ -182,7 +172,7 @@ def prepare_tagging(config: DataConfig, tokenizer, source: RawSource, columns: t
     known = {t: i for i, t in enumerate(task.label_names)}
     for name, split in rows.items():  # train too when a ClassLabel named the tags
         _check_tags(list(split["tags"]), list(split["where"]), known, name)
-    splits = _limit(make_splits(datasets.DatasetDict(rows), None, config.split_seed, stats), config)
+    splits = cap_samples(make_splits(datasets.DatasetDict(rows), None, config.split_seed, stats), config)
     arrays = {
         name: encode_split(tokenizer, list(split["tokens"]), list(split["tags"]), task, config)
         for name, split in splits.items()
