@@ -10,6 +10,7 @@ unless given; an existing FINISHED default run of that dataset there is reused, 
 holds `make train` runs costs nothing). Prints a table and writes JSON. Nothing is asserted.
 
     python benchmarks/quality.py --ner [--lrs "5e-5 1e-4"] [--epochs 3] [--out benchmarks/results/quality_ner.json]
+                                 [--work DIR [--reuse]]
 
 Named-entity recognition (word tagging) on the bundled Broad Twitter Corpus (`dataset=btc`): bertcls vs the
 Hugging Face Trainer with AutoModelForTokenClassification (benchmarks/peer_ner_trainer.py, in the peer venv
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -161,20 +163,37 @@ def bertcls_ner_worker(out: Path, lr: float, epochs: int) -> None:
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 
-def ner_jobs(lr: float, epochs: int, work: Path, data_dir: Path, model_dir: Path) -> dict[str, dict]:
+def ner_process(name: str, command: list[str], env: dict[str, str], work: Path, reuse: bool, cold=None) -> dict:
+    """Run one job to completion (wall s, peak RSS, load average before and after), its record kept beside its
+    output as NAME.process.json; with `reuse`, a job of `work` that already finished is not run again. `cold`: a
+    cache directory emptied first (what a killed earlier try compiled into it)."""
+    sys.path.insert(0, str(HERE))
+    from peer import timed_process
+
+    record = work / f"{name}.process.json"
+    if reuse and record.exists() and (work / f"{name}.json").exists():
+        return {**json.loads(record.read_text()), "reused": True}
+    if cold is not None:
+        shutil.rmtree(cold, ignore_errors=True)
+    load_before = os.getloadavg()  # [1, 5, 15 min]: another process on the cores slows the job beside it
+    process = timed_process(command, env, work / f"{name}.log")
+    process["loadavg_before_after"] = [load_before, os.getloadavg()]
+    record.write_text(json.dumps(process) + "\n", encoding="utf-8")
+    return process
+
+
+def ner_jobs(lr: float, epochs: int, work: Path, data_dir: Path, model_dir: Path, reuse: bool) -> dict[str, dict]:
     """bertcls and the peer at one lr, each in its own process: scores, throughput, wall time and peak RSS."""
     sys.path.insert(0, str(HERE))
-    from peer import PEER_PYTHON, timed_process
+    from peer import PEER_PYTHON
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    ours_out, peer_out = work / f"bertcls_lr{lr:g}.json", work / f"peer_lr{lr:g}.json"
-    command = [sys.executable, str(Path(__file__).resolve()), "--bertcls-ner-job", str(ours_out)]
+    ours_name, peer_name = f"bertcls_lr{lr:g}", f"peer_lr{lr:g}"
+    command = [sys.executable, str(Path(__file__).resolve()), "--bertcls-ner-job", str(work / f"{ours_name}.json")]
     command += ["--lr", str(lr), "--epochs", str(epochs)]
-    cache = {"BERTCLS_CACHE": str(work / f"cache_lr{lr:g}")}  # cold: every program compiled in the job
-    load_before = os.getloadavg()  # [1, 5, 15 min]: another process on the cores slows the job beside it
-    ours_process = timed_process(command, {**env, **cache}, work / f"bertcls_lr{lr:g}.log")
-    ours_process["loadavg_before_after"] = [load_before, os.getloadavg()]
-    ours = json.loads(ours_out.read_text())
+    cache = work / f"cache_lr{lr:g}"  # cold: every program compiled in the job
+    ours_process = ner_process(ours_name, command, {**env, "BERTCLS_CACHE": str(cache)}, work, reuse, cold=cache)
+    ours = json.loads((work / f"{ours_name}.json").read_text())
     metrics = ours["metrics"]
     bertcls = {
         **ours_process,
@@ -187,12 +206,10 @@ def ner_jobs(lr: float, epochs: int, work: Path, data_dir: Path, model_dir: Path
         "metrics": metrics,
     }
 
-    command = [str(PEER_PYTHON), str(HERE / "peer_ner_trainer.py"), str(data_dir), str(model_dir), str(peer_out)]
-    command += ["--lr", str(lr), "--epochs", str(epochs)]
-    load_before = os.getloadavg()
-    peer_process = timed_process(command, env, work / f"peer_lr{lr:g}.log")
-    peer_process["loadavg_before_after"] = [load_before, os.getloadavg()]
-    peer = json.loads(peer_out.read_text())
+    command = [str(PEER_PYTHON), str(HERE / "peer_ner_trainer.py"), str(data_dir), str(model_dir)]
+    command += [str(work / f"{peer_name}.json"), "--lr", str(lr), "--epochs", str(epochs)]
+    peer_process = ner_process(peer_name, command, env, work, reuse)
+    peer = json.loads((work / f"{peer_name}.json").read_text())
     peer["validation_f1"] = [v["f1"] for v in peer["validation"]]
     return {"bertcls": bertcls, "HF Trainer (peer)": {**peer_process, **peer}}
 
@@ -210,7 +227,8 @@ def ner_main(args) -> None:
     data_dir = work / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     model_dir, data = export_ner(data_dir)
-    runs = {f"{lr:g}": ner_jobs(lr, args.epochs, work, data_dir, model_dir) for lr in map(float, args.lrs.split())}
+    lrs = map(float, args.lrs.split())
+    runs = {f"{lr:g}": ner_jobs(lr, args.epochs, work, data_dir, model_dir, args.reuse) for lr in lrs}
 
     header = ["lr", "model", "best epoch", "val F1", "test P", "test R", "test F1", "word acc", "train ex/s"]
     header += ["job wall s"]
@@ -270,6 +288,7 @@ def main() -> None:
     parser.add_argument("--lrs", default="5e-5", help="--ner: the peak learning rates, one pair of jobs each")
     parser.add_argument("--epochs", type=int, default=3, help="--ner: epochs of every job")
     parser.add_argument("--work", default=None, help="--ner: keep data, logs and checkpoints here (default: temp)")
+    parser.add_argument("--reuse", action="store_true", help="--ner: keep the jobs of --work that finished")
     parser.add_argument("--bertcls-ner-job", type=Path, default=None, help=argparse.SUPPRESS)  # the bertcls process
     parser.add_argument("--lr", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
