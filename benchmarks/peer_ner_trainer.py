@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -40,42 +41,15 @@ from transformers import (
     AutoTokenizer,
     DataCollatorForTokenClassification,
     Trainer,
-    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peer_trainer import Rows, StepClock, read_jsonl  # noqa: E402 - the text peer's helpers, same venv
+
 IGNORE = -100
 OUTSIDE = "O"
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-class StepClock(TrainerCallback):
-    """Wall time of each optimizer step, so steady state can exclude the first (warm-up) steps."""
-
-    def __init__(self):
-        self.durations: list[float] = []
-        self._start = 0.0
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.durations.append(time.perf_counter() - self._start)
-
-
-class Rows(torch.utils.data.Dataset):
-    def __init__(self, encodings: list[dict]):
-        self.encodings = encodings
-
-    def __len__(self):
-        return len(self.encodings)
-
-    def __getitem__(self, i):
-        return self.encodings[i]
 
 
 def label_names(data_dir: Path, splits: dict[str, list[dict]]) -> list[str]:
