@@ -9,15 +9,17 @@ with every default (the run `make train` makes), in its own process against `--s
 unless given; an existing FINISHED default run of that dataset there is reused, so a store that already
 holds `make train` runs costs nothing). Prints a table and writes JSON. Nothing is asserted.
 
-    python benchmarks/quality.py --ner [--lrs "5e-5 1e-4"] [--epochs 3] [--out benchmarks/results/quality_ner.json]
-                                 [--work DIR [--reuse]]
+    python benchmarks/quality.py --ner [--lrs "5e-5 1e-4"] [--seeds "42 43 44"] [--epochs 3]
+                                 [--out benchmarks/results/quality_ner.json] [--work DIR [--reuse]]
 
 Named-entity recognition (word tagging) on the bundled Broad Twitter Corpus (`dataset=btc`): bertcls vs the
 Hugging Face Trainer with AutoModelForTokenClassification (benchmarks/peer_ner_trainer.py, in the peer venv
 `make bench-peer-env`), the same checkpoint (all-MiniLM-L6-v2), the same split (bertcls's: sections A B E F G
 train, 10 % of them validation, section H test), the same recipe (AdamW, weight decay 0.01 on matrices, 10 %
-linear warmup then linear decay, clipping 1.0, batch 32, max_seq_length 128, seed 42, first-subword labels,
-the best epoch by validation entity F1, its test scores reported) at each peak lr of `--lrs`. The split goes to
+linear warmup then linear decay, clipping 1.0, batch 32, max_seq_length 128, first-subword labels, the best
+epoch by validation entity F1, its test scores reported) at each peak lr of `--lrs` and each seed of `--seeds`
+(the seed draws the new head's weights, the dropout masks and the batch order on both sides; their mean and
+sample standard deviation are reported per lr, since one seed's F1 moves by tenths of a point). The split goes to
 the peer as JSONL ({"tokens", "tags"}) with the tag names in bertcls's id order. Each job is its own process
 (bertcls: `fine_tune` against a cold XLA cache), timed start to exit. Scores: entity precision / recall / F1
 (seqeval, default mode, micro) and word accuracy over every test word, training examples/s of the steady state
@@ -112,6 +114,9 @@ def default_bertcls_run(dataset: str, store: str) -> dict:
 
 HERE = Path(__file__).resolve().parent
 NER_DATASET = "btc"
+DEFAULT_SEED = 42
+PEER_NAME = "HF Trainer (peer)"
+SCORES = ("best_val_f1", "test_precision", "test_recall", "test_f1", "test_accuracy", "examples_per_s", "wall_s")
 
 
 def export_ner(out_dir: Path) -> tuple[Path, dict]:
@@ -140,13 +145,15 @@ def export_ner(out_dir: Path) -> tuple[Path, dict]:
     return model_dir, info
 
 
-def bertcls_ner_worker(out: Path, lr: float, epochs: int) -> None:
-    """In its own process: `fine_tune` on btc with every default but lr and epochs; metrics and history to `out`."""
+def bertcls_ner_worker(out: Path, lr: float, epochs: int, seed: int) -> None:
+    """In its own process: `fine_tune` on btc with every default but lr, epochs and seed; metrics and history to
+    `out`."""
     from bertcls.config import DataConfig, OptimConfig, TrainConfig
     from bertcls.train.fine_tune import fine_tune
 
     start = time.perf_counter()
-    config = TrainConfig(data=DataConfig(dataset=NER_DATASET), epochs=epochs, batch_size=32, optim=OptimConfig(lr=lr))
+    data = DataConfig(dataset=NER_DATASET)
+    config = TrainConfig(data=data, epochs=epochs, batch_size=32, seed=seed, optim=OptimConfig(lr=lr))
     tuned = fine_tune(config, progress_bar=False)
     history = tuned.result.history
     result = {
@@ -182,16 +189,20 @@ def ner_process(name: str, command: list[str], env: dict[str, str], work: Path, 
     return process
 
 
-def ner_jobs(lr: float, epochs: int, work: Path, data_dir: Path, model_dir: Path, reuse: bool) -> dict[str, dict]:
-    """bertcls and the peer at one lr, each in its own process: scores, throughput, wall time and peak RSS."""
+def ner_jobs(
+    lr: float, seed: int, epochs: int, work: Path, data_dir: Path, model_dir: Path, reuse: bool
+) -> dict[str, dict]:
+    """bertcls and the peer at one lr and seed, each in its own process: scores, throughput, wall time and peak
+    RSS."""
     sys.path.insert(0, str(HERE))
     from peer import PEER_PYTHON
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    ours_name, peer_name = f"bertcls_lr{lr:g}", f"peer_lr{lr:g}"
+    tag = f"lr{lr:g}" if seed == DEFAULT_SEED else f"lr{lr:g}_seed{seed}"  # seed 42: the names of earlier work dirs
+    ours_name, peer_name = f"bertcls_{tag}", f"peer_{tag}"
     command = [sys.executable, str(Path(__file__).resolve()), "--bertcls-ner-job", str(work / f"{ours_name}.json")]
-    command += ["--lr", str(lr), "--epochs", str(epochs)]
-    cache = work / f"cache_lr{lr:g}"  # cold: every program compiled in the job
+    command += ["--lr", str(lr), "--epochs", str(epochs), "--seed", str(seed)]
+    cache = work / f"cache_{tag}"  # cold: every program compiled in the job
     ours_process = ner_process(ours_name, command, {**env, "BERTCLS_CACHE": str(cache)}, work, reuse, cold=cache)
     ours = json.loads((work / f"{ours_name}.json").read_text())
     metrics = ours["metrics"]
@@ -207,11 +218,26 @@ def ner_jobs(lr: float, epochs: int, work: Path, data_dir: Path, model_dir: Path
     }
 
     command = [str(PEER_PYTHON), str(HERE / "peer_ner_trainer.py"), str(data_dir), str(model_dir)]
-    command += [str(work / f"{peer_name}.json"), "--lr", str(lr), "--epochs", str(epochs)]
+    command += [str(work / f"{peer_name}.json"), "--lr", str(lr), "--epochs", str(epochs), "--seed", str(seed)]
     peer_process = ner_process(peer_name, command, env, work, reuse)
     peer = json.loads((work / f"{peer_name}.json").read_text())
     peer["validation_f1"] = [v["f1"] for v in peer["validation"]]
-    return {"bertcls": bertcls, "HF Trainer (peer)": {**peer_process, **peer}}
+    return {"bertcls": bertcls, PEER_NAME: {**peer_process, **peer}}
+
+
+def summarize(by_seed: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per model, each score's mean and sample standard deviation over the seeds (std 0 for one seed)."""
+    names = next(iter(by_seed.values())).keys()
+    return {
+        name: {
+            k: {
+                "mean": float(np.mean(values := [jobs[name][k] for jobs in by_seed.values()])),
+                "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            }
+            for k in SCORES
+        }
+        for name in names
+    }
 
 
 def ner_main(args) -> None:
@@ -227,23 +253,34 @@ def ner_main(args) -> None:
     data_dir = work / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     model_dir, data = export_ner(data_dir)
-    lrs = map(float, args.lrs.split())
-    runs = {f"{lr:g}": ner_jobs(lr, args.epochs, work, data_dir, model_dir, args.reuse) for lr in lrs}
+    lrs, seeds = [float(v) for v in args.lrs.split()], [int(v) for v in args.seeds.split()]
+    runs = {
+        f"{lr:g}": {str(seed): ner_jobs(lr, seed, args.epochs, work, data_dir, model_dir, args.reuse) for seed in seeds}
+        for lr in lrs
+    }
+    summary = {lr: summarize(by_seed) for lr, by_seed in runs.items()}
 
-    header = ["lr", "model", "best epoch", "val F1", "test P", "test R", "test F1", "word acc", "train ex/s"]
+    header = ["lr", "seed", "model", "best epoch", "val F1", "test P", "test R", "test F1", "word acc", "train ex/s"]
     header += ["job wall s"]
     rows = [
-        [
-            lr,
-            name,
-            str(job["best_epoch"]),
-            *(f"{job[k]:.4f}" for k in ("best_val_f1", "test_precision", "test_recall", "test_f1", "test_accuracy")),
-            f"{job['examples_per_s']:.1f}",
-            f"{job['wall_s']:.0f}",
-        ]
-        for lr, jobs in runs.items()
+        [lr, seed, name, str(job["best_epoch"]), *(f"{job[k]:.4f}" for k in SCORES[:5])]
+        + [f"{job['examples_per_s']:.1f}", f"{job['wall_s']:.0f}"]
+        for lr, by_seed in runs.items()
+        for seed, jobs in by_seed.items()
         for name, job in jobs.items()
     ]
+    if len(seeds) > 1:
+        rows += [
+            [lr, f"mean of {len(seeds)}", name, "", *(f"{m[k]['mean']:.4f}" for k in SCORES[:5])]
+            + [f"{m['examples_per_s']['mean']:.1f}", f"{m['wall_s']['mean']:.0f}"]
+            for lr, by_model in summary.items()
+            for name, m in by_model.items()
+        ]
+        rows += [
+            [lr, "std", name, "", *(f"{m[k]['std']:.4f}" for k in SCORES[:5]), "", ""]
+            for lr, by_model in summary.items()
+            for name, m in by_model.items()
+        ]
     splits = data["splits"]
     title = (
         f"{NER_DATASET}: {splits['train']['sentences']} / {splits['validation']['sentences']} / "
@@ -255,22 +292,23 @@ def ner_main(args) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
     result = {
         "machine": machine(),
-        "setup": {
-            "dataset": NER_DATASET,
-            "epochs": args.epochs,
-            "batch_size": 32,
-            "max_seq_length": 128,
-            "seed": 42,
-            **data,
-        },
+        "setup": {"dataset": NER_DATASET, "epochs": args.epochs, "batch_size": 32, "max_seq_length": 128, **data},
+        "seeds": seeds,
         "runs": runs,
+        "summary": summary,
         "ratio_vs_peer": {
             lr: {
-                "examples_per_s": jobs["bertcls"]["examples_per_s"] / jobs["HF Trainer (peer)"]["examples_per_s"],
-                "job_wall_s": jobs["bertcls"]["wall_s"] / jobs["HF Trainer (peer)"]["wall_s"],
-                "test_f1_points": 100 * (jobs["bertcls"]["test_f1"] - jobs["HF Trainer (peer)"]["test_f1"]),
+                "examples_per_s": by_model["bertcls"]["examples_per_s"]["mean"]
+                / by_model[PEER_NAME]["examples_per_s"]["mean"],
+                "job_wall_s": by_model["bertcls"]["wall_s"]["mean"] / by_model[PEER_NAME]["wall_s"]["mean"],
+                "test_f1_points": 100
+                * (by_model["bertcls"]["test_f1"]["mean"] - by_model[PEER_NAME]["test_f1"]["mean"]),
+                "test_f1_points_by_seed": {
+                    seed: 100 * (jobs["bertcls"]["test_f1"] - jobs[PEER_NAME]["test_f1"])
+                    for seed, jobs in runs[lr].items()
+                },
             }
-            for lr, jobs in runs.items()
+            for lr, by_model in summary.items()
         },
     }
     out = Path(args.out or "benchmarks/results/quality_ner.json")
@@ -286,14 +324,16 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="default benchmarks/results/quality.json (--ner: quality_ner.json)")
     parser.add_argument("--ner", action="store_true", help="word tagging on btc: bertcls vs the HF Trainer")
     parser.add_argument("--lrs", default="5e-5", help="--ner: the peak learning rates, one pair of jobs each")
+    parser.add_argument("--seeds", default="42", help="--ner: the seeds, one pair of jobs per lr and seed")
     parser.add_argument("--epochs", type=int, default=3, help="--ner: epochs of every job")
     parser.add_argument("--work", default=None, help="--ner: keep data, logs and checkpoints here (default: temp)")
     parser.add_argument("--reuse", action="store_true", help="--ner: keep the jobs of --work that finished")
     parser.add_argument("--bertcls-ner-job", type=Path, default=None, help=argparse.SUPPRESS)  # the bertcls process
     parser.add_argument("--lr", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bertcls_ner_job is not None:
-        bertcls_ner_worker(args.bertcls_ner_job, args.lr, args.epochs)
+        bertcls_ner_worker(args.bertcls_ner_job, args.lr, args.epochs, args.seed)
         return
     if args.ner:
         ner_main(args)
