@@ -1,0 +1,128 @@
+"""Probabilities that mean what they say: temperature scaling and the measures of calibration, as pure functions.
+
+A fine-tuned encoder is over-confident: of the texts it gives 0.95, fewer than 95 % are right. Temperature
+scaling (Guo et al., 2017, "On Calibration of Modern Neural Networks") divides the logits by one scalar T > 0,
+fitted on held-out data to minimise the negative log-likelihood; the argmax, so every label and the accuracy,
+is unchanged. Measures: expected calibration error (top-label confidence, equal-width bins over [0, 1]), the
+multi-class Brier score and the mean negative log-likelihood.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy import optimize, special
+
+ECE_BINS = 15  # Guo et al.'s choice, and the usual one to report
+MIN_CALIBRATION_ROWS = 50  # fewer validation texts fit a temperature to noise: keep T = 1 and say so
+LOG_T_BOUNDS = (-4.0, 4.0)  # T in [0.018, 54.6]: far beyond any temperature seen on a fine-tuned encoder
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """The temperature a model's probabilities are divided by, and how it was decided."""
+
+    temperature: float = 1.0
+    fitted_on: int = 0  # validation texts the temperature was fitted on; 0: not fitted
+    note: str = ""  # why it was not fitted (a logged decision), else empty
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> Calibration:
+        """A saved calibration; a model saved without one (before calibration existed, an epoch checkpoint) has
+        T = 1."""
+        return cls(**values) if values else cls()
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """[N, C] log-probabilities, in float64."""
+    return special.log_softmax(np.asarray(logits, dtype=np.float64), axis=-1)
+
+
+def scaled_probs(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """[N, C] softmax(logits / T) in float64."""
+    return np.exp(log_softmax(np.asarray(logits, dtype=np.float64) / temperature))
+
+
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of the labels under softmax(logits / T); logits [N, C], labels [N]."""
+    logp = log_softmax(np.asarray(logits, dtype=np.float64) / temperature)  # [N, C]
+    return float(-logp[np.arange(len(labels)), labels].mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The T > 0 minimising nll(logits, labels, T): a bounded 1-D search over log T (the NLL is smooth and
+    unimodal in log T for these bounds in practice; Brent's method needs no gradient)."""
+    result = optimize.minimize_scalar(
+        lambda log_t: nll(logits, labels, float(np.exp(log_t))),
+        bounds=LOG_T_BOUNDS,
+        method="bounded",
+        options={"xatol": 1e-5},
+    )
+    return float(np.exp(result.x))
+
+
+def confidence_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS):
+    """Per equal-width bin of top-label confidence: (count [K], mean confidence [K], accuracy [K]); empty bins 0.
+
+    A confidence on an inner edge falls in the lower bin (as scikit-learn's calibration_curve bins)."""
+    confidence = probs.max(axis=-1)  # [N]
+    correct = (probs.argmax(axis=-1) == labels).astype(np.float64)  # [N]
+    inner_edges = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+    index = np.searchsorted(inner_edges, confidence)  # [N] bin of each row
+    count = np.bincount(index, minlength=bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.where(count > 0, np.bincount(index, confidence, bins) / count, 0.0)
+        accuracy = np.where(count > 0, np.bincount(index, correct, bins) / count, 0.0)
+    return count, mean_confidence, accuracy
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """sum over bins of (rows in bin / N) * |accuracy - mean confidence|: 0 for perfectly calibrated confidence."""
+    count, mean_confidence, accuracy = confidence_bins(probs, labels, bins)
+    return float(np.sum(count / max(count.sum(), 1.0) * np.abs(accuracy - mean_confidence)))
+
+
+def brier_score(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over rows of sum over classes (p_c - [c == label])^2; 0 is perfect, 2 the worst."""
+    onehot = np.eye(probs.shape[1])[labels]  # [N, C]
+    return float(np.mean(np.sum((probs - onehot) ** 2, axis=-1)))
+
+
+def calibration_metrics(logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict[str, float]:
+    """ece, brier and nll with the temperature, and the same `*_uncalibrated` (T = 1)."""
+    out = {}
+    for suffix, t in (("", temperature), ("_uncalibrated", 1.0)):
+        probs = scaled_probs(logits, t)
+        out[f"ece{suffix}"] = expected_calibration_error(probs, labels)
+        out[f"brier{suffix}"] = brier_score(probs, labels)
+        out[f"nll{suffix}"] = nll(logits, labels, t)
+    return out
+
+
+def calibrate(logits: np.ndarray, labels: np.ndarray) -> Calibration:
+    """Fit the temperature on validation outputs [N, C] and labels [N]. Too few rows, or a search that runs to its
+    bound (every validation text right: the likelihood only grows with confidence), keep T = 1 with the reason in
+    `note`."""
+    if len(labels) < MIN_CALIBRATION_ROWS:
+        return Calibration(
+            1.0,
+            0,
+            f"the validation split has {len(labels)} texts, fewer than the {MIN_CALIBRATION_ROWS} a temperature "
+            "needs; the probabilities are the model's own (temperature 1). Give a larger validation split "
+            "(max_eval_samples, validation_file) to calibrate them",
+        )
+    right = int((np.argmax(logits, -1) == labels).sum())
+    temperature = fit_temperature(logits, labels) if right < len(labels) else 0.0
+    if right == len(labels) or min(abs(np.log(temperature) - bound) for bound in LOG_T_BOUNDS) < 1e-3:
+        return Calibration(
+            1.0,
+            0,
+            f"with {right} of {len(labels)} validation texts right, the validation likelihood only grows as the "
+            "probabilities sharpen (no temperature minimises it), so there is nothing to calibrate against: the "
+            "probabilities are the model's own (temperature 1). A larger or harder validation split calibrates them",
+        )
+    return Calibration(temperature, len(labels))

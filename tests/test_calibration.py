@@ -1,0 +1,103 @@
+"""Temperature scaling and the calibration measures, checked against scikit-learn and against the NLL itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import special
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import brier_score_loss, log_loss
+
+from bertcls.evaluation.calibration import (
+    ECE_BINS,
+    MIN_CALIBRATION_ROWS,
+    Calibration,
+    brier_score,
+    calibrate,
+    calibration_metrics,
+    confidence_bins,
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+    scaled_probs,
+)
+
+
+def _overconfident(rows: int, classes: int, sharpen: float, seed: int = 0):
+    """Labels drawn from softmax(z), logits sharpen x z: a model `sharpen` times too confident. ([N, C], [N])"""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0.0, 1.5, size=(rows, classes))  # [N, C]
+    true_probs = special.softmax(z, axis=-1)
+    labels = np.array([rng.choice(classes, p=p) for p in true_probs])  # [N]
+    return sharpen * z, labels
+
+
+@pytest.mark.parametrize("classes", [2, 5])
+def test_ece_matches_scikit_learns_calibration_curve(classes):
+    logits, labels = _overconfident(2000, classes, sharpen=2.5, seed=classes)
+    probs = scaled_probs(logits)
+    confidence, correct = probs.max(axis=1), (probs.argmax(axis=1) == labels).astype(int)
+    accuracy, mean_confidence = calibration_curve(correct, confidence, n_bins=ECE_BINS, strategy="uniform")
+    counts, _ = np.histogram(confidence, bins=np.linspace(0, 1, ECE_BINS + 1))  # continuous: no value on an edge
+    filled = counts[counts > 0]
+    expected = float(np.sum(filled / filled.sum() * np.abs(accuracy - mean_confidence)))
+    assert expected_calibration_error(probs, labels) == pytest.approx(expected, abs=1e-12)
+    count, ours_confidence, ours_accuracy = confidence_bins(probs, labels)
+    np.testing.assert_array_equal(count, counts)
+    np.testing.assert_allclose(ours_confidence[count > 0], mean_confidence, atol=1e-12)
+    np.testing.assert_allclose(ours_accuracy[count > 0], accuracy, atol=1e-12)
+
+
+def test_a_confidence_on_a_bin_edge_falls_in_the_lower_bin_as_scikit_learn_bins():
+    probs = np.array([[0.6, 0.4], [0.4, 0.6], [1 / 3, 2 / 3]])  # confidences 0.6 (an inner edge at 15 bins: 9/15)
+    labels = np.array([0, 0, 1])
+    count, _, _ = confidence_bins(probs, labels)
+    assert count[8] == 2 and count[9] == 1  # 0.6 -> bin [8/15, 9/15]; 2/3 = 10/15 -> bin 9
+
+
+def test_brier_and_nll_match_scikit_learn():
+    logits, labels = _overconfident(500, 2, sharpen=2.0)
+    probs = scaled_probs(logits, 1.7)
+    # the multi-class Brier sums over both classes: twice scikit-learn's binary one
+    assert brier_score(probs, labels) == pytest.approx(2 * brier_score_loss(labels, probs[:, 1]), rel=1e-9)
+    assert nll(logits, labels, 1.7) == pytest.approx(log_loss(labels, probs), rel=1e-9)
+
+
+def test_fitted_temperature_minimises_the_nll_and_recovers_the_over_confidence():
+    logits, labels = _overconfident(4000, 4, sharpen=3.0)
+    temperature = fit_temperature(logits, labels)
+    assert temperature == pytest.approx(3.0, rel=0.1)  # the sharpening the data was made with
+    grid = np.exp(np.linspace(-2, 3, 400))
+    assert nll(logits, labels, temperature) <= min(nll(logits, labels, t) for t in grid) + 1e-9
+
+
+def test_calibration_keeps_every_label_and_lowers_ece_on_held_out_rows():
+    logits, labels = _overconfident(6000, 3, sharpen=3.0, seed=1)
+    fit, held_out = slice(0, 3000), slice(3000, None)
+    calibration = calibrate(logits[fit], labels[fit])
+    assert calibration.fitted_on == 3000 and not calibration.note
+    before, after = scaled_probs(logits[held_out]), scaled_probs(logits[held_out], calibration.temperature)
+    np.testing.assert_array_equal(before.argmax(1), after.argmax(1))
+    measures = calibration_metrics(logits[held_out], labels[held_out], calibration.temperature)
+    assert measures["ece"] < 0.5 * measures["ece_uncalibrated"]
+    assert measures["nll"] < measures["nll_uncalibrated"] and measures["brier"] < measures["brier_uncalibrated"]
+
+
+def test_too_few_validation_rows_keep_temperature_one_and_say_so():
+    logits, labels = _overconfident(MIN_CALIBRATION_ROWS - 1, 2, sharpen=3.0)
+    calibration = calibrate(logits, labels)
+    assert calibration.temperature == 1.0 and calibration.fitted_on == 0
+    assert f"{MIN_CALIBRATION_ROWS - 1} texts" in calibration.note and "max_eval_samples" in calibration.note
+
+
+def test_every_validation_text_right_keeps_temperature_one_and_says_so():
+    labels = np.arange(200) % 2
+    logits = np.stack([np.where(labels == 0, 3.0, -3.0), np.where(labels == 1, 3.0, -3.0)], axis=1)  # all right
+    calibration = calibrate(logits, labels)
+    assert calibration.temperature == 1.0 and "200 of 200" in calibration.note
+
+
+def test_calibration_round_trips_and_a_model_saved_without_one_has_temperature_one():
+    fitted = Calibration(1.37, 453)
+    assert Calibration.from_dict(fitted.to_dict()) == fitted
+    assert Calibration.from_dict(None).temperature == 1.0
