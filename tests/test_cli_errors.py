@@ -34,6 +34,9 @@ def tracking(empty_store):
         (["--llrd", "0"], "llrd must be in \\(0, 1\\]"),
         (["--resume-run-id", "0123456789abcdef0123456789abcdef"], "no run with this id in the tracking store"),
         (["--num-processes", "2"], "A multi-process run needs coordinator=host:port"),
+        (["--class-weights", "1,-5"], "class_weights must be finite numbers >= 0"),
+        (["--class-weights", "1,2,3", "--max-train-samples", "64"], "3 number\\(s\\) .* in this order: ham, spam"),
+        (["--dataset", "btc", "--class-weights", "balanced", "--max-train-samples", "64"], "applies to text class"),
     ],
 )
 def test_train_bad_input(tracking, args, message):

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from bertcls.data.tasks import TaskSpec, metric_direction, primary_metric_for
+from bertcls.data.tasks import TaskSpec, metric_direction, per_class_key, primary_metric_for
 from bertcls.evaluation.metrics import compute_metrics
 
 BINARY = TaskSpec("t", ("ham", "spam"), False, "accuracy", False)
@@ -29,10 +29,24 @@ def test_classification_metrics_ignore_padding_rows():
     assert got["macro_f1"] == pytest.approx(skm.f1_score(labels[:40], pred, average="macro"))
 
 
-def test_multiclass_has_no_binary_f1():
-    task = TaskSpec("t", ("a", "b", "c"), False, "accuracy", False)
-    got = compute_metrics(task, np.eye(3)[[0, 1, 2, 2]], np.array([0, 1, 2, 1]), np.ones(4))
-    assert set(got) == {"accuracy", "macro_f1", "mcc"} and got["accuracy"] == 0.75
+def test_multiclass_has_no_binary_f1_but_each_class_scores():
+    task = TaskSpec("t", ("a", "b", "c d"), False, "accuracy", False)
+    predicted, labels = np.array([0, 1, 2, 2]), np.array([0, 1, 2, 1])
+    got = compute_metrics(task, np.eye(3)[predicted], labels, np.ones(4))
+    per_class = {f"{m}_{n}" for m in ("precision", "recall", "f1") for n in ("a", "b", "c d")}
+    assert set(got) == {"accuracy", "macro_f1", "mcc", *per_class} and got["accuracy"] == 0.75
+    assert set(task.metric_names()) == set(got)
+    precision, recall, f1, _ = skm.precision_recall_fscore_support(labels, predicted)
+    assert [got["recall_a"], got["recall_b"], got["recall_c d"]] == pytest.approx(recall)
+    assert [got["precision_a"], got["precision_b"], got["precision_c d"]] == pytest.approx(precision)
+    assert [got["f1_a"], got["f1_b"], got["f1_c d"]] == pytest.approx(f1)
+
+
+def test_per_class_metric_names_are_mlflow_safe_and_capped():
+    assert per_class_key("recall", "sci/tech: A+B") == "recall_sci/tech_ A_B"
+    many = TaskSpec("t", tuple(f"c{i}" for i in range(31)), False, "accuracy", False)
+    assert many.metric_names() == ("accuracy", "macro_f1", "mcc")  # 93 series a run: the table holds them
+    assert metric_direction("best_val_recall_spam") == "max" and metric_direction("test_ece_uncalibrated") == "min"
 
 
 def test_regression_metrics():

@@ -24,7 +24,7 @@ from bertcls.serving.inputs import read_texts
 LABELS = ["ham", "spam"]
 
 
-def _log(tmp: Path, model_dir: Path, pairs: bool) -> str:
+def _log(tmp: Path, model_dir: Path, pairs: bool, temperature: float = 1.0) -> str:
     from bertcls.model.config import ModelConfig
     from bertcls.model.tokenizer import load_tokenizer
     from bertcls.model.weights import load_hf_checkpoint, save_model
@@ -32,7 +32,9 @@ def _log(tmp: Path, model_dir: Path, pairs: bool) -> str:
 
     config = ModelConfig.from_json_file(model_dir / "config.json", head="mean", num_labels=len(LABELS))
     model, _ = load_hf_checkpoint(model_dir, config, seed=0)
-    saved = save_model(model, tmp / "saved", LABELS, extra={"max_seq_length": 32, "has_text_pair": pairs})
+    calibration = {"temperature": temperature, "fitted_on": 100, "note": ""}
+    extra = {"max_seq_length": 32, "has_text_pair": pairs, "calibration": calibration}
+    saved = save_model(model, tmp / "saved", LABELS, extra=extra)
     load_tokenizer(model_dir).save_pretrained(str(saved))
     with mlflow.start_run():
         return artifacts.log_model(saved, ["free entry", "see you"], ["a", "b"] if pairs else None).model_uri
@@ -60,6 +62,11 @@ def single_uri(store, small_model_dir):
 @pytest.fixture(scope="module")
 def single(single_uri):
     return mlflow.pyfunc.load_model(single_uri)
+
+
+@pytest.fixture(scope="module")
+def tempered_uri(store, small_model_dir):
+    return _log(store / "tempered", small_model_dir, pairs=False, temperature=3.0)
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +144,21 @@ def test_pair_model_needs_both_columns(paired):
         paired.predict(["a", "b"])
     with pytest.raises(MlflowException, match="no 'text_pair' column: expected 'text' and 'text_pair'"):
         paired.predict(pd.DataFrame({"text": ["a"]}))
+
+
+def test_calibrated_probabilities_by_default_and_raw_on_request(tempered_uri):
+    model = mlflow.pyfunc.load_model(tempered_uri)
+    assert "calibrated" in [spec.name for spec in model.metadata.get_params_schema().params]
+    texts = ["free entry to win a prize", "see you at noon", "call me"]
+    calibrated, raw = model.predict(texts), model.predict(texts, params={"calibrated": False})
+    _well_formed(calibrated, 3)
+    _well_formed(raw, 3)
+    # softmax(z / T): the log-odds shrink by exactly the fitted temperature, and the argmax never moves
+    log_odds = lambda f: np.log(f["prob_spam"]) - np.log(f["prob_ham"])  # noqa: E731
+    assert np.allclose(log_odds(raw), 3.0 * log_odds(calibrated), atol=1e-4)
+    assert list(raw["label"]) == list(calibrated["label"])
+    with pytest.raises(MlflowException, match="calibrated"):
+        model.predict(texts, params={"calibrated": "maybe"})
 
 
 def test_logged_model_holds_no_pickle_and_is_readable_by_others(single_uri):

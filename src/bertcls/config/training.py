@@ -4,6 +4,7 @@ of truth for every setting of `train`, which `sweep`, `pretrain` and `evaluate` 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from bertcls.config.fields import flatten, option
@@ -18,6 +19,7 @@ LONG_TEXT_MODES = ("truncate", "windows")
 TASK_TYPES = ("auto", "text", "ner")  # auto: ner when the data holds word lists and tag lists, else text
 DEFAULT_EXPERIMENT = "bertcls"  # train, make train, evaluate and register meet here
 SPLITS = ("train", "validation", "test")
+NO_WEIGHTS, BALANCED = "none", "balanced"  # class_weights besides a list of numbers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +158,29 @@ class OptimConfig:
             )
 
 
+def parse_weights(spec: str) -> tuple[float, ...] | str:
+    """'none', 'balanced', or the numbers of a list ('1 5', '1,5', '[1, 5]'); a ConfigError for anything else."""
+    text = spec.strip()
+    if text in (NO_WEIGHTS, BALANCED):
+        return text
+    parts = text.strip("[]").replace(",", " ").split()
+    try:
+        weights = tuple(float(p) for p in parts)
+    except ValueError:
+        weights = ()
+    if not weights:
+        raise ConfigError(
+            f"class_weights must be none, balanced, or one number per class in label order (e.g. "
+            f"{setting('class_weights', '1,5')}), got {spec!r}."
+        )
+    if any(not math.isfinite(w) or w < 0 for w in weights) or not any(w > 0 for w in weights):
+        raise ConfigError(
+            f"class_weights must be finite numbers >= 0 with at least one above 0, got {spec!r}. A weight scales "
+            "the loss of that class's examples: 1 is the usual, 0 ignores the class."
+        )
+    return weights
+
+
 def default_precision() -> str:
     """What `precision=auto` means on this machine: bf16 (over f32 master weights) on an accelerator; fp32 on CPU,
     where bf16 pays only on CPUs with bf16 units (ask for it with precision=bf16)."""
@@ -210,6 +235,18 @@ class TrainConfig:
         1, "batches whose gradients are summed into one optimizer step (effective batch = batch_size x this)"
     )
     eval_batch_size: int = option(64, "global batch for validation and test")
+    class_weights: str = option(
+        "none",
+        "scale each training example's loss by its class's weight: none; balanced (N / (classes x class count), "
+        "from the training split); or one number per class in label order, e.g. 1,5",
+        docs="([training.md](training.md#imbalanced-classes-class-weights))",
+    )
+    calibrate: bool = option(
+        True,
+        "fit a temperature on the validation split after training, so the model's probabilities are calibrated "
+        "(the served model applies it; the raw ones with the param calibrated=false)",
+        docs="([calibration.md](calibration.md))",
+    )
     seed: int = option(42, "init of new layers, dropout, batch order")
     early_stopping_patience: int = option(
         0, "stop after this many epochs without improvement of the validation metric; 0 = never"
@@ -252,6 +289,7 @@ class TrainConfig:
                 "head_batchnorm with grad_accum_steps > 1 is not supported: batch statistics would be those of one "
                 "micro-batch. Use grad_accum_steps=1 with a larger batch_size, or head_batchnorm=false."
             )
+        parse_weights(self.class_weights)  # the syntax now; the count of classes once the data is read
         if self.grad_accum_steps < 1:
             raise ConfigError(
                 f"grad_accum_steps must be at least 1 (1 = no accumulation), got {self.grad_accum_steps}. "

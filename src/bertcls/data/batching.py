@@ -32,6 +32,7 @@ class TokenizedSplit:
     lengths: np.ndarray  # [N] int32, real tokens per row
     labels: np.ndarray  # [N] int32 (classification) or float32 (regression)
     documents: np.ndarray | None = None  # [N] int32 text index of each row; None: one row per text
+    weights: np.ndarray | None = None  # [N] float32 loss weight of each row (class_weights); None: all 1
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -148,7 +149,8 @@ def plan_epoch(
 
 
 def collate(split: TokenizedSplit, plan: np.ndarray, buckets: tuple[int, ...]) -> dict[str, np.ndarray]:
-    """Gather one planned batch into arrays padded to its bucket; FILL rows repeat a real row, weight 0."""
+    """Gather one planned batch into arrays padded to its bucket; FILL rows repeat a real row, weight 0 (real rows:
+    the split's row weights, or 1)."""
     real = plan != FILL
     rows = np.where(real, plan, plan[0])  # plan[0] is always real
     width = bucket_for(int(split.lengths[rows].max()), buckets)
@@ -158,7 +160,7 @@ def collate(split: TokenizedSplit, plan: np.ndarray, buckets: tuple[int, ...]) -
         "token_type_ids": split.token_type_ids[rows, :width],  # [B, S]
         "attention_mask": (positions < split.lengths[rows][:, None]).astype(np.int32),  # [B, S]
         "labels": split.labels[rows, :width] if split.labels.ndim == 2 else split.labels[rows],  # [B, S] or [B]
-        "weights": real.astype(np.float32),  # [B]
+        "weights": real * split.weights[rows] if split.weights is not None else real.astype(np.float32),  # [B]
     }
 
 

@@ -4,6 +4,7 @@ ranks runs."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from bertcls.errors import ConfigError, setting
 
@@ -36,8 +37,22 @@ class TaskSpec:
             return ("pearson", "spearman", "mse")
         if self.token_level:
             return ("precision", "recall", "f1", "accuracy") if self.primary_metric == "f1" else ("accuracy",)
-        names = ("accuracy", "macro_f1", "mcc")
-        return (*names, "f1") if self.num_labels == 2 else names
+        names = ("accuracy", "macro_f1", "mcc", *(self.num_labels == 2) * ("f1",))
+        return (*names, *(per_class_key(m, label) for label in self.per_class_labels() for m in PER_CLASS_METRICS))
+
+    def per_class_labels(self) -> tuple[str, ...]:
+        """The classes whose precision / recall / F1 are logged as metrics: all, up to PER_CLASS_METRICS_MAX_CLASSES
+        (beyond, a run would log thousands of series; the per-class table artifact holds them)."""
+        return self.label_names if len(self.label_names) <= PER_CLASS_METRICS_MAX_CLASSES else ()
+
+
+PER_CLASS_METRICS = ("precision", "recall", "f1")  # logged per class as <metric>_<label>, e.g. val_recall_spam
+PER_CLASS_METRICS_MAX_CLASSES = 30
+
+
+def per_class_key(metric: str, label: str) -> str:
+    """The metric name of one class's score: `recall_spam`; characters MLflow refuses in a name become _."""
+    return f"{metric}_" + re.sub(r"[^A-Za-z0-9_\-. /]", "_", label)
 
 
 def label_name(value) -> str:
@@ -95,6 +110,10 @@ def metric_direction(metric: str, direction: str | None = None) -> str:
         if name.startswith(prefix):
             name = name[len(prefix) :]
             break
+    for suffix in ("_uncalibrated",):  # the same measure before calibration
+        name = name.removesuffix(suffix)
+    if name not in METRIC_DIRECTIONS:  # one class's score, e.g. recall_spam
+        name = next((m for m in PER_CLASS_METRICS if name.startswith(f"{m}_")), name)
     if name not in METRIC_DIRECTIONS:
         raise ConfigError(
             f"bertcls does not know whether a higher or a lower {metric!r} is better. Say which with "

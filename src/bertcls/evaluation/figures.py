@@ -141,3 +141,75 @@ def tagging_outputs(task, predictions: dict, best_epoch: int, title: str | None 
     title = title or f"validation word tags (best epoch {best_epoch})"
     outputs.update(confusion(first.labels, first.outputs.argmax(-1), task.label_names, split, title=title))
     return outputs
+
+
+def reliability_diagram(logits: np.ndarray, labels: np.ndarray, temperature: float, split: str) -> Outputs:
+    """figures/<split>_reliability.png: accuracy against mean top-label confidence per confidence bin (ECE_BINS
+    equal-width bins), before and after temperature scaling, with each one's ECE; below, how many texts each bin
+    holds. On the diagonal, a probability means what it says."""
+    from bertcls.evaluation.calibration import ECE_BINS, confidence_bins, expected_calibration_error, scaled_probs
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 6.5), height_ratios=[3, 1], sharex=True)
+    top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+    edges = np.linspace(0, 1, ECE_BINS + 1)
+    shown = [("model's own", 1.0, "tab:red")]
+    if temperature != 1.0:
+        shown.append((f"temperature {temperature:.3g}", temperature, "tab:blue"))
+    for i, (name, t, colour) in enumerate(shown):
+        probs = scaled_probs(logits, t)
+        count, confidence, accuracy = confidence_bins(probs, labels)
+        filled = count > 0
+        ece = expected_calibration_error(probs, labels)
+        top.plot(confidence[filled], accuracy[filled], marker="o", color=colour, label=f"{name}: ECE {ece:.4f}")
+        width = (edges[1] - edges[0]) / len(shown)
+        bottom.bar(edges[:-1] + i * width, count, width=width, align="edge", color=colour, alpha=0.7)
+    top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02), title=f"{split} reliability ({len(labels)} texts)")
+    top.grid(alpha=0.3)
+    top.legend(loc="upper left", fontsize=8)
+    bottom.set(xlabel="confidence (top-label probability)", ylabel="texts", yscale="log")
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    return {f"figures/{split}_reliability.png": fig}
+
+
+def precision_recall_curves(probs: np.ndarray, labels: np.ndarray, names: tuple[str, ...], split: str) -> Outputs:
+    """figures/<split>_pr_curves.png: each class against the rest, precision by recall as its probability's
+    threshold moves, average precision in the legend (up to CONFUSION_FIGURE_MAX_CLASSES classes)."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    if len(names) > CONFUSION_FIGURE_MAX_CLASSES:
+        return {}
+    fig, axis = plt.subplots(figsize=(6, 5))
+    for c, name in enumerate(names):
+        positive = labels == c
+        if not positive.any():  # no example of the class: no curve
+            continue
+        precision, recall, _ = precision_recall_curve(positive, probs[:, c])
+        ap = average_precision_score(positive, probs[:, c])
+        axis.step(recall, precision, where="post", label=f"{name} (AP {ap:.3f}, {int(positive.sum())} texts)")
+    axis.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=f"{split} precision-recall")
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return {f"figures/{split}_pr_curves.png": fig}
+
+
+def classifier_outputs(
+    task, predictions: dict, best_epoch: int, temperature: float, title: str | None = None
+) -> Outputs:
+    """A text classifier's tables and figures for each split in `predictions` (SplitPredictions by split prefix:
+    val, test): <split>_per_class_metrics.json, the precision-recall curves and the reliability diagram (with
+    the fitted temperature); the confusion matrix of the first split."""
+    from bertcls.evaluation.calibration import scaled_probs
+    from bertcls.evaluation.metrics import per_class_table
+
+    outputs: Outputs = {}
+    for split, result in predictions.items():
+        probs = scaled_probs(result.outputs, temperature)  # [T, C]
+        outputs[f"{split}_per_class_metrics.json"] = per_class_table(probs.argmax(-1), result.labels, task.label_names)
+        outputs.update(precision_recall_curves(probs, result.labels, task.label_names, split))
+        outputs.update(reliability_diagram(result.outputs, result.labels, temperature, split))
+    split, first = next(iter(predictions.items()))
+    title = title or f"validation confusion matrix (best epoch {best_epoch})"
+    outputs.update(confusion(first.labels, first.outputs.argmax(-1), task.label_names, split, title=title))
+    return outputs

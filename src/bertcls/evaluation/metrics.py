@@ -1,6 +1,7 @@
 """Task metrics with scikit-learn / scipy, over real rows only (padding rows carry weight 0).
 
-Classification: accuracy, macro_f1, mcc, and binary f1 (positive class = label id 1) for two classes.
+Classification: accuracy, macro_f1, mcc, binary f1 (positive class = label id 1) for two classes, and each class's
+precision / recall / f1 (`recall_<label>`).
 Regression: pearson, spearman, mse. `evaluate` modules are optional extras (see `extra_metric`).
 """
 
@@ -12,7 +13,7 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
 
-from bertcls.data.tasks import TaskSpec
+from bertcls.data.tasks import PER_CLASS_METRICS, TaskSpec, per_class_key
 from bertcls.errors import ConfigError
 
 
@@ -21,8 +22,11 @@ def _real(weights: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
     return [np.asarray(a)[keep] for a in arrays]
 
 
-def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labels: int) -> dict[str, float]:
-    """predictions, labels: [N] label ids."""
+def classification_metrics(
+    predictions: np.ndarray, labels: np.ndarray, num_labels: int, names: tuple[str, ...] = ()
+) -> dict[str, float]:
+    """predictions, labels: [N] label ids. With the label `names`, also each class's precision, recall and F1
+    (`recall_<name>`: what an imbalanced task is judged by)."""
     all_labels = list(range(num_labels))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # undefined precision for an absent class is 0, as documented
@@ -33,6 +37,10 @@ def classification_metrics(predictions: np.ndarray, labels: np.ndarray, num_labe
         }
         if num_labels == 2:
             out["f1"] = float(skm.f1_score(labels, predictions, pos_label=1, average="binary", zero_division=0))
+        if names:
+            scores = skm.precision_recall_fscore_support(labels, predictions, labels=all_labels, zero_division=0)
+            for metric, values in zip(PER_CLASS_METRICS, scores[:3], strict=True):
+                out.update({per_class_key(metric, name): float(v) for name, v in zip(names, values, strict=True)})
     return out
 
 
@@ -51,7 +59,7 @@ def compute_metrics(task: TaskSpec, outputs: np.ndarray, labels: np.ndarray, wei
     outputs, labels = _real(weights, outputs, labels)
     if task.is_regression:
         return regression_metrics(outputs.reshape(-1).astype(np.float64), labels.astype(np.float64))
-    return classification_metrics(outputs.argmax(axis=-1), labels, task.num_labels)
+    return classification_metrics(outputs.argmax(axis=-1), labels, task.num_labels, task.per_class_labels())
 
 
 def baseline_metrics(task: TaskSpec, train_labels: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -12,6 +12,7 @@ from bertcls.data import PreparedData, prepare_data
 from bertcls.data.tags import OUTSIDE
 from bertcls.errors import DataError
 from bertcls.evaluation import figures
+from bertcls.evaluation.calibration import calibration_metrics
 from bertcls.evaluation.metrics import (
     compute_metrics,
     extra_metric,
@@ -21,7 +22,7 @@ from bertcls.evaluation.metrics import (
 )
 from bertcls.evaluation.tagging import tagging_metrics, word_loss
 from bertcls.jobs.data_config import data_config_for
-from bertcls.serving.predictor import Predictor, softmax
+from bertcls.serving.predictor import Predictor
 from bertcls.serving.tagging import entities_frame
 from bertcls.tracking import runs
 from bertcls.tracking.registry import resolve_model_uri, run_train_config
@@ -72,7 +73,8 @@ def evaluate(
                 figures.tagging_outputs(data.task, {split: result}, 0, title=f"{split} word tags, {model_uri}")
             )
         elif not data.task.is_regression:
-            runs.log_outputs(_tables(data, split, outputs, top_mistakes, f"{split} confusion matrix, {model_uri}"))
+            title = f"{split} confusion matrix, {model_uri}"
+            runs.log_outputs(_tables(predictor, data, split, outputs, top_mistakes, title))
     return EvalOutcome(run.info.run_id, split, metrics)
 
 
@@ -130,6 +132,10 @@ def _scores(predictor: Predictor, data: PreparedData, split: str, extra_metrics:
     labels = tokenized.text_labels()  # [T]; outputs are per text too (windows averaged)
     metrics = {f"{split}_{k}": v for k, v in compute_metrics(data.task, outputs, labels, np.ones(len(labels))).items()}
     metrics[f"{split}_loss"] = mean_loss(data.task, outputs, labels)
+    if not data.task.is_regression:  # with the model's temperature, and without (T = 1)
+        found = calibration_metrics(outputs, labels, predictor.calibration.temperature)
+        metrics.update({f"{split}_{k}": v for k, v in found.items()})
+        metrics["temperature"] = predictor.calibration.temperature
     predictions = outputs[:, 0] if data.task.is_regression else outputs.argmax(-1)
     for name in extra_metrics:  # optional `evaluate` modules, by local path or hub id
         metrics.update({f"{split}_{k}": v for k, v in extra_metric(name, predictions, labels).items()})
@@ -137,15 +143,20 @@ def _scores(predictor: Predictor, data: PreparedData, split: str, extra_metrics:
     return outputs, metrics
 
 
-def _tables(data: PreparedData, split: str, outputs: np.ndarray, top_mistakes: int, title: str) -> dict:
-    """Per-class metrics, the confusion matrix (or top confusions) and the most confident mistakes."""
+def _tables(
+    predictor: Predictor, data: PreparedData, split: str, outputs: np.ndarray, top_mistakes: int, title: str
+) -> dict:
+    """Per-class metrics, precision-recall curves, the reliability diagram, the confusion matrix (or top
+    confusions) and the most confident mistakes (by calibrated probability)."""
     texts, labels, names = data.texts[split], data.splits[split].text_labels(), data.task.label_names
-    probs = softmax(outputs.astype(np.float64))  # [T, C]
+    probs = predictor.probabilities(outputs)  # [T, C]
     predicted = probs.argmax(-1)
     pair_texts = list(texts["text_pair"]) if data.task.has_text_pair else None
     mistakes = most_confident_mistakes(probs, labels, names, list(texts["text"]), pair_texts, top_mistakes)
     return {
         "per_class_metrics.json": per_class_table(predicted, labels, names),
         **figures.confusion(labels, predicted, names, split, title=title),
+        **figures.precision_recall_curves(probs, labels, names, split),
+        **figures.reliability_diagram(outputs, labels, predictor.calibration.temperature, split),
         "most_confident_mistakes.json": mistakes,
     }

@@ -13,6 +13,7 @@ import pandas as pd
 
 from bertcls.config import DEFAULT_EXPERIMENT, TrainConfig
 from bertcls.config.saved import train_config_to_dict
+from bertcls.data.tasks import PER_CLASS_METRICS, per_class_key
 from bertcls.errors import ResumeError, TrackingUnreachable
 from bertcls.evaluation import figures
 from bertcls.export.model_card import CardFacts, base_licence, render
@@ -122,6 +123,7 @@ class _TrackedTraining:
                 "params_initialized": " ".join(self.setup.report.initialized) or "none",
                 **self.setup.trainer.parameter_counts(),
                 "effective_batch_size": self.config.effective_batch_size,
+                **self._class_weight_params(),
             }
         )
         runs.log_train_config(train_config_to_dict(self.config))
@@ -129,12 +131,23 @@ class _TrackedTraining:
         runs.set_environment_tags()
         self.datasets = runs.log_dataset_inputs(self.data)
 
-    def log_model(self, state, name: str, step: int, metrics: dict[str, float]):
+    def _class_weight_params(self) -> dict[str, str]:
+        """The resolved loss weight of each class (`class_weight_<label>`), so `balanced` is visible as numbers."""
+        if self.setup.class_weights is None:
+            return {}
+        names = self.data.task.label_names
+        return {
+            per_class_key("class_weight", name): f"{weight:.6g}"
+            for name, weight in zip(names, self.setup.class_weights, strict=True)
+        }
+
+    def log_model(self, state, name: str, step: int, metrics: dict[str, float], calibration=None):
         """Write the model of `state` with its tokenizer, reading settings and model card; log it as a pyfunc
         model (returns MLflow's ModelInfo)."""
         config, task = self.config, self.data.task
         with artifacts.staging_dir() as staging:
-            path = fine_tune.save_trained(self.setup, self.setup.trainer.model(state), staging / "model")
+            model = self.setup.trainer.model(state)
+            path = fine_tune.save_trained(self.setup, model, staging / "model", calibration)
             params = {k: str(v) for k, v in config.flat_params().items()}
             facts = CardFacts(
                 config.model,
@@ -196,7 +209,7 @@ class _TrackedTraining:
         """Baselines, figures, the final model and its linked metrics; ends the resume bookkeeping. Returns the
         model's URI."""
         result, metrics, task = finished.result, finished.metrics, self.data.task
-        runs.log_metrics({k: v for k, v in metrics.items() if k.startswith("baseline_")})
+        runs.log_metrics({k: v for k, v in metrics.items() if k.startswith("baseline_") or k == "temperature"})
         runs.log_outputs(figures.learning_curves(result.history, task.primary_metric))
         if result.compile_log:  # every program this process compiled: kind, shape, seconds, persistent-cache hit
             runs.log_table(pd.DataFrame(result.compile_log), "compile_log.json")
@@ -204,17 +217,15 @@ class _TrackedTraining:
             splits = {"val": result.best_validation, **({"test": finished.test} if finished.test else {})}
             runs.log_outputs(figures.tagging_outputs(task, splits, result.best_epoch))
         elif not task.is_regression:
-            validation = result.best_validation
-            title = f"validation confusion matrix (best epoch {result.best_epoch})"
-            runs.log_outputs(
-                figures.confusion(
-                    validation.labels, validation.outputs.argmax(-1), task.label_names, "val", title=title
-                )
-            )
+            splits = {"val": result.best_validation, **({"test": finished.test} if finished.test else {})}
+            temperature = finished.calibration.temperature
+            runs.log_outputs(figures.classifier_outputs(task, splits, result.best_epoch, temperature))
+            runs.log_dict(finished.calibration.to_dict(), "calibration.json")
         best = {k: v for k, v in metrics.items() if k.startswith("best_val_")}
         test = {k: v for k, v in metrics.items() if k.startswith("test_")}
         linked = self.config.log_checkpoints != "none"  # the final model is the best epoch's checkpoint
-        info = self.log_model(result.best_model_state, "model", result.best_epoch if linked else 0, {**best, **test})
+        step = result.best_epoch if linked else 0
+        info = self.log_model(result.best_model_state, "model", step, {**best, **test}, finished.calibration)
         runs.log_metrics({"best_epoch": float(result.best_epoch)})
         model_id = info.model_id if linked else None
         artifacts.log_linked_metrics(best, result.best_epoch, model_id, self.datasets.get("validation"))
@@ -241,7 +252,14 @@ def _outage_paragraph(background, writer, run_id: str, command: str, epochs: int
 
 def describe(outcome: TrainOutcome) -> str:
     """The lines printed at the end of `train`."""
-    shown = {k: v for k, v in outcome.metrics.items() if k.startswith(("test_", "best_val_"))}
+    shown = {  # one class's scores are many lines: the UI and the per-class tables hold them
+        k: v
+        for k, v in outcome.metrics.items()
+        if k.startswith(("test_", "best_val_"))
+        and not k.split("_", 2 if k.startswith("best") else 1)[-1].startswith(tuple(f"{m}_" for m in PER_CLASS_METRICS))
+    }
+    if "temperature" in outcome.metrics:
+        shown["temperature"] = outcome.metrics["temperature"]
     lines = [f"run {outcome.run_id}: best epoch {outcome.best_epoch}, wall time {outcome.wall_time_s:.1f} s"]
     lines += [f"  {k} = {v:.4f}" for k, v in sorted(shown.items()) if np.isfinite(v)]
     lines.append(f"model: {outcome.model_uri}   (also runs:/{outcome.run_id}/model)")

@@ -17,6 +17,7 @@ from flax import nnx
 from bertcls.data.batching import TokenizedSplit
 from bertcls.data.reading import ReadingSettings
 from bertcls.data.tokenize import encode_texts, padded_matrix
+from bertcls.evaluation.calibration import Calibration, scaled_probs
 from bertcls.model.bert import BertClassifier
 from bertcls.model.tokenizer import load_tokenizer
 from bertcls.model.weights import load_model
@@ -26,8 +27,16 @@ from bertcls.train.inference import infer_outputs
 class Predictor:
     """A loaded classifier plus its tokenizer, label names and padding buckets."""
 
-    def __init__(self, model: BertClassifier, tokenizer, settings: ReadingSettings, batch_size: int = 32):
+    def __init__(
+        self,
+        model: BertClassifier,
+        tokenizer,
+        settings: ReadingSettings,
+        batch_size: int = 32,
+        calibration: Calibration | None = None,
+    ):
         self.tokenizer = tokenizer
+        self.calibration = calibration or Calibration()  # the temperature fitted after training (1: none)
         self.settings = settings  # how the model reads text: saved with it, never taken from run params
         self.label_names: list[str] = list(settings.label_names)
         self.is_regression = model.config.num_labels == 1
@@ -49,7 +58,8 @@ class Predictor:
     @classmethod
     def from_dir(cls, model_dir: Path, batch_size: int = 32) -> Predictor:
         model, meta = load_model(model_dir)
-        return cls(model, load_tokenizer(model_dir), ReadingSettings.from_model_meta(meta), batch_size)
+        settings, calibration = ReadingSettings.from_model_meta(meta), Calibration.from_dict(meta.get("calibration"))
+        return cls(model, load_tokenizer(model_dir), settings, batch_size, calibration)
 
     def tokenize(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> TokenizedSplit:
         """Rows as the model was trained on them: truncated texts, or each text's overlapping windows."""
@@ -75,9 +85,16 @@ class Predictor:
         """[T, num_labels] logits or [T, 1] scores for raw texts (and pairs), in input order."""
         return self.outputs(self.tokenize(texts, pairs)) if len(texts) else np.zeros((0, 1), np.float32)
 
-    def predict_frame(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> pd.DataFrame:
-        """What the logged model answers: `label` and one `prob_<label>` column per class, or `score`."""
-        return predictions_frame(self, self.predict(texts, pairs))
+    def predict_frame(
+        self, texts: Sequence[str], pairs: Sequence[str] | None = None, calibrated: bool = True
+    ) -> pd.DataFrame:
+        """What the logged model answers: `label` and one `prob_<label>` column per class (calibrated unless
+        `calibrated` is false), or `score`."""
+        return predictions_frame(self, self.predict(texts, pairs), calibrated)
+
+    def probabilities(self, outputs: np.ndarray, calibrated: bool = True) -> np.ndarray:
+        """[T, C] class probabilities of [T, C] logits: softmax(logits / T) with the fitted temperature, or T = 1."""
+        return scaled_probs(outputs, self.calibration.temperature if calibrated else 1.0)
 
 
 def load(model_dir: str | Path, batch_size: int = 32) -> Predictor:
@@ -85,11 +102,11 @@ def load(model_dir: str | Path, batch_size: int = 32) -> Predictor:
     return Predictor.from_dir(Path(model_dir), batch_size)
 
 
-def predictions_frame(predictor: Predictor, outputs: np.ndarray) -> pd.DataFrame:
-    """Model outputs -> the documented output DataFrame."""
+def predictions_frame(predictor: Predictor, outputs: np.ndarray, calibrated: bool = True) -> pd.DataFrame:
+    """Model outputs -> the documented output DataFrame (probabilities calibrated unless `calibrated` is false)."""
     if predictor.is_regression:
         return pd.DataFrame({"score": outputs[:, 0].astype(np.float64)})
-    probs = softmax(outputs.astype(np.float64))
+    probs = predictor.probabilities(outputs, calibrated)
     frame = pd.DataFrame({"label": [predictor.label_names[i] for i in probs.argmax(axis=-1)]})
     for i, name in enumerate(predictor.label_names):
         frame[f"prob_{name}"] = probs[:, i]

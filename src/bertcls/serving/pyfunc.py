@@ -4,8 +4,9 @@ Input: what `bertcls.serving.inputs.read_texts` accepts (a list of strings, or a
 and, for pair tasks, `text_pair`), checked by our code: the logged signature declares outputs only, so
 MLflow passes inputs through unchanged instead of feeding an unnamed first column. Bad input raises an
 MlflowException with INVALID_PARAMETER_VALUE (HTTP 400 when served) naming what was expected.
-Output: a DataFrame with `label` then one `prob_<label>` column per class in label order; for
-regression a single `score` column. A word tagger (task=ner) takes texts or pre-split words (`tokens`) and
+Output: a DataFrame with `label` then one `prob_<label>` column per class in label order, calibrated by the
+temperature fitted after training (the model's own with the param `calibrated=false`); for regression a single
+`score` column. A word tagger (task=ner) takes texts or pre-split words (`tokens`) and
 answers an `entities` column (type, text, start, end, score per entity; `bertcls.serving.tagging`), and with
 the param `return_tags=true` the `words` and their `tags`.
 """
@@ -38,6 +39,18 @@ class BertclsPyfunc(mlflow.pyfunc.PythonModel):
                 texts, pairs = read_texts(model_input, self.predictor.has_text_pair)
         except InputError as err:
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
+        params = params or {}
         if self.predictor.is_tagger:
-            return entities_frame(self.predictor, texts, sentences, bool((params or {}).get("return_tags", False)))
-        return predictions_frame(self.predictor, self.predictor.predict(texts, pairs))
+            return entities_frame(self.predictor, texts, sentences, _flag(params, "return_tags", False))
+        outputs = self.predictor.predict(texts, pairs)
+        return predictions_frame(self.predictor, outputs, _flag(params, "calibrated", True))
+
+
+def _flag(params: dict, name: str, default: bool) -> bool:
+    """A boolean param as MLflow passes it (a bool when the signature declares it; a string from older clients)."""
+    value = params.get(name, default)
+    if isinstance(value, str):
+        if value.lower() not in ("true", "false"):
+            raise MlflowException(f"The param {name!r} must be true or false, got {value!r}.", INVALID_PARAMETER_VALUE)
+        return value.lower() == "true"
+    return bool(value)

@@ -81,8 +81,9 @@ def log_model(
     if predictor.is_tagger:
         signature = tagger_signature()
     else:
-        signature = infer_signature(
-            model_output=predictions_frame(predictor, predictor.predict(example_texts, example_pairs))
+        signature = infer_signature(  # params: what a request may set, `calibrated` for classifiers
+            model_output=predictions_frame(predictor, predictor.predict(example_texts, example_pairs)),
+            params=None if predictor.is_regression else {"calibrated": True},
         )
     package = Path(bertcls.__file__).resolve().parent
     with signals_deferred(), warnings.catch_warnings():

@@ -22,6 +22,7 @@ from bertcls.data.batching import check_batch_size
 from bertcls.data.pipeline import class_warnings
 from bertcls.data.reading import ReadingSettings
 from bertcls.errors import ConfigError
+from bertcls.evaluation.calibration import Calibration, calibrate, calibration_metrics
 from bertcls.evaluation.metrics import baseline_metrics
 from bertcls.hub import resolve_model
 from bertcls.model.bert import BertClassifier
@@ -29,6 +30,7 @@ from bertcls.model.config import TOKEN_HEAD, ModelConfig
 from bertcls.model.tokenizer import load_tokenizer
 from bertcls.model.weights import LoadReport, load_hf_checkpoint, save_model
 from bertcls.paths import cache_root
+from bertcls.train.class_weights import class_weight_vector, example_weights
 from bertcls.train.loop import FitResult, SplitPredictions, fit, predict_split, steps_per_epoch
 from bertcls.train.optim import make_optimizer
 from bertcls.train.progress import ProgressBar, rate_label
@@ -49,6 +51,7 @@ class Setup:
     data_warnings: list[str]  # e.g. a class too small to be scored; also logged as warnings
     report: LoadReport  # which parameters the checkpoint lacked (the new head)
     trainer: Trainer  # device state and compiled steps
+    class_weights: Any = None  # [C] float32 loss weight per class (class_weights), None: unweighted
 
 
 @dataclasses.dataclass
@@ -59,6 +62,7 @@ class FineTuned:
     result: FitResult  # per-epoch history, best epoch, best validation predictions
     metrics: dict[str, float]  # best_epoch, best_val_*, test_* (with a test split), baseline_{val,test}_*
     test: SplitPredictions | None  # the best model's outputs on the test split, one row per text
+    calibration: Calibration = dataclasses.field(default_factory=Calibration)  # the temperature saved with the model
 
     @property
     def model(self) -> BertClassifier:
@@ -67,7 +71,7 @@ class FineTuned:
 
     def save(self, directory: str | Path) -> Path:
         """Write the model with its tokenizer and reading settings; `bertcls.load(directory)` predicts with it."""
-        return save_trained(self.setup, self.model, Path(directory))
+        return save_trained(self.setup, self.model, Path(directory), self.calibration)
 
 
 def check_model_against_data(model_config: ModelConfig, config: TrainConfig) -> None:
@@ -101,6 +105,7 @@ def prepare(config: TrainConfig, resolve: Callable[[str], Path] = resolve_model)
     check_model_against_data(arch, config)
     tokenizer = load_tokenizer(model_dir, arch.vocab_size)
     data = prepare_data(config.data, tokenizer)
+    weights = _class_weights(config, data)
     data_warnings = class_warnings(data)
     for warning in data_warnings:
         log.warning("%s", warning)
@@ -113,7 +118,25 @@ def prepare(config: TrainConfig, resolve: Callable[[str], Path] = resolve_model)
     tx = make_optimizer(config.optim, total_steps, lr_scale_fn(config.optim.llrd, arch.num_layers))
     trainable = trainable_filter(config.finetune, config.freeze_layers, arch.num_layers)
     trainer = Trainer(model, tx, make_data_mesh(), data.task.is_regression, config.seed, trainable)
-    return Setup(config, model_dir, tokenizer, data, data_warnings, report, trainer)
+    return Setup(config, model_dir, tokenizer, data, data_warnings, report, trainer, weights)
+
+
+def _class_weights(config: TrainConfig, data: PreparedData):
+    """The per-class loss weights of `config.class_weights` ([C], or None), set on the training rows in place."""
+    if config.class_weights.strip() == "none":
+        return None
+    if data.task.is_regression or data.task.token_level:
+        raise ConfigError(
+            f"class_weights applies to text classification; {data.task.name} is a {data.task.kind} task. Drop "
+            "class_weights (or set it to none)."
+        )
+    train = data.splits["train"]
+    weights = class_weight_vector(config.class_weights, train.text_labels(), tuple(data.task.label_names))
+    data.splits["train"] = dataclasses.replace(train, weights=example_weights(weights, train.labels))
+    log.info(
+        "class weights: %s", ", ".join(f"{n} {w:.4g}" for n, w in zip(data.task.label_names, weights, strict=True))
+    )
+    return weights
 
 
 def _baselines(data: PreparedData) -> dict[str, float]:
@@ -140,7 +163,28 @@ def finish(setup: Setup, result: FitResult) -> FineTuned:
         metrics.update({f"test_{k}": v for k, v in test.metrics.items()})
         metrics["test_loss"] = test.loss
     metrics.update(_baselines(data))
-    return FineTuned(setup, result, metrics, test)
+    calibration = Calibration()
+    if not data.task.is_regression and not data.task.token_level:
+        calibration = _calibrate(result.best_validation, test, metrics, fit=config.calibrate)
+    return FineTuned(setup, result, metrics, test, calibration)
+
+
+def _calibrate(validation: SplitPredictions, test: SplitPredictions | None, metrics: dict, fit: bool) -> Calibration:
+    """Temperature scaling fitted on the best epoch's validation outputs (if `fit`); ECE, Brier and NLL with and
+    without it (best_val_*, test_*) and the temperature added to `metrics`. A fit refused (too few texts) is
+    logged; without `fit` the measures are still reported, at temperature 1."""
+    if fit:
+        calibration = calibrate(validation.outputs, validation.labels)
+    else:
+        calibration = Calibration(note="calibrate=false: the probabilities are the model's own (temperature 1)")
+    if calibration.note and fit:
+        log.warning("calibration: %s.", calibration.note)
+    metrics["temperature"] = calibration.temperature
+    for prefix, split in (("best_val", validation), ("test", test)):
+        if split is not None:
+            found = calibration_metrics(split.outputs, split.labels, calibration.temperature)
+            metrics.update({f"{prefix}_{k}": v for k, v in found.items()})
+    return calibration
 
 
 def fine_tune(config: TrainConfig, callbacks: Sequence[Any] = (), progress_bar: bool = True) -> FineTuned:
@@ -170,9 +214,12 @@ def reading_settings(setup: Setup) -> ReadingSettings:
     )
 
 
-def save_trained(setup: Setup, model: BertClassifier, directory: Path) -> Path:
-    """Our format (weights + config + reading settings) and the tokenizer, in `directory`."""
+def save_trained(setup: Setup, model: BertClassifier, directory: Path, calibration: Calibration | None = None) -> Path:
+    """Our format (weights + config + reading settings + the calibration, when decided) and the tokenizer, in
+    `directory`."""
     extra = {"reading_settings": reading_settings(setup).to_dict()}
+    if calibration is not None:  # also when not fitted: its note says why
+        extra["calibration"] = calibration.to_dict()
     save_model(model, directory, list(setup.data.task.label_names), extra=extra)
     setup.tokenizer.save_pretrained(str(directory))
     return directory
