@@ -16,7 +16,7 @@ CHECKPOINT_MODES = ("none", "best", "all")
 PRECISION_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # train `precision` -> the model's compute dtype
 AUTO_PRECISION = "auto"  # bf16 on accelerators (GPU, TPU), fp32 on CPU: resolved when the model is built
 LONG_TEXT_MODES = ("truncate", "windows")
-TASK_TYPES = ("auto", "text", "ner")  # auto: ner when the data holds word lists and tag lists, else text
+TASK_TYPES = ("auto", "text", "multilabel", "ner")  # auto: decided from the data (data.pipeline, data.multilabel)
 DEFAULT_EXPERIMENT = "bertcls"  # train, make train, evaluate and register meet here
 SPLITS = ("train", "validation", "test")
 NO_WEIGHTS, BALANCED = "none", "balanced"  # class_weights besides a list of numbers
@@ -28,16 +28,18 @@ class DataConfig:
 
     dataset: str = option(
         "sms_spam",
-        "bundled name (sms_spam, bbc_news, btc), glue/<task>, or a Hugging Face hub dataset id",
+        "bundled name (sms_spam, bbc_news, btc, goemotions), glue/<task>, or a Hugging Face hub dataset id",
         docs="([data.md](data.md)); ignored when `train_file` is given",
     )
     dataset_config: str | None = option(None, "hub dataset configuration name")
     task: str = option(
         "auto",
-        "text: one label (or score) per text; ner: one tag per word (named entities, or any word tagging); auto: "
-        "ner when the data holds lists of words and tags (CoNLL files, tokens / ner_tags columns), else text",
+        "text: one label (or score) per text; multilabel: a set of labels per text (sigmoid outputs); ner: one tag "
+        "per word (named entities, or any word tagging); auto: ner when the data holds lists of words and tags "
+        "(CoNLL files, tokens / ner_tags columns), multilabel when the label column holds lists or label_delimiter "
+        "/ label_columns is set, else text",
         choices=TASK_TYPES,
-        docs="([token-classification.md](token-classification.md))",
+        docs="([multi-label.md](multi-label.md), [token-classification.md](token-classification.md))",
     )
     label_all_tokens: bool = option(
         False,
@@ -61,6 +63,16 @@ class DataConfig:
         None,
         "label column (default `label`; numbers that are not whole: regression; task=ner: the tag lists, default "
         "`tags` or `ner_tags`)",
+    )
+    label_delimiter: str | None = option(
+        None,
+        "multi-label: the label column holds delimited strings, e.g. `,` for `sports,politics` (an empty cell is "
+        "the empty set)",
+    )
+    label_columns: str | None = option(
+        None,
+        "multi-label: one 0/1 column per label, named in label order, separated by spaces or commas (e.g. "
+        "`toxic insult threat`); replaces label_column",
     )
     max_seq_length: int = option(128, "tokens per row; must not exceed the model's position limit", reading=True)
     split_seed: int = option(42, "seed of the 80/10/10 split for sources without validation/test")
@@ -107,6 +119,21 @@ class DataConfig:
             raise ConfigError(
                 f"label_all_tokens applies to word tagging (task=ner), not to task=text. Drop it, or use "
                 f"{setting('task', 'ner')}."
+            )
+        if self.label_columns is not None and (self.label_column or self.label_delimiter):
+            raise ConfigError(
+                "label_columns names one 0/1 column per label, so label_column and label_delimiter do not apply. "
+                "Drop them, or drop label_columns to read one column of label lists."
+            )
+        if (self.label_columns is not None or self.label_delimiter) and self.task in ("text", "ner"):
+            raise ConfigError(
+                f"label_delimiter and label_columns describe multi-label data, but task={self.task}. Use "
+                f"{setting('task', 'multilabel')} (or auto), or drop them."
+            )
+        if self.label_delimiter == "" or (self.label_columns is not None and not self.label_columns.strip()):
+            raise ConfigError(
+                "label_delimiter and label_columns must not be empty: give the delimiter (e.g. ,) or the label "
+                "columns (e.g. toxic insult threat), or leave them unset."
             )
         if self.max_windows < 1:
             raise ConfigError(f"max_windows must be at least 1, got {self.max_windows}.")

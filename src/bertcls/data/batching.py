@@ -30,7 +30,7 @@ class TokenizedSplit:
     input_ids: np.ndarray  # [N, L] int32
     token_type_ids: np.ndarray  # [N, L] int32
     lengths: np.ndarray  # [N] int32, real tokens per row
-    labels: np.ndarray  # [N] int32 (classification) or float32 (regression)
+    labels: np.ndarray  # [N] int32 (classification), float32 (regression), or [N, L] float32 multi-hot (multi-label)
     documents: np.ndarray | None = None  # [N] int32 text index of each row; None: one row per text
     weights: np.ndarray | None = None  # [N] float32 loss weight of each row (class_weights); None: all 1
 
@@ -42,8 +42,12 @@ class TokenizedSplit:
         return len(self) if self.documents is None else (int(self.documents.max()) + 1 if len(self) else 0)
 
     def text_labels(self) -> np.ndarray:
-        """[T] one label per text (the labels of its windows are all the same)."""
-        return self.labels if self.documents is None else pool_by_text(self.labels[:, None], self.documents)[:, 0]
+        """[T] one label per text, or [T, L] label sets (the labels of a text's windows are all the same)."""
+        if self.documents is None:
+            return self.labels
+        if self.labels.ndim == 2:  # [N, L] multi-hot label sets
+            return pool_by_text(self.labels, self.documents)
+        return pool_by_text(self.labels[:, None], self.documents)[:, 0]
 
     def text_outputs(self, outputs: np.ndarray) -> np.ndarray:
         """[T, C] per-text outputs from [N, C] per-row outputs: the mean over each text's windows."""
@@ -159,7 +163,9 @@ def collate(split: TokenizedSplit, plan: np.ndarray, buckets: tuple[int, ...]) -
         "input_ids": split.input_ids[rows, :width],  # [B, S]
         "token_type_ids": split.token_type_ids[rows, :width],  # [B, S]
         "attention_mask": (positions < split.lengths[rows][:, None]).astype(np.int32),  # [B, S]
-        "labels": split.labels[rows, :width] if split.labels.ndim == 2 else split.labels[rows],  # [B, S] or [B]
+        "labels": split.labels[rows, :width]
+        if isinstance(split, TaggedSplit)
+        else split.labels[rows],  # [B, S], [B(, L)]
         "weights": real * split.weights[rows] if split.weights is not None else real.astype(np.float32),  # [B]
     }
 

@@ -8,12 +8,12 @@ import datasets
 import numpy as np
 
 from bertcls.config import DataConfig
-from bertcls.data import tagging
+from bertcls.data import multilabel, tagging
 from bertcls.data.batching import TokenizedSplit, fit_buckets
 from bertcls.data.prepared import PreparedData
 from bertcls.data.sources import GLUE, RawSource, load_source
 from bertcls.data.splits import CleaningStats, cap_samples, drop_duplicate_texts, drop_incomplete_rows, make_splits
-from bertcls.data.tasks import TaskSpec, label_name, primary_metric_for
+from bertcls.data.tasks import MULTI_LABEL_PRIMARY_METRIC, TaskSpec, label_name, primary_metric_for
 from bertcls.data.tokenize import padded_matrix, tokenize_split, tokenizer_fingerprint
 from bertcls.errors import DataError
 
@@ -94,7 +94,8 @@ def _standardize(source: RawSource) -> datasets.DatasetDict:
         for original, column in wanted.items():
             if column != "label":
                 split = as_text(split, column, name, original)
-        _check_label_type(split, name, source.label_column)
+        if source.label_column != multilabel.LABEL_SETS:  # label sets were checked as they were read
+            _check_label_type(split, name, source.label_column)
         out[name] = split
     return datasets.DatasetDict(out)
 
@@ -130,6 +131,8 @@ def _label_names(source: RawSource, train_labels: list) -> tuple[str, ...]:
 
 def _encode_labels(split: datasets.Dataset, name: str, task: TaskSpec, from_class_label: bool) -> np.ndarray:
     raw = list(split["label"])
+    if task.multi_label:
+        return multilabel.multi_hot(raw, task.label_names, name)  # [N, L]
     if task.is_regression:
         return np.asarray(raw, dtype=np.float32)
     if from_class_label:
@@ -174,7 +177,17 @@ def _clean(
 
 
 def _task_for(source: RawSource, train_labels: list, has_text_pair: bool) -> TaskSpec:
-    """Classification (named classes, at least two) or regression, from the cleaned train labels."""
+    """Classification (named classes, at least two), multi-label (label sets over at least two labels) or
+    regression, from the cleaned train labels."""
+    if source.label_column == multilabel.LABEL_SETS:
+        names = multilabel.label_set_names(train_labels, source.label_names)
+        if len(names) < 2:
+            raise DataError(
+                f"The train split of {source.name} names {len(names)} label(s) ({', '.join(names) or 'none'}); "
+                "multi-label classification needs at least two. A single yes/no label is a text classifier: use "
+                "task=text with a 0/1 label column."
+            )
+        return TaskSpec(source.name, names, False, MULTI_LABEL_PRIMARY_METRIC, has_text_pair, multi_label=True)
     is_regression = _is_regression(source, train_labels)
     task = TaskSpec(
         name=source.name,
@@ -196,6 +209,8 @@ def split_texts(
 ) -> tuple[RawSource, datasets.DatasetDict, TaskSpec, CleaningStats]:
     """Load, clean and split as the classifier sees its data (text, text_pair, label); no tokenization yet."""
     source = source or load_source(config)
+    if multilabel.is_multilabel(source, config):
+        source = multilabel.normalize(source, config)
     splits = _standardize(source)
     if "test" in splits and _unlabelled(splits["test"], source):
         log.info("dropping the test split of %s: its labels are hidden", source.name)
@@ -207,7 +222,7 @@ def split_texts(
     text_columns = ["text", "text_pair"] if "text_pair" in splits["train"].column_names else ["text"]
     splits, stats = _clean(splits, source, text_columns, config.max_dropped_fraction)
     task = _task_for(source, list(splits["train"]["label"]), has_text_pair=len(text_columns) == 2)
-    stratify = None if task.is_regression else (lambda split: [label_name(v) for v in split["label"]])
+    stratify = None if task.is_regression or task.multi_label else (lambda s: [label_name(v) for v in s["label"]])
     splits = cap_samples(make_splits(splits, stratify, config.split_seed, stats), config)
     return source, splits, task, stats
 
@@ -225,6 +240,7 @@ def prepare_data(config: DataConfig, tokenizer) -> PreparedData:
             "or point at tagged data (CoNLL files, or tokens / tags list columns)."
         )
     source, splits, task, stats = split_texts(config, source)
+    from_class_label = source.label_names is not None and not task.multi_label
     if config.windowed and task.has_text_pair:
         raise DataError(
             f"{source.name} is a text-pair task; long_text=windows cuts single texts only. Use long_text=truncate "
@@ -236,7 +252,7 @@ def prepare_data(config: DataConfig, tokenizer) -> PreparedData:
     for name, split in splits.items():
         tokenized = tokenize_split(split, tokenizer, config.max_seq_length, task.has_text_pair, tokenizer_hash, windows)
         documents = np.asarray(tokenized["document"], dtype=np.int32)  # [N] text of each row
-        labels = _encode_labels(split, name, task, source.label_names is not None)
+        labels = _encode_labels(split, name, task, from_class_label)
         arrays[name] = TokenizedSplit(
             input_ids=padded_matrix(tokenized["input_ids"], config.max_seq_length),
             token_type_ids=padded_matrix(tokenized["token_type_ids"], config.max_seq_length),
@@ -259,8 +275,12 @@ def class_warnings(data: PreparedData) -> list[str]:
     if data.task.token_level:
         return tagging.tag_warnings(data)
     names, count = data.task.label_names, data.task.num_labels
-    train = np.bincount(data.splits["train"].text_labels().astype(int), minlength=count)
-    validation = np.bincount(data.splits["validation"].text_labels().astype(int), minlength=count)
+    if data.task.multi_label:  # texts with each label
+        train = data.splits["train"].text_labels().sum(axis=0).astype(int)
+        validation = data.splits["validation"].text_labels().sum(axis=0).astype(int)
+    else:
+        train = np.bincount(data.splits["train"].text_labels().astype(int), minlength=count)
+        validation = np.bincount(data.splits["validation"].text_labels().astype(int), minlength=count)
     found = []
     few = [f"{names[i]} ({train[i]})" for i in np.flatnonzero(train < FEW_EXAMPLES)]
     if few:

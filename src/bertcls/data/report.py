@@ -49,10 +49,17 @@ def data_report(config: DataConfig, tokenizer, batch_size: int) -> str:
             + "; ".join(
                 f"{name}: "
                 + ", ".join(
-                    f"{label}={int((s.text_labels() == i).sum())}" for i, label in enumerate(data.task.label_names)
+                    f"{label}={_label_count(s, i, data.task.multi_label)}"
+                    for i, label in enumerate(data.task.label_names)
                 )
                 for name, s in data.splits.items()
             )
         )
     lines += [f"warning: {warning}" for warning in class_warnings(data)]
     return "\n".join(lines)
+
+
+def _label_count(split, label: int, multi_label: bool) -> int:
+    """Texts of `split` with the label (multi-label: among their labels)."""
+    labels = split.text_labels()
+    return int(labels[:, label].sum()) if multi_label else int((labels == label).sum())

