@@ -26,6 +26,8 @@ class Calibration:
     temperature: float = 1.0
     fitted_on: int = 0  # validation texts the temperature was fitted on; 0: not fitted
     note: str = ""  # why it was not fitted (a logged decision), else empty
+    temperatures: tuple[float, ...] = ()  # multi-label: one per label (`temperature` is unused), else empty
+    thresholds: tuple[float, ...] = ()  # multi-label: each label's decision threshold on its calibrated probability
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -33,8 +35,12 @@ class Calibration:
     @classmethod
     def from_dict(cls, values: dict | None) -> Calibration:
         """A saved calibration; a model saved without one (before calibration existed, an epoch checkpoint) has
-        T = 1."""
-        return cls(**values) if values else cls()
+        T = 1 (multi-label: every T = 1 and every threshold 0.5)."""
+        if not values:
+            return cls()
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: tuple(v) if k in ("temperatures", "thresholds") else v for k, v in values.items() if k in known}
+        return cls(**values)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

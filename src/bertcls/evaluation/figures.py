@@ -147,29 +147,80 @@ def reliability_diagram(logits: np.ndarray, labels: np.ndarray, temperature: flo
     """figures/<split>_reliability.png: accuracy against mean top-label confidence per confidence bin (ECE_BINS
     equal-width bins), before and after temperature scaling, with each one's ECE; below, how many texts each bin
     holds. On the diagonal, a probability means what it says."""
-    from bertcls.evaluation.calibration import ECE_BINS, confidence_bins, expected_calibration_error, scaled_probs
+    from bertcls.evaluation.calibration import scaled_probs
+
+    shown = [("model's own", scaled_probs(logits, 1.0), "tab:red")]
+    if temperature != 1.0:
+        shown.append((f"temperature {temperature:.3g}", scaled_probs(logits, temperature), "tab:blue"))
+    return _reliability(shown, labels, split, "texts", "confidence (top-label probability)")
+
+
+def _reliability(shown: list[tuple[str, np.ndarray, str]], labels: np.ndarray, split: str, unit: str, x: str):
+    """The reliability figure of each (name, probs [N, C], colour) in `shown` against labels [N]."""
+    from bertcls.evaluation.calibration import ECE_BINS, confidence_bins, expected_calibration_error
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 6.5), height_ratios=[3, 1], sharex=True)
     top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
     edges = np.linspace(0, 1, ECE_BINS + 1)
-    shown = [("model's own", 1.0, "tab:red")]
-    if temperature != 1.0:
-        shown.append((f"temperature {temperature:.3g}", temperature, "tab:blue"))
-    for i, (name, t, colour) in enumerate(shown):
-        probs = scaled_probs(logits, t)
+    for i, (name, probs, colour) in enumerate(shown):
         count, confidence, accuracy = confidence_bins(probs, labels)
         filled = count > 0
         ece = expected_calibration_error(probs, labels)
         top.plot(confidence[filled], accuracy[filled], marker="o", color=colour, label=f"{name}: ECE {ece:.4f}")
         width = (edges[1] - edges[0]) / len(shown)
         bottom.bar(edges[:-1] + i * width, count, width=width, align="edge", color=colour, alpha=0.7)
-    top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02), title=f"{split} reliability ({len(labels)} texts)")
+    top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02), title=f"{split} reliability ({len(labels)} {unit})")
     top.grid(alpha=0.3)
     top.legend(loc="upper left", fontsize=8)
-    bottom.set(xlabel="confidence (top-label probability)", ylabel="texts", yscale="log")
+    bottom.set(xlabel=x, ylabel=unit, yscale="log")
     bottom.grid(alpha=0.3)
     fig.tight_layout()
     return {f"figures/{split}_reliability.png": fig}
+
+
+def multilabel_outputs(task, predictions: dict, calibration) -> Outputs:
+    """A multi-label classifier's outputs per split (val, test): <split>_per_label_metrics.json (precision,
+    recall, F1, support, average precision, threshold, temperature per label, at the tuned thresholds) and the
+    reliability diagram of every (text, label) forecast before and after the per-label temperatures."""
+    import pandas as pd
+    from sklearn import metrics as skm
+
+    from bertcls.evaluation.multilabel import decide, sigmoid_probs
+
+    temperatures = calibration.temperatures or (1.0,) * task.num_labels
+    thresholds = calibration.thresholds or (0.5,) * task.num_labels
+    outputs: Outputs = {}
+    for split, result in predictions.items():
+        probs = sigmoid_probs(result.outputs, temperatures)  # [T, L]
+        labels = np.asarray(result.labels).astype(int)  # [T, L]
+        predicted = decide(probs, thresholds).astype(int)
+        precision, recall, f1, support = skm.precision_recall_fscore_support(
+            labels, predicted, average=None, zero_division=0
+        )
+        ap = [
+            skm.average_precision_score(labels[:, i], probs[:, i]) if labels[:, i].any() else float("nan")
+            for i in range(task.num_labels)
+        ]
+        outputs[f"{split}_per_label_metrics.json"] = pd.DataFrame(
+            {
+                "label": list(task.label_names),
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+                "support": support.astype(int),
+                "average_precision": ap,
+                "threshold": list(thresholds),
+                "temperature": list(temperatures),
+            }
+        )
+        flat = labels.reshape(-1)
+        own = sigmoid_probs(result.outputs).reshape(-1)
+        shown = [("model's own", np.stack([1 - own, own], -1), "tab:red")]
+        if any(t != 1.0 for t in temperatures):
+            after = probs.reshape(-1)
+            shown.append(("per-label temperatures", np.stack([1 - after, after], -1), "tab:blue"))
+        outputs.update(_reliability(shown, flat, split, "text-label pairs", "confidence (of the forecast yes / no)"))
+    return outputs
 
 
 def precision_recall_curves(probs: np.ndarray, labels: np.ndarray, names: tuple[str, ...], split: str) -> Outputs:

@@ -15,6 +15,14 @@ from sklearn import metrics as skm
 
 from bertcls.data.tasks import PER_CLASS_METRICS, TaskSpec, per_class_key
 from bertcls.errors import ConfigError
+from bertcls.evaluation.multilabel import (
+    DEFAULT_THRESHOLD,
+    binary_nll,
+    decide,
+    majority_set_outputs,
+    multilabel_metrics,
+    sigmoid_probs,
+)
 
 
 def _real(weights: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
@@ -55,8 +63,11 @@ def regression_metrics(predictions: np.ndarray, targets: np.ndarray) -> dict[str
 
 
 def compute_metrics(task: TaskSpec, outputs: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> dict[str, float]:
-    """outputs: [N, num_labels] logits (or [N, 1] scores); labels, weights: [N]."""
+    """outputs: [N, num_labels] logits (or [N, 1] scores); labels: [N] (multi-label: [N, L]); weights: [N]."""
     outputs, labels = _real(weights, outputs, labels)
+    if task.multi_label:  # per-epoch figures at threshold 0.5 and T = 1; the tuned ones come after training
+        probs = sigmoid_probs(outputs)
+        return multilabel_metrics(decide(probs, DEFAULT_THRESHOLD), labels, probs, task.per_class_labels())
     if task.is_regression:
         return regression_metrics(outputs.reshape(-1).astype(np.float64), labels.astype(np.float64))
     return classification_metrics(outputs.argmax(axis=-1), labels, task.num_labels, task.per_class_labels())
@@ -65,6 +76,8 @@ def compute_metrics(task: TaskSpec, outputs: np.ndarray, labels: np.ndarray, wei
 def baseline_metrics(task: TaskSpec, train_labels: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """The metrics of a model that learned nothing: always the training split's majority class (regression: its
     mean), scored on `labels`. A candidate for @champion must beat them."""
+    if task.multi_label:  # always the training split's most frequent label set (often the empty one)
+        return compute_metrics(task, majority_set_outputs(train_labels, len(labels)), labels, np.ones(len(labels)))
     if task.is_regression:
         constant = np.full((len(labels), 1), float(np.mean(train_labels)))
         return compute_metrics(task, constant, labels, np.ones(len(labels)))
@@ -84,6 +97,8 @@ def mean_loss(task: TaskSpec, outputs: np.ndarray, labels: np.ndarray) -> float:
         return float("nan")
     if task.is_regression:
         return float(np.mean((outputs[:, 0] - labels) ** 2))
+    if task.multi_label:
+        return binary_nll(outputs, labels)
     top = outputs.max(axis=-1, keepdims=True)  # [N, 1]
     log_norm = top[:, 0] + np.log(np.exp(outputs - top).sum(axis=-1))  # [N]
     return float(np.mean(log_norm - outputs[np.arange(len(outputs)), labels]))

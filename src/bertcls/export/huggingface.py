@@ -36,14 +36,16 @@ def check_exportable(config: ModelConfig) -> None:
         )
 
 
-def hf_config(config: ModelConfig, label_names: list[str] | None) -> dict:
-    """config.json of the matching *ForSequenceClassification (a tagger: *ForTokenClassification) model."""
+def hf_config(config: ModelConfig, label_names: list[str] | None, multi_label: bool = False) -> dict:
+    """config.json of the matching *ForSequenceClassification (a tagger: *ForTokenClassification) model;
+    `multi_label`: problem_type multi_label_classification, so transformers trains it with BCE as we did."""
     regression = config.num_labels == 1
     names = list(label_names) if label_names else [f"LABEL_{i}" for i in range(config.num_labels)]
     labels = {"id2label": {str(i): n for i, n in enumerate(names)}, "label2id": {n: i for i, n in enumerate(names)}}
     if config.head == TOKEN_HEAD:
         return {"architectures": [HF_TOKEN_CLASSES[config.model_type]], **config.to_hf_dict(), **labels}
-    labels["problem_type"] = "regression" if regression else "single_label_classification"
+    kind = "multi_label_classification" if multi_label else "single_label_classification"
+    labels["problem_type"] = "regression" if regression else kind
     return {"architectures": [HF_CLASSES[config.model_type]], **config.to_hf_dict(), **labels}
 
 
@@ -62,7 +64,8 @@ def export(model_dir: Path, out_dir: Path, card: str) -> Path:
         raise ExportError(f"{out_dir} exists and is not empty. Export into a new (or empty) directory.")
     with written_atomically(out_dir) as staging:
         save_file(hf_state_dict(model), str(staging / "model.safetensors"), metadata={"format": "pt"})
-        config = hf_config(model.config, meta.get("label_names"))
+        task_type = (meta.get("reading_settings") or {}).get("task_type")
+        config = hf_config(model.config, meta.get("label_names"), multi_label=task_type == "multilabel")
         (staging / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         for name in TOKENIZER_FILES:
             if (Path(model_dir) / name).is_file():

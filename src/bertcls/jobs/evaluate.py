@@ -11,7 +11,7 @@ from bertcls.config import DEFAULT_EXPERIMENT, DataConfig
 from bertcls.data import PreparedData, prepare_data
 from bertcls.data.tags import OUTSIDE
 from bertcls.errors import DataError
-from bertcls.evaluation import figures
+from bertcls.evaluation import figures, multilabel
 from bertcls.evaluation.calibration import calibration_metrics
 from bertcls.evaluation.metrics import (
     compute_metrics,
@@ -72,6 +72,9 @@ def evaluate(
             runs.log_outputs(
                 figures.tagging_outputs(data.task, {split: result}, 0, title=f"{split} word tags, {model_uri}")
             )
+        elif data.task.multi_label:
+            result = SplitPredictions(outputs, data.splits[split].text_labels(), 0.0, {})
+            runs.log_outputs(figures.multilabel_outputs(data.task, {split: result}, predictor.calibration))
         elif not data.task.is_regression:
             title = f"{split} confusion matrix, {model_uri}"
             runs.log_outputs(_tables(predictor, data, split, outputs, top_mistakes, title))
@@ -129,7 +132,13 @@ def _scores(predictor: Predictor, data: PreparedData, split: str, extra_metrics:
     predictor.predict(list(sample["text"]), pairs)
     texts_per_s = len(sample) / (time.perf_counter() - start)
 
-    labels = tokenized.text_labels()  # [T]; outputs are per text too (windows averaged)
+    labels = tokenized.text_labels()  # [T] ([T, L] label sets); outputs are per text too (windows averaged)
+    if data.task.multi_label:
+        if extra_metrics:
+            raise DataError("extra_metric applies to single-label text tasks; drop it for a multi-label model.")
+        metrics = _multilabel_scores(predictor, data.task, outputs, labels, split)
+        metrics["predict_texts_per_s"] = texts_per_s
+        return outputs, metrics
     metrics = {f"{split}_{k}": v for k, v in compute_metrics(data.task, outputs, labels, np.ones(len(labels))).items()}
     metrics[f"{split}_loss"] = mean_loss(data.task, outputs, labels)
     if not data.task.is_regression:  # with the model's temperature, and without (T = 1)
@@ -141,6 +150,18 @@ def _scores(predictor: Predictor, data: PreparedData, split: str, extra_metrics:
         metrics.update({f"{split}_{k}": v for k, v in extra_metric(name, predictions, labels).items()})
     metrics["predict_texts_per_s"] = texts_per_s
     return outputs, metrics
+
+
+def _multilabel_scores(predictor: Predictor, task, outputs: np.ndarray, labels: np.ndarray, split: str) -> dict:
+    """A multi-label model scored as it answers: its per-label temperatures and tuned thresholds; ECE / Brier /
+    NLL with and without the temperatures."""
+    probs = predictor.probabilities(outputs)  # [T, L]
+    predicted = multilabel.decide(probs, predictor.thresholds())
+    found = multilabel.multilabel_metrics(predicted, labels, probs, task.per_class_labels())
+    found.update(multilabel.calibration_metrics(outputs, labels, predictor.calibration.temperatures or None))
+    metrics = {f"{split}_{k}": v for k, v in found.items()}
+    metrics[f"{split}_loss"] = mean_loss(task, outputs, labels)
+    return metrics
 
 
 def _tables(

@@ -209,13 +209,19 @@ class _TrackedTraining:
         """Baselines, figures, the final model and its linked metrics; ends the resume bookkeeping. Returns the
         model's URI."""
         result, metrics, task = finished.result, finished.metrics, self.data.task
-        runs.log_metrics({k: v for k, v in metrics.items() if k.startswith("baseline_") or k == "temperature"})
+        runs.log_metrics(
+            {k: v for k, v in metrics.items() if k.startswith("baseline_") or k in ("temperature", "mean_threshold")}
+        )
         runs.log_outputs(figures.learning_curves(result.history, task.primary_metric))
         if result.compile_log:  # every program this process compiled: kind, shape, seconds, persistent-cache hit
             runs.log_table(pd.DataFrame(result.compile_log), "compile_log.json")
         if task.token_level:
             splits = {"val": result.best_validation, **({"test": finished.test} if finished.test else {})}
             runs.log_outputs(figures.tagging_outputs(task, splits, result.best_epoch))
+        elif task.multi_label:
+            splits = {"val": result.best_validation, **({"test": finished.test} if finished.test else {})}
+            runs.log_outputs(figures.multilabel_outputs(task, splits, finished.calibration))
+            runs.log_dict(finished.calibration.to_dict(), "calibration.json")
         elif not task.is_regression:
             splits = {"val": result.best_validation, **({"test": finished.test} if finished.test else {})}
             temperature = finished.calibration.temperature

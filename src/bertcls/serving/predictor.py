@@ -13,11 +13,13 @@ import jax
 import numpy as np
 import pandas as pd
 from flax import nnx
+from scipy import special
 
 from bertcls.data.batching import TokenizedSplit
 from bertcls.data.reading import ReadingSettings
 from bertcls.data.tokenize import encode_texts, padded_matrix
 from bertcls.evaluation.calibration import Calibration, scaled_probs
+from bertcls.evaluation.multilabel import DEFAULT_THRESHOLD, sigmoid_probs
 from bertcls.model.bert import BertClassifier
 from bertcls.model.tokenizer import load_tokenizer
 from bertcls.model.weights import load_model
@@ -45,6 +47,7 @@ class Predictor:
         self.has_text_pair = settings.has_text_pair
         self.windows = settings.windows
         self.is_tagger = settings.task_type == "ner"  # answers entities per text (serving.tagging)
+        self.is_multilabel = settings.task_type == "multilabel"  # answers a label set per text
         self.batch_size = batch_size
         graphdef, state = nnx.split(model)
         self._state = state
@@ -93,8 +96,25 @@ class Predictor:
         return predictions_frame(self, self.predict(texts, pairs), calibrated)
 
     def probabilities(self, outputs: np.ndarray, calibrated: bool = True) -> np.ndarray:
-        """[T, C] class probabilities of [T, C] logits: softmax(logits / T) with the fitted temperature, or T = 1."""
+        """[T, C] class probabilities of [T, C] logits: softmax(logits / T) with the fitted temperature, or T = 1
+        (multi-label: each label's sigmoid(logit / T_l))."""
+        if self.is_multilabel:
+            temperatures = self.calibration.temperatures if calibrated and self.calibration.temperatures else None
+            return sigmoid_probs(outputs, temperatures)
         return scaled_probs(outputs, self.calibration.temperature if calibrated else 1.0)
+
+    def thresholds(self, calibrated: bool = True, threshold: float | None = None) -> np.ndarray:
+        """[L] each label's decision threshold on the probabilities `probabilities(calibrated)` returns: the ones
+        tuned on validation (0.5 for a model without), moved to the raw scale for calibrated=false so the label set
+        stays the same; `threshold` instead applies one number to every label."""
+        if threshold is not None:
+            return np.full(len(self.label_names), float(threshold))
+        tuned = np.asarray(self.calibration.thresholds or [DEFAULT_THRESHOLD] * len(self.label_names), np.float64)
+        if calibrated or not self.calibration.temperatures:
+            return tuned
+        # p_raw = sigmoid(z) and p_cal = sigmoid(z / T): p_cal >= t  <=>  z >= T * logit(t)  <=>  p_raw >= ...
+        temperatures = np.asarray(self.calibration.temperatures, np.float64)
+        return special.expit(temperatures * special.logit(np.clip(tuned, 1e-12, 1 - 1e-12)))
 
 
 def load(model_dir: str | Path, batch_size: int = 32) -> Predictor:
@@ -102,11 +122,21 @@ def load(model_dir: str | Path, batch_size: int = 32) -> Predictor:
     return Predictor.from_dir(Path(model_dir), batch_size)
 
 
-def predictions_frame(predictor: Predictor, outputs: np.ndarray, calibrated: bool = True) -> pd.DataFrame:
-    """Model outputs -> the documented output DataFrame (probabilities calibrated unless `calibrated` is false)."""
+def predictions_frame(
+    predictor: Predictor, outputs: np.ndarray, calibrated: bool = True, threshold: float | None = None
+) -> pd.DataFrame:
+    """Model outputs -> the documented output DataFrame (probabilities calibrated unless `calibrated` is false).
+    Multi-label: `labels` (the label set, in label order) and `prob_<label>` per label; `threshold` overrides the
+    tuned thresholds with one number."""
     if predictor.is_regression:
         return pd.DataFrame({"score": outputs[:, 0].astype(np.float64)})
     probs = predictor.probabilities(outputs, calibrated)
+    if predictor.is_multilabel:
+        chosen = probs >= predictor.thresholds(calibrated, threshold)  # [T, L]
+        frame = pd.DataFrame({"labels": [[predictor.label_names[i] for i in np.flatnonzero(row)] for row in chosen]})
+        for i, name in enumerate(predictor.label_names):
+            frame[f"prob_{name}"] = probs[:, i]
+        return frame
     frame = pd.DataFrame({"label": [predictor.label_names[i] for i in probs.argmax(axis=-1)]})
     for i, name in enumerate(predictor.label_names):
         frame[f"prob_{name}"] = probs[:, i]

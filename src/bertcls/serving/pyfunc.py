@@ -6,7 +6,9 @@ MLflow passes inputs through unchanged instead of feeding an unnamed first colum
 MlflowException with INVALID_PARAMETER_VALUE (HTTP 400 when served) naming what was expected.
 Output: a DataFrame with `label` then one `prob_<label>` column per class in label order, calibrated by the
 temperature fitted after training (the model's own with the param `calibrated=false`); for regression a single
-`score` column. A word tagger (task=ner) takes texts or pre-split words (`tokens`) and
+`score` column. A multi-label classifier answers `labels` (the label set) and `prob_<label>` per label; the
+param `threshold` replaces every label's tuned threshold with one number. A word tagger (task=ner) takes texts
+or pre-split words (`tokens`) and
 answers an `entities` column (type, text, start, end, score per entity; `bertcls.serving.tagging`), and with
 the param `return_tags=true` the `words` and their `tags`.
 """
@@ -43,7 +45,8 @@ class BertclsPyfunc(mlflow.pyfunc.PythonModel):
         if self.predictor.is_tagger:
             return entities_frame(self.predictor, texts, sentences, _flag(params, "return_tags", False))
         outputs = self.predictor.predict(texts, pairs)
-        return predictions_frame(self.predictor, outputs, _flag(params, "calibrated", True))
+        threshold = _threshold(params) if self.predictor.is_multilabel else None
+        return predictions_frame(self.predictor, outputs, _flag(params, "calibrated", True), threshold)
 
 
 def _flag(params: dict, name: str, default: bool) -> bool:
@@ -54,3 +57,21 @@ def _flag(params: dict, name: str, default: bool) -> bool:
             raise MlflowException(f"The param {name!r} must be true or false, got {value!r}.", INVALID_PARAMETER_VALUE)
         return value.lower() == "true"
     return bool(value)
+
+
+def _threshold(params: dict) -> float | None:
+    """The multi-label `threshold` param: one probability in [0, 1] for every label, or unset (the tuned ones)."""
+    value = params.get("threshold")
+    if value is None or value == "":
+        return None
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        threshold = float("nan")
+    if not 0.0 <= threshold <= 1.0:
+        raise MlflowException(
+            f"The param 'threshold' must be a probability between 0 and 1 (a label is predicted when its "
+            f"probability reaches it), got {value!r}. Leave it unset for each label's threshold tuned on validation.",
+            INVALID_PARAMETER_VALUE,
+        )
+    return threshold

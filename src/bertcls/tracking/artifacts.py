@@ -80,6 +80,8 @@ def log_model(
     predictor = Predictor.from_dir(model_dir)
     if predictor.is_tagger:
         signature = tagger_signature()
+    elif predictor.is_multilabel:
+        signature = multilabel_signature(predictor.label_names)
     else:
         signature = infer_signature(  # params: what a request may set, `calibrated` for classifiers
             model_output=predictions_frame(predictor, predictor.predict(example_texts, example_pairs)),
@@ -124,6 +126,17 @@ def tagger_signature():
         ]
     )
     return ModelSignature(outputs=outputs, params=ParamSchema([ParamSpec("return_tags", "boolean", False)]))
+
+
+def multilabel_signature(label_names: list[str]):
+    """A multi-label classifier's signature: the label set and one probability per label; params `calibrated` and
+    `threshold` (unset: each label's tuned threshold)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
+
+    outputs = Schema([ColSpec(Array("string"), "labels"), *(ColSpec("double", f"prob_{n}") for n in label_names)])
+    params = ParamSchema([ParamSpec("calibrated", "boolean", True), ParamSpec("threshold", "double", None)])
+    return ModelSignature(outputs=outputs, params=params)
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 from bertcls.config import AUTO_PRECISION, PRECISION_DTYPES, TrainConfig
 from bertcls.config.training import default_precision
@@ -21,7 +22,9 @@ from bertcls.data import PreparedData, prepare_data
 from bertcls.data.batching import check_batch_size
 from bertcls.data.pipeline import class_warnings
 from bertcls.data.reading import ReadingSettings
+from bertcls.data.tasks import MULTI_LABEL_METRICS
 from bertcls.errors import ConfigError
+from bertcls.evaluation import multilabel
 from bertcls.evaluation.calibration import Calibration, calibrate, calibration_metrics
 from bertcls.evaluation.metrics import baseline_metrics
 from bertcls.hub import resolve_model
@@ -30,11 +33,11 @@ from bertcls.model.config import TOKEN_HEAD, ModelConfig
 from bertcls.model.tokenizer import load_tokenizer
 from bertcls.model.weights import LoadReport, load_hf_checkpoint, save_model
 from bertcls.paths import cache_root
-from bertcls.train.class_weights import class_weight_vector, example_weights
+from bertcls.train.class_weights import class_weight_vector, example_weights, positive_weights
 from bertcls.train.loop import FitResult, SplitPredictions, fit, predict_split, steps_per_epoch
 from bertcls.train.optim import make_optimizer
 from bertcls.train.progress import ProgressBar, rate_label
-from bertcls.train.steps import Trainer, enable_compilation_cache, make_data_mesh
+from bertcls.train.steps import Objective, Trainer, enable_compilation_cache, make_data_mesh
 from bertcls.train.strategy import lr_scale_fn, trainable_filter
 
 log = logging.getLogger("bertcls")
@@ -117,14 +120,29 @@ def prepare(config: TrainConfig, resolve: Callable[[str], Path] = resolve_model)
     total_steps = steps_per_epoch(len(data.splits["train"]), config.effective_batch_size) * config.epochs
     tx = make_optimizer(config.optim, total_steps, lr_scale_fn(config.optim.llrd, arch.num_layers))
     trainable = trainable_filter(config.finetune, config.freeze_layers, arch.num_layers)
-    trainer = Trainer(model, tx, make_data_mesh(), data.task.is_regression, config.seed, trainable)
+    trainer = Trainer(model, tx, make_data_mesh(), _objective(data, weights), config.seed, trainable)
     return Setup(config, model_dir, tokenizer, data, data_warnings, report, trainer, weights)
 
 
+def _objective(data: PreparedData, weights) -> Objective:
+    """The training loss of the task: binary cross-entropy (with each label's positive weight) for multi-label."""
+    if data.task.multi_label:
+        return Objective("binary_cross_entropy", None if weights is None else tuple(float(w) for w in weights))
+    return Objective("squared_error" if data.task.is_regression else "cross_entropy")
+
+
 def _class_weights(config: TrainConfig, data: PreparedData):
-    """The per-class loss weights of `config.class_weights` ([C], or None), set on the training rows in place."""
+    """The per-class loss weights of `config.class_weights` ([C], or None), set on the training rows in place;
+    multi-label: each label's positive weight [L] (the loss applies it)."""
     if config.class_weights.strip() == "none":
         return None
+    if data.task.multi_label:
+        weights = positive_weights(config.class_weights, data.splits["train"].text_labels(), data.task.label_names)
+        log.info(
+            "positive weights: %s",
+            ", ".join(f"{n} {w:.4g}" for n, w in zip(data.task.label_names, weights, strict=True)),
+        )
+        return weights
     if data.task.is_regression or data.task.token_level:
         raise ConfigError(
             f"class_weights applies to text classification; {data.task.name} is a {data.task.kind} task. Drop "
@@ -164,9 +182,39 @@ def finish(setup: Setup, result: FitResult) -> FineTuned:
         metrics["test_loss"] = test.loss
     metrics.update(_baselines(data))
     calibration = Calibration()
-    if not data.task.is_regression and not data.task.token_level:
+    if data.task.multi_label:
+        calibration = _decide_labels(data.task, result.best_validation, test, metrics, config.calibrate)
+    elif not data.task.is_regression and not data.task.token_level:
         calibration = _calibrate(result.best_validation, test, metrics, fit=config.calibrate)
     return FineTuned(setup, result, metrics, test, calibration)
+
+
+def _decide_labels(task, validation: SplitPredictions, test: SplitPredictions | None, metrics: dict, fit: bool):
+    """Multi-label: per-label temperatures (if `fit`) and thresholds from the best epoch's validation outputs,
+    then the test split scored as the served model decides (`test_*`, replacing the 0.5-threshold figures), with
+    ECE / Brier / NLL before and after. Returns them as the model's Calibration."""
+    decisions = multilabel.fit_decisions(validation.outputs, validation.labels, task.label_names, calibrate=fit)
+    for note in decisions.notes:
+        log.warning("multi-label decisions: %s.", note)
+    if not fit:
+        log.info("calibrate=false: the probabilities are the model's own (temperature 1 for every label)")
+    thresholds = np.asarray(decisions.thresholds)
+    metrics["mean_threshold"] = float(thresholds.mean())
+    for prefix, split in (("best_val", validation), ("test", test)):
+        if split is None:
+            continue
+        probs = multilabel.sigmoid_probs(split.outputs, decisions.temperatures)
+        tuned = multilabel.multilabel_metrics(
+            multilabel.decide(probs, thresholds), split.labels, probs, task.per_class_labels()
+        )
+        if prefix == "test":
+            metrics.update({f"test_{k}": v for k, v in tuned.items()})
+        else:  # the per-epoch val_* figures (threshold 0.5) stay; these are the tuned thresholds' on validation
+            metrics.update({f"best_val_tuned_{k}": tuned[k] for k in MULTI_LABEL_METRICS})
+        found = multilabel.calibration_metrics(split.outputs, split.labels, decisions.temperatures)
+        metrics.update({f"{prefix}_{k}": v for k, v in found.items()})
+    note = "; ".join(decisions.notes)
+    return Calibration(1.0, len(validation.labels) if fit else 0, note, decisions.temperatures, decisions.thresholds)
 
 
 def _calibrate(validation: SplitPredictions, test: SplitPredictions | None, metrics: dict, fit: bool) -> Calibration:
@@ -210,7 +258,7 @@ def reading_settings(setup: Setup) -> ReadingSettings:
         long_text=config.long_text,
         window_overlap=config.window_overlap,
         max_windows=config.max_windows,
-        task_type="ner" if data.task.token_level else "text",
+        task_type="ner" if data.task.token_level else "multilabel" if data.task.multi_label else "text",
     )
 
 

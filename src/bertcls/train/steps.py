@@ -13,6 +13,7 @@ much per shape as loading a compiled shape from XLA's persistent cache, so this 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import functools
 import os
 import time
@@ -33,16 +34,41 @@ from bertcls.train.state import TrainState
 Batch = dict[str, jax.Array]
 
 
-def weighted_loss(outputs: jax.Array, labels: jax.Array, weights: jax.Array, regression: bool):
-    """(sum of per-row losses * weights, sum of weights): cross-entropy, or squared error for regression.
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """The loss: cross_entropy (classes, tags), squared_error (regression) or binary_cross_entropy (multi-label: a
+    sigmoid per label; `pos_weight` [L] scales each label's positive term, as PyTorch's BCEWithLogitsLoss)."""
 
-    Word tagging (labels [B, S]): the cross-entropy of every labelled position (IGNORE = -100 carries none), so
+    kind: str = "cross_entropy"
+    pos_weight: tuple[float, ...] | None = None
+
+
+def objective_of(value: bool | Objective) -> Objective:
+    """An Objective from the older `regression` flag (True: squared error) or an Objective."""
+    if isinstance(value, Objective):
+        return value
+    return Objective("squared_error" if value else "cross_entropy")
+
+
+def weighted_loss(outputs: jax.Array, labels: jax.Array, weights: jax.Array, objective: bool | Objective):
+    """(sum of per-row losses * weights, sum of weights): cross-entropy, squared error (regression), or the mean
+    over labels of binary cross-entropy (multi-label, labels [B, L] multi-hot).
+
+    Word tagging (labels [B, S] int): the cross-entropy of every labelled position (IGNORE = -100 carries none), so
     the mean is per labelled word (per subword with label_all_tokens), as Hugging Face's token classifiers."""
+    objective = objective_of(objective)
+    if objective.kind == "binary_cross_entropy":  # outputs, labels [B, L]
+        logits = outputs.astype(jnp.float32)
+        positive = labels * jax.nn.softplus(-logits)  # [B, L] -log sigmoid(x) where the label is present
+        if objective.pos_weight is not None:
+            positive = positive * jnp.asarray(objective.pos_weight, jnp.float32)[None, :]
+        per_row = (positive + (1.0 - labels) * jax.nn.softplus(logits)).mean(axis=-1)  # [B]
+        return (per_row * weights).sum(), weights.sum()
     if labels.ndim == 2:  # [B, S] position labels, outputs [B, S, L]
         labelled = (labels >= 0).astype(jnp.float32) * weights[:, None]  # [B, S]
         per_token = optax.softmax_cross_entropy_with_integer_labels(outputs, jnp.maximum(labels, 0))  # [B, S]
         return (per_token * labelled).sum(), labelled.sum()
-    if regression:
+    if objective.kind == "squared_error":
         per_row = (outputs[:, 0] - labels) ** 2  # [B]
     else:
         per_row = optax.softmax_cross_entropy_with_integer_labels(outputs, labels)  # [B]
@@ -53,7 +79,7 @@ def _forward(model: BertClassifier, batch: Batch, rngs: nnx.Rngs | None) -> jax.
     return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], rngs=rngs)
 
 
-def gradient_step(model_def, regression: bool, wrt, model_state, opt_state, batch: Batch, base_key_data):
+def gradient_step(model_def, objective: Objective, wrt, model_state, opt_state, batch: Batch, base_key_data):
     """Gradients of one batch's mean loss: (model state, gradients, stats); compiled once per batch shape.
 
     Only the parameters `wrt` selects (an NNX filter: the fine-tuning strategy) get gradients. The dropout
@@ -67,11 +93,11 @@ def gradient_step(model_def, regression: bool, wrt, model_state, opt_state, batc
 
     def loss_fn(model):
         outputs = _forward(model, batch, nnx.Rngs(dropout=key))  # [B, L]
-        loss_sum, weight_sum = weighted_loss(outputs, batch["labels"], batch["weights"], regression)
+        loss_sum, weight_sum = weighted_loss(outputs, batch["labels"], batch["weights"], objective)
         return loss_sum / jnp.maximum(weight_sum, 1.0), (loss_sum, weight_sum)
 
     if batch["input_ids"].ndim == 3:  # [k, B, S]: k micro-batches, gradients summed
-        loss_sum, weight_sum, grads = _accumulated_gradients(model, wrt, batch, key, regression)
+        loss_sum, weight_sum, grads = _accumulated_gradients(model, wrt, batch, key, objective)
     else:
         grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)
         (_, (loss_sum, weight_sum)), grads = grad_fn(model)
@@ -87,7 +113,7 @@ def update_step(model_def, opt_def, model_state, opt_state, grads):
     return nnx.state(model), nnx.state(optimizer)
 
 
-def _accumulated_gradients(model, wrt, batch: Batch, key, regression: bool):
+def _accumulated_gradients(model, wrt, batch: Batch, key, objective: Objective):
     """Gradients of the whole [k, B] batch's mean loss, one micro-batch [B] at a time (lax.scan).
 
     Each micro-batch's loss sum is divided by the weight of all k micro-batches, so the summed gradient
@@ -103,7 +129,7 @@ def _accumulated_gradients(model, wrt, batch: Batch, key, regression: bool):
         def loss_of(params):
             micro_model = nnx.merge(graphdef, params, rest)
             outputs = _forward(micro_model, micro_batch, nnx.Rngs(dropout=jax.random.fold_in(key, index)))  # [B, L]
-            part_sum, part_weight = weighted_loss(outputs, micro_batch["labels"], micro_batch["weights"], regression)
+            part_sum, part_weight = weighted_loss(outputs, micro_batch["labels"], micro_batch["weights"], objective)
             return part_sum / total_weight, (part_sum, part_weight)
 
         (_, (part_sum, part_weight)), part_grads = jax.value_and_grad(loss_of, has_aux=True)(params)
@@ -142,10 +168,11 @@ class Trainer(TrainState):
         model: BertClassifier,
         tx: optax.GradientTransformation,
         mesh,
-        regression: bool,
+        regression: bool | Objective,
         seed: int,
         trainable=nnx.Param,
     ):
+        self.objective = objective_of(regression)  # the loss; a bool is the older regression flag
         size = lambda tree: sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))  # noqa: E731
         trained, everything = size(nnx.state(model, trainable)), size(nnx.state(model, nnx.Param))
         replicated = NamedSharding(mesh, PartitionSpec())
@@ -162,7 +189,7 @@ class Trainer(TrainState):
         # The graph defs and the task kind are bound here; everything traced is an explicit argument.
         self._jitted = {
             "train": jax.jit(
-                functools.partial(gradient_step, self.model_def, regression, trainable),
+                functools.partial(gradient_step, self.model_def, self.objective, trainable),
                 donate_argnames=("model_state",),
                 out_shardings=replicated,
             ),
@@ -195,7 +222,11 @@ class Trainer(TrainState):
             specs = list(jax.tree.map(_spec, self._args(kind, batch)))
             at = self._batch_position[kind]
             token_ndim = batch["input_ids"].ndim
-            specs[at] = {name: _spec(a, seq_len, token_ndim) for name, a in batch.items()}  # S symbolic
+            label_sets = self.objective.kind == "binary_cross_entropy"  # labels [B, L]: L is not a length
+            specs[at] = {
+                name: _spec(a, None if label_sets and name == "labels" else seq_len, token_ndim)
+                for name, a in batch.items()
+            }  # S symbolic
             exported = export.export(self._jitted[kind])(*specs)
             self._traced[key] = jax.jit(exported.call, donate_argnums=self._donated[kind])
         return self._traced[key]
