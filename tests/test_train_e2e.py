@@ -123,7 +123,8 @@ def test_mlflow_run_train_logs_everything_and_model_loads(store, small_model_dir
     assert json.loads(inputs["train"].profile)["num_rows"] == 800
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
-    assert artifacts == {"figures/learning_curves.png", "figures/val_confusion_matrix.png"}
+    per_split = {f"figures/{split}_{kind}.png" for split in ("val", "test") for kind in ("pr_curves", "reliability")}
+    assert artifacts == {"figures/learning_curves.png", "figures/val_confusion_matrix.png", *per_split}
 
     model_info = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/model")
     assert model_info.signature.inputs is None  # inputs are checked by name in predict (bertcls.serving.inputs)
