@@ -16,6 +16,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the MLproject that `mlflow run` runs
+
 
 def subprocess_env(tracking_uri: str | None = None, **extra: str) -> dict[str, str]:
     """One CPU device (as a user has), this store (if given), offline, the venv first on PATH, plus `extra`."""
@@ -186,3 +188,34 @@ def wait_until(ready, process: subprocess.Popen, log: Path, what: str, timeout_s
         assert process.poll() is None, f"{what} exited with {process.returncode}:\n{tail(log)}"
         assert time.monotonic() < deadline, f"{what} not ready after {timeout_s} s:\n{tail(log)}"
         time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def mlflow_run_train(root: Path, store_template: Path, experiment: str, params: dict) -> Iterator[tuple[str, object]]:
+    """`mlflow run <project> -e train` with `params` into a fresh sqlite store under `root` (copied from the
+    session's migrated template); yields (tracking URI, the run) with that store as the current one."""
+    import shutil
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    shutil.copy(store_template, root / "mlflow.db")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    client.create_experiment(experiment, artifact_location=str(root / "artifacts"))
+    command = [sys.executable, "-m", "mlflow", "run", str(PROJECT_ROOT), "-e", "train", "--env-manager", "local"]
+    command += ["--experiment-name", experiment, *(f"-P{key}={value}" for key, value in params.items())]
+    done = subprocess.run(command, cwd=root, env=subprocess_env(uri), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    previous, previous_env = mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        yield uri, run
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if previous_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env

@@ -6,9 +6,6 @@ strict input contract, evaluate, export to a *ForTokenClassification directory."
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -39,21 +36,10 @@ SENTENCES = [
 def trained(tmp_path_factory, small_model_dir, store_template):
     """One `mlflow run` train of the tagger, its run id, and the store it logged to."""
     root = tmp_path_factory.mktemp("ner")
-    shutil.copy(store_template, root / "mlflow.db")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    MlflowClient(uri).create_experiment(EXPERIMENT, artifact_location=str(root / "artifacts"))
-    command = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "train", "--env-manager", "local"]
-    command += ["--experiment-name", EXPERIMENT, "-P", "dataset=btc", "-P", f"model={small_model_dir}"]
-    command += [f"-P{key}={value}" for key, value in SLICE.items()]
-    done = subprocess.run(command, cwd=root, env=e2e.subprocess_env(uri), capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    (run,) = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name(EXPERIMENT).experiment_id])
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
+    with e2e.mlflow_run_train(
+        root, store_template, EXPERIMENT, {"dataset": "btc", "model": small_model_dir, **SLICE}
+    ) as (uri, run):
         yield root, uri, run
-    mlflow.set_tracking_uri(previous)
 
 
 def test_the_run_logs_entity_metrics_per_epoch_and_per_type(trained):
