@@ -37,6 +37,7 @@ def tracking(empty_store):
         (["--class-weights", "1,-5"], "class_weights must be finite numbers >= 0"),
         (["--class-weights", "1,2,3", "--max-train-samples", "64"], "3 number\\(s\\) .* in this order: ham, spam"),
         (["--dataset", "btc", "--class-weights", "balanced", "--max-train-samples", "64"], "applies to text class"),
+        (["--focal-gamma", "-2"], "focal_gamma must be a finite number >= 0"),
     ],
 )
 def test_train_bad_input(tracking, args, message):
@@ -46,6 +47,18 @@ def test_train_bad_input(tracking, args, message):
     import re
 
     assert re.search(message, result.output), result.output
+    assert tracking.search_runs([e.experiment_id for e in tracking.search_experiments()]) == []
+
+
+def test_focal_loss_on_a_regression_task_is_refused_before_a_run(tracking, tmp_path):
+    scores = tmp_path / "scores.csv"
+    scores.write_text("score,text\n" + "".join(f"{i / 80:.4f},text number {i}\n" for i in range(80)))
+    result = CliRunner().invoke(
+        main, ["train", "--train-file", str(scores), "--label-column", "score", "--focal-gamma", "2"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "focal_gamma applies to classification" in result.output, result.output
     assert tracking.search_runs([e.experiment_id for e in tracking.search_experiments()]) == []
 
 

@@ -45,8 +45,8 @@ def test_every_mlproject_parameter_is_documented_with_its_default(job):
     for name, spec in MLPROJECT["entry_points"][job]["parameters"].items():
         assert name in documented, f"{job} parameter {name!r} is not documented in docs/"
         expected = _as_documented(spec)
-        if expected == "0 (all)" and documented[name] == "`0`":
-            continue  # a plain zero default (freeze_layers, patience, trials) reads as 0
+        if expected == "0 (all)" and documented[name] in ("`0`", "`0.0`"):
+            continue  # a plain zero default (freeze_layers, patience, trials, focal_gamma) reads as 0
         if expected == "unset" and documented[name] == "`none`":
             continue  # none is one of the option's choices (class_weights=none|balanced|list)
         if expected in ("unset", "0 (all)") and documented[name] == "as trained":

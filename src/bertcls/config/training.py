@@ -268,6 +268,12 @@ class TrainConfig:
         "from the training split); or one number per class in label order, e.g. 1,5",
         docs="([training.md](training.md#imbalanced-classes-class-weights))",
     )
+    focal_gamma: float = option(
+        0.0,
+        "focal loss: scale each example's loss by (1 - p)^gamma, p the probability of its true class (per label "
+        "for multi-label), so confidently right examples weigh less; 0 = plain cross-entropy, 2 is the usual value",
+        docs="([training.md](training.md#focal-loss))",
+    )
     calibrate: bool = option(
         True,
         "fit a temperature on the validation split after training, so the model's probabilities are calibrated "
@@ -317,6 +323,11 @@ class TrainConfig:
                 "micro-batch. Use grad_accum_steps=1 with a larger batch_size, or head_batchnorm=false."
             )
         parse_weights(self.class_weights)  # the syntax now; the count of classes once the data is read
+        if not math.isfinite(self.focal_gamma) or self.focal_gamma < 0:
+            raise ConfigError(
+                f"focal_gamma must be a finite number >= 0 (0 = plain cross-entropy, 2 is the usual focal loss), "
+                f"got {self.focal_gamma}."
+            )
         if self.grad_accum_steps < 1:
             raise ConfigError(
                 f"grad_accum_steps must be at least 1 (1 = no accumulation), got {self.grad_accum_steps}. "

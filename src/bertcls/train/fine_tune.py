@@ -120,15 +120,25 @@ def prepare(config: TrainConfig, resolve: Callable[[str], Path] = resolve_model)
     total_steps = steps_per_epoch(len(data.splits["train"]), config.effective_batch_size) * config.epochs
     tx = make_optimizer(config.optim, total_steps, lr_scale_fn(config.optim.llrd, arch.num_layers))
     trainable = trainable_filter(config.finetune, config.freeze_layers, arch.num_layers)
-    trainer = Trainer(model, tx, make_data_mesh(), _objective(data, weights), config.seed, trainable)
+    trainer = Trainer(model, tx, make_data_mesh(), _objective(config, data, weights), config.seed, trainable)
     return Setup(config, model_dir, tokenizer, data, data_warnings, report, trainer, weights)
 
 
-def _objective(data: PreparedData, weights) -> Objective:
-    """The training loss of the task: binary cross-entropy (with each label's positive weight) for multi-label."""
+def _objective(config: TrainConfig, data: PreparedData, weights) -> Objective:
+    """The training loss of the task: binary cross-entropy (with each label's positive weight) for multi-label;
+    focal with focal_gamma > 0, which a regression task refuses (it has no class probability to focus on)."""
+    gamma = float(config.focal_gamma)
     if data.task.multi_label:
-        return Objective("binary_cross_entropy", None if weights is None else tuple(float(w) for w in weights))
-    return Objective("squared_error" if data.task.is_regression else "cross_entropy")
+        pos_weight = None if weights is None else tuple(float(w) for w in weights)
+        return Objective("binary_cross_entropy", pos_weight, gamma)
+    if data.task.is_regression:
+        if gamma:
+            raise ConfigError(
+                f"focal_gamma applies to classification; {data.task.name} is a regression task (its loss is the "
+                "squared error). Drop focal_gamma (or set it to 0)."
+            )
+        return Objective("squared_error")
+    return Objective("cross_entropy", focal_gamma=gamma)
 
 
 def _class_weights(config: TrainConfig, data: PreparedData):

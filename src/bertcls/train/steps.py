@@ -37,10 +37,14 @@ Batch = dict[str, jax.Array]
 @dataclasses.dataclass(frozen=True)
 class Objective:
     """The loss: cross_entropy (classes, tags), squared_error (regression) or binary_cross_entropy (multi-label: a
-    sigmoid per label; `pos_weight` [L] scales each label's positive term, as PyTorch's BCEWithLogitsLoss)."""
+    sigmoid per label; `pos_weight` [L] scales each label's positive term, as PyTorch's BCEWithLogitsLoss).
+
+    `focal_gamma` > 0 makes the (binary) cross-entropy a focal loss (Lin et al., 2017): each term is scaled by
+    (1 - p_t)^gamma, p_t the probability given to the true class (per label for multi-label)."""
 
     kind: str = "cross_entropy"
     pos_weight: tuple[float, ...] | None = None
+    focal_gamma: float = 0.0
 
 
 def objective_of(value: bool | Objective) -> Objective:
@@ -50,28 +54,48 @@ def objective_of(value: bool | Objective) -> Objective:
     return Objective("squared_error" if value else "cross_entropy")
 
 
+def _cross_entropy(logits: jax.Array, labels: jax.Array, focal_gamma: float) -> jax.Array:
+    """[...] softmax cross-entropy of logits [..., C] at integer labels [...]; with focal_gamma > 0 each term is
+    scaled by (1 - p_true)^gamma (computed from log-probabilities, so it stays finite at p_true = 1)."""
+    if not focal_gamma:
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    log_p = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)  # [..., C]
+    log_p_true = jnp.take_along_axis(log_p, labels[..., None], axis=-1)[..., 0]  # [...]
+    return -((-jnp.expm1(log_p_true)) ** focal_gamma) * log_p_true
+
+
+def _binary_cross_entropy(logits: jax.Array, labels: jax.Array, objective: Objective) -> jax.Array:
+    """[B] mean over labels of the binary cross-entropy of logits [B, L] at multi-hot labels [B, L] (focal with
+    focal_gamma > 0: the positive term scaled by (1 - p)^gamma, the negative one by p^gamma)."""
+    logits = logits.astype(jnp.float32)
+    positive = labels * jax.nn.softplus(-logits)  # [B, L] -log sigmoid(x) where the label is present
+    negative = (1.0 - labels) * jax.nn.softplus(logits)  # [B, L] -log(1 - sigmoid(x)) where it is absent
+    if objective.focal_gamma:
+        positive = positive * jax.nn.sigmoid(-logits) ** objective.focal_gamma  # (1 - p)^gamma
+        negative = negative * jax.nn.sigmoid(logits) ** objective.focal_gamma  # p^gamma
+    if objective.pos_weight is not None:
+        positive = positive * jnp.asarray(objective.pos_weight, jnp.float32)[None, :]
+    return (positive + negative).mean(axis=-1)
+
+
 def weighted_loss(outputs: jax.Array, labels: jax.Array, weights: jax.Array, objective: bool | Objective):
     """(sum of per-row losses * weights, sum of weights): cross-entropy, squared error (regression), or the mean
-    over labels of binary cross-entropy (multi-label, labels [B, L] multi-hot).
+    over labels of binary cross-entropy (multi-label, labels [B, L] multi-hot); focal with objective.focal_gamma.
 
     Word tagging (labels [B, S] int): the cross-entropy of every labelled position (IGNORE = -100 carries none), so
     the mean is per labelled word (per subword with label_all_tokens), as Hugging Face's token classifiers."""
     objective = objective_of(objective)
     if objective.kind == "binary_cross_entropy":  # outputs, labels [B, L]
-        logits = outputs.astype(jnp.float32)
-        positive = labels * jax.nn.softplus(-logits)  # [B, L] -log sigmoid(x) where the label is present
-        if objective.pos_weight is not None:
-            positive = positive * jnp.asarray(objective.pos_weight, jnp.float32)[None, :]
-        per_row = (positive + (1.0 - labels) * jax.nn.softplus(logits)).mean(axis=-1)  # [B]
+        per_row = _binary_cross_entropy(outputs, labels, objective)  # [B]
         return (per_row * weights).sum(), weights.sum()
     if labels.ndim == 2:  # [B, S] position labels, outputs [B, S, L]
         labelled = (labels >= 0).astype(jnp.float32) * weights[:, None]  # [B, S]
-        per_token = optax.softmax_cross_entropy_with_integer_labels(outputs, jnp.maximum(labels, 0))  # [B, S]
+        per_token = _cross_entropy(outputs, jnp.maximum(labels, 0), objective.focal_gamma)  # [B, S]
         return (per_token * labelled).sum(), labelled.sum()
     if objective.kind == "squared_error":
         per_row = (outputs[:, 0] - labels) ** 2  # [B]
     else:
-        per_row = optax.softmax_cross_entropy_with_integer_labels(outputs, labels)  # [B]
+        per_row = _cross_entropy(outputs, labels, objective.focal_gamma)  # [B]
     return (per_row * weights).sum(), weights.sum()
 
 
