@@ -219,3 +219,26 @@ def mlflow_run_train(root: Path, store_template: Path, experiment: str, params: 
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
             os.environ["MLFLOW_TRACKING_URI"] = previous_env
+
+
+UNTRAINED_LABELS = ["ham", "spam"]
+
+
+def log_untrained_model(tmp: Path, model_dir: Path, pairs: bool, temperature: float = 1.0) -> str:
+    """Log a ham/spam classifier with a fresh head to the active tracking store (no training: its answers are
+    arbitrary but real model outputs); returns its model URI."""
+    import mlflow
+
+    from bertcls.model.config import ModelConfig
+    from bertcls.model.tokenizer import load_tokenizer
+    from bertcls.model.weights import load_hf_checkpoint, save_model
+    from bertcls.tracking import artifacts
+
+    config = ModelConfig.from_json_file(model_dir / "config.json", head="mean", num_labels=len(UNTRAINED_LABELS))
+    model, _ = load_hf_checkpoint(model_dir, config, seed=0)
+    calibration = {"temperature": temperature, "fitted_on": 100, "note": ""}
+    extra = {"max_seq_length": 32, "has_text_pair": pairs, "calibration": calibration}
+    saved = save_model(model, tmp / "saved", UNTRAINED_LABELS, extra=extra)
+    load_tokenizer(model_dir).save_pretrained(str(saved))
+    with mlflow.start_run():
+        return artifacts.log_model(saved, ["free entry", "see you"], ["a", "b"] if pairs else None).model_uri

@@ -68,13 +68,14 @@ def test_champion_predicts_label_sets_and_the_threshold_moves_them(trained):
     _, _, run = trained
     # The tiny slice's 1-layer model does not beat always answering "neutral" (micro-F1 ~0.3): the gate says so,
     # and a forced registration then makes it @champion, as a user would to try the served model.
-    refused = register_job.register(EXPERIMENT, "val_micro_f1", name="emotions", dataset="goemotions")
+    refused = register_job.register(EXPERIMENT, name="emotions", dataset="goemotions")  # unset: val_micro_f1
     if refused.alias is None:
         assert "learned nothing" in refused.message
         outcome = register_job.register(EXPERIMENT, "val_micro_f1", name="emotions", dataset="goemotions", force=True)
     else:
         outcome = refused
     assert outcome.alias == "champion"
+    assert MlflowClient().get_model_version("emotions", outcome.version).tags["metric"] == "best_val_micro_f1"
     model = mlflow.pyfunc.load_model("models:/emotions@champion")
     answer = model.predict(TEXTS)
     probs = answer[[c for c in answer.columns if c.startswith("prob_")]].to_numpy()  # [T, 28]

@@ -20,25 +20,9 @@ from mlflow.exceptions import MlflowException
 
 from bertcls.errors import InputError
 from bertcls.serving.inputs import read_texts
+from tests import e2e
 
-LABELS = ["ham", "spam"]
-
-
-def _log(tmp: Path, model_dir: Path, pairs: bool, temperature: float = 1.0) -> str:
-    from bertcls.model.config import ModelConfig
-    from bertcls.model.tokenizer import load_tokenizer
-    from bertcls.model.weights import load_hf_checkpoint, save_model
-    from bertcls.tracking import artifacts
-
-    config = ModelConfig.from_json_file(model_dir / "config.json", head="mean", num_labels=len(LABELS))
-    model, _ = load_hf_checkpoint(model_dir, config, seed=0)
-    calibration = {"temperature": temperature, "fitted_on": 100, "note": ""}
-    extra = {"max_seq_length": 32, "has_text_pair": pairs, "calibration": calibration}
-    saved = save_model(model, tmp / "saved", LABELS, extra=extra)
-    load_tokenizer(model_dir).save_pretrained(str(saved))
-    with mlflow.start_run():
-        return artifacts.log_model(saved, ["free entry", "see you"], ["a", "b"] if pairs else None).model_uri
-
+LABELS = e2e.UNTRAINED_LABELS
 
 pytestmark = pytest.mark.xdist_group("pyfunc")  # its module fixtures build models once: one xdist worker
 
@@ -56,7 +40,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def single_uri(store, small_model_dir):
-    return _log(store / "single", small_model_dir, pairs=False)
+    return e2e.log_untrained_model(store / "single", small_model_dir, pairs=False)
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +50,12 @@ def single(single_uri):
 
 @pytest.fixture(scope="module")
 def tempered_uri(store, small_model_dir):
-    return _log(store / "tempered", small_model_dir, pairs=False, temperature=3.0)
+    return e2e.log_untrained_model(store / "tempered", small_model_dir, pairs=False, temperature=3.0)
 
 
 @pytest.fixture(scope="module")
 def paired(store, small_model_dir):
-    return mlflow.pyfunc.load_model(_log(store / "paired", small_model_dir, pairs=True))
+    return mlflow.pyfunc.load_model(e2e.log_untrained_model(store / "paired", small_model_dir, pairs=True))
 
 
 def _well_formed(frame: pd.DataFrame, rows: int) -> None:

@@ -90,3 +90,32 @@ def test_a_run_no_better_than_always_answering_the_majority_class_is_not_registe
     assert "Not registered" in said and "does not beat the majority-class baseline" in said and "--force" in said
     assert "load it with" not in said  # no champion exists to load (it used to print the snippet anyway)
     assert client.search_registered_models() == []
+
+
+def _tagger_run(client, experiment: str, f1: float, accuracy: float) -> str:
+    run = client.create_run(experiment, tags={"bertcls_job": "train", "model_uri": "models:/m-3", "dataset": "sms"})
+    client.log_param(run.info.run_id, "primary_metric", "f1")
+    client.log_metric(run.info.run_id, "best_val_f1", f1)
+    client.log_metric(run.info.run_id, "best_val_accuracy", accuracy)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def test_unset_metric_ranks_by_the_runs_primary_metric_and_refuses_a_mix_of_tasks(store):
+    """Word taggers ranked by val_accuracy (words, mostly O) picked the wrong run unless told val_f1 (issue 26)."""
+    from bertcls.tracking import registry
+
+    client, _ = store
+    experiment = client.get_experiment_by_name("runs").experiment_id
+    tagger = client.create_experiment("taggers")
+    better_entities = _tagger_run(client, tagger, f1=0.72, accuracy=0.940)
+    _tagger_run(client, tagger, f1=0.60, accuracy=0.950)  # more words right, fewer entities
+    assert registry.best_run(client, "taggers", None).run_id == better_entities
+    assert registry.best_run(client, "taggers", None).metric_key == "best_val_f1"
+    assert registry.candidate_from_run(client, better_entities, None).metric_key == "best_val_f1"
+    _tagger_run(client, experiment, f1=0.7, accuracy=0.9)  # beside the classifier run (primary: accuracy)
+    result = CliRunner().invoke(main, ["register", "--experiment", "runs"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    said = " ".join(result.output.split())
+    assert "rank by different primary metrics (accuracy, f1)" in said and "--metric val_accuracy" in said, said
+    assert client.search_registered_models() == []

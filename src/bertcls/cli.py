@@ -300,6 +300,38 @@ def register(**values) -> None:
     )
 
 
+@main.command("predict")
+@options("predict")
+@friendly_errors
+def predict(**values) -> None:
+    """Score a csv / tsv / jsonl / parquet file with a model: every row once, in order, answers beside its columns."""
+    from bertcls.config import PredictConfig
+    from bertcls.jobs import predict as job
+
+    config = build(PredictConfig, values)
+    try:
+        outcome = job.predict(
+            config.model_uri,
+            config.input,
+            config.output,
+            config.text_column,
+            config.text_pair_column,
+            config.batch_size,
+            config.chunk_rows,
+            config.calibrated,
+            config.threshold,
+            config.experiment,
+        )
+    except KeyboardInterrupt as interrupt:
+        click.echo(
+            f"interrupted ({interrupt or 'Ctrl-C'}): the MLflow run is marked KILLED; no output was written (an "
+            "earlier file of that name is untouched). Run it again to score the file.",
+            err=True,
+        )
+        sys.exit(130)
+    click.echo(job.describe(outcome))
+
+
 @main.command("runs")
 @click.option("--experiment", default=None, help="Only this experiment (default: all).")
 @click.option("--stale", is_flag=True, help="Only RUNNING runs whose process is gone or silent.")

@@ -26,7 +26,7 @@ conda_env: conda.yaml
 
 entry_points:
 """
-MLPROJECT_JOBS = ("train", "sweep", "pretrain", "evaluate", "register")
+MLPROJECT_JOBS = ("train", "sweep", "pretrain", "evaluate", "register", "predict")
 
 
 def mlproject_default(param: Param) -> str | None:
@@ -100,6 +100,7 @@ DOCS_TABLES = {
     "pretrain": "docs/pretraining.md",
     "evaluate": "docs/registry.md",
     "register": "docs/registry.md",
+    "predict": "docs/deploy.md",
 }
 
 

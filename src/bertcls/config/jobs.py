@@ -29,14 +29,43 @@ class EvaluateConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PredictConfig:
+    """`predict`: score a table file with a model into a new file (docs/deploy.md)."""
+
+    model_uri: str = option(help="runs:/<run_id>/model, models:/<name>@<alias> or models:/<name>/<version>")
+    input: str = option(
+        help="the table to score: .csv, .tsv, .jsonl or .parquet (under `mlflow run` a local path or a URI MLflow "
+        "downloads)",
+        path=True,
+    )
+    output: str = option(
+        help="the file to write, .csv, .tsv, .jsonl or .parquet: every input row once, in order, with its columns "
+        "and the model's answer; it appears only when complete (under `mlflow run` give an absolute path)"
+    )
+    text_column: str = option("text", "column holding the texts")
+    text_pair_column: str | None = option(None, "column holding the second texts, for a pair model")
+    batch_size: int = option(64, "texts per forward pass")
+    chunk_rows: int = option(8192, "rows read, scored and written at a time (sorted by length within a chunk)")
+    calibrated: bool = option(True, "calibrated probabilities (false: the model's own)")
+    threshold: float | None = option(
+        None, "multi-label: one decision threshold for every label (unset: each label's, tuned on validation)"
+    )
+    experiment: str = option(
+        DEFAULT_EXPERIMENT, "experiment of the predict run (under `mlflow run`: --experiment-name)", mlproject=False
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class RegisterConfig:
     """`register`: which runs compete, by which metric, under which registered name."""
 
     experiment: str = option(DEFAULT_EXPERIMENT, "experiment whose training runs compete")
-    metric: str = option(
-        "val_accuracy",
-        "metric that ranks runs (val_* compares the logged best epoch; test_* too; which way is "
-        "better comes from a table: losses, mse, perplexity, error_rate lower)",
+    metric: str | None = option(
+        None,
+        "metric that ranks runs (unset: the runs' primary metric, the one that picked their best epoch: "
+        "val_accuracy for classifiers, val_f1 for word taggers, val_micro_f1 for multi-label, val_pearson for "
+        "regression; val_* compares the logged best epoch; test_* too; which way is better comes from a table: "
+        "losses, mse, perplexity, error_rate lower)",
     )
     direction: str | None = option(
         None,
@@ -168,7 +197,8 @@ class SweepConfig:
 
 
 def job_params(job: str) -> list[Param]:
-    """The parameters of `train`, `sweep`, `pretrain`, `evaluate`, `register` or `data-stats`, in the order shown."""
+    """The parameters of `train`, `sweep`, `pretrain`, `evaluate`, `register`, `predict` or `data-stats`, in the
+    order shown."""
     if job == "train":
         return params_of(TrainConfig) + params_of(RunOptions)
     if job == "sweep":  # the swept train parameters become lists; every other one passes through to the trials
@@ -184,6 +214,8 @@ def job_params(job: str) -> list[Param]:
         return params_of(EvaluateConfig) + inherited
     if job == "register":
         return params_of(RegisterConfig)
+    if job == "predict":
+        return params_of(PredictConfig)
     if job == "data-stats":
         train = {p.name: p for p in params_of(TrainConfig)}
         return [train["model"], *params_of(DataConfig), train["batch_size"]]

@@ -21,6 +21,8 @@ HYPERPARAMETERS = (
     "batch_size",
     "grad_accum_steps",
     "max_grad_norm",
+    "class_weights",
+    "focal_gamma",
     "precision",
     "seed",
 )
@@ -45,7 +47,13 @@ class CardFacts:
     metrics: dict[str, float]  # best_val_* and test_*
     run_id: str | None
     best_epoch: int | None
-    token_level: bool = False  # a word tagger (task=ner): *ForTokenClassification, entities, not one label
+    kind: str = "classification"  # TaskSpec.kind: classification, multilabel, regression, ner (a word tagger)
+    calibration: dict | None = None  # Calibration.to_dict() saved with the model; None: not decided (a checkpoint)
+
+    @property
+    def token_level(self) -> bool:
+        """A word tagger: *ForTokenClassification, entities, not one label per text."""
+        return self.kind == "ner"
 
 
 def base_licence(model_dir: str | None) -> str | None:
@@ -88,7 +96,7 @@ def _description(facts: CardFacts) -> list[str]:
     labels = ", ".join(f"{i}: `{name}`" for i, name in enumerate(facts.label_names))
     best = f"Validation metrics are those of the best epoch ({facts.best_epoch}); " if facts.best_epoch else ""
     return [
-        f"# {facts.task} {'tagger' if facts.token_level else 'classifier'} fine-tuned from {facts.base_model}",
+        f"# {facts.task} {NOUNS.get(facts.kind, 'classifier')} fine-tuned from {facts.base_model}",
         "",
         f"Fine-tuned by [bertcls](https://github.com/) (JAX / Flax NNX) on `{dataset}`{run}.",
         "",
@@ -98,10 +106,9 @@ def _description(facts: CardFacts) -> list[str]:
         "",
         "## Task and labels",
         "",
-        f"Token classification: a tag per word (first subword), {len(facts.label_names)} tags (id: name): {labels}."
-        if facts.token_level
-        else f"Single-label text classification, {len(facts.label_names)} labels (id: name): {labels}.",
+        _task_line(facts.kind, facts.label_names, labels),
         "",
+        *_probabilities(facts),
         "## Data and split",
         "",
         *_table({k: params[k] for k in DATA_RECIPE if params.get(k) not in (None, "", "None")}),
@@ -121,6 +128,62 @@ def _description(facts: CardFacts) -> list[str]:
     ]
 
 
+NOUNS = {"ner": "tagger", "multilabel": "multi-label classifier", "regression": "regressor"}
+ANSWERS = {  # what the MLflow model's predict returns, per task kind
+    "ner": "entities: type, text, start, end, score",
+    "multilabel": "the label set and one probability per label",
+    "regression": "a score per text",
+}
+
+
+def _task_line(kind: str, label_names: tuple[str, ...], labels: str) -> str:
+    if kind == "ner":
+        return f"Token classification: a tag per word (first subword), {len(label_names)} tags (id: name): {labels}."
+    if kind == "multilabel":
+        return (
+            f"Multi-label text classification: each of {len(label_names)} labels (id: name) is present or absent, "
+            f"a sigmoid per label: {labels}. A text may have none, one or several."
+        )
+    if kind == "regression":
+        return "Text regression: one score per text, trained with the squared error."
+    return f"Single-label text classification, {len(label_names)} labels (id: name): {labels}."
+
+
+def _probabilities(facts: CardFacts) -> list[str]:
+    """How the probabilities were calibrated and the decisions made, from the calibration saved with the model."""
+    calibration, metrics = facts.calibration, facts.metrics
+    if not calibration or facts.kind in ("ner", "regression"):
+        return []
+    ece = ""
+    if "test_ece" in metrics and "test_ece_uncalibrated" in metrics:
+        ece = f" Test ECE (15 bins) {metrics['test_ece_uncalibrated']:.4f} before, {metrics['test_ece']:.4f} after."
+    lines = ["## Probabilities and decisions", ""]
+    if facts.kind == "multilabel" and calibration.get("temperatures"):
+        lines += [
+            f"Each label's probability is sigmoid(logit / T) with its own temperature T, fitted on "
+            f"{calibration.get('fitted_on', 0)} validation texts; a label is answered when its calibrated probability "
+            f"reaches its threshold, tuned on validation to maximise that label's F1.{ece} The MLflow model applies "
+            "both (params `calibrated=false` for the raw sigmoid, `threshold=` for one threshold for all labels); "
+            "the Hugging Face export's logits are the raw ones.",
+            "",
+            "| label | temperature | threshold |",
+            "|---|---|---|",
+        ]
+        rows = zip(facts.label_names, calibration["temperatures"], calibration.get("thresholds") or (), strict=False)
+        return [*lines, *(f"| {name} | {t:.4g} | {th:.4g} |" for name, t, th in rows), ""]
+    if not calibration.get("fitted_on"):
+        return [*lines, f"Not calibrated: {calibration.get('note') or 'no temperature was fitted'}.", ""]
+    temperature = float(calibration.get("temperature", 1.0))
+    return [
+        *lines,
+        f"Probabilities are softmax(logits / T) with T = {temperature:.4g}, fitted on "
+        f"{calibration['fitted_on']} validation texts by minimising their negative log-likelihood (temperature "
+        f"scaling).{ece} The MLflow model applies it (param `calibrated=false` for the raw softmax); the Hugging "
+        f"Face export's logits are the raw ones: divide them by {temperature:.4g} for the same probabilities.",
+        "",
+    ]
+
+
 def _how_to_load(facts: CardFacts, hugging_face: bool) -> list[str]:
     """The loading code (transformers for an export, MLflow for a logged model) and how texts must be read."""
     auto = "AutoModelForTokenClassification" if facts.token_level else "AutoModelForSequenceClassification"
@@ -134,12 +197,7 @@ def _how_to_load(facts: CardFacts, hugging_face: bool) -> list[str]:
         code = [
             "import mlflow",
             f"model = mlflow.pyfunc.load_model('runs:/{facts.run_id or '<run_id>'}/model')",
-            "model.predict(['some text'])  # "
-            + (
-                "entities: type, text, start, end, score"
-                if facts.token_level
-                else "label and one probability per class"
-            ),
+            "model.predict(['some text'])  # " + ANSWERS.get(facts.kind, "label and one probability per class"),
         ]
     max_len = facts.params.get("max_seq_length", "128")
     windows = facts.params.get("long_text") == "windows"

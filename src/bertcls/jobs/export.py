@@ -22,8 +22,9 @@ class ExportOutcome:
     hub_url: str | None
 
 
-def _card_for(ref, label_names: list[str]) -> str:
-    """The Hugging Face model card, from the source run's own records (params, best/test metrics)."""
+def _card_for(ref, meta: dict) -> str:
+    """The Hugging Face model card, from the source run's own records (params, best/test metrics) and the model's
+    saved settings (labels, calibration)."""
 
     run = runs.get_run(ref.source_run_id) if ref.source_run_id else None
     params = dict(run.data.params) if run else {}
@@ -33,12 +34,13 @@ def _card_for(ref, label_names: list[str]) -> str:
         params.get("model", "unknown"),
         base_licence(params.get("model_dir")),
         run.data.tags.get("dataset", "text") if run else "text",
-        tuple(label_names),
+        tuple(meta.get("label_names") or ()),
         params,
         metrics,
         ref.source_run_id,
         best_epoch,
-        token_level=params.get("task_kind") == "ner",
+        kind=params.get("task_kind", "classification"),
+        calibration=meta.get("calibration"),
     )
     return render(facts, hugging_face=True)
 
@@ -48,7 +50,7 @@ def export(model_uri: str, directory: str, push_to_hub: str | None = None) -> Ex
 
     ref = resolve_model_uri(model_uri)
     meta = json.loads((ref.local_dir / "bertcls_config.json").read_text(encoding="utf-8"))
-    out = hf_export.export(ref.local_dir, Path(directory), _card_for(ref, meta.get("label_names") or []))
+    out = hf_export.export(ref.local_dir, Path(directory), _card_for(ref, meta))
     if ref.source_run_id:
         artifacts.log_artifacts_to(ref.source_run_id, out, "hf_export")
     url = _push(out, push_to_hub) if push_to_hub else None

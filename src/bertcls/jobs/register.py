@@ -40,7 +40,7 @@ def _evaluated_values(name: str, candidate_version, champion_version, candidate,
 
 def register(
     experiment: str,
-    metric: str,
+    metric: str | None = None,
     name: str | None = None,
     force: bool = False,
     dataset: str | None = None,
@@ -49,8 +49,9 @@ def register(
 ) -> RegisterOutcome:
     """Register the best new run's model; @champion moves only if it beats the current champion.
 
-    The decisions are `bertcls.evaluation.promotion`'s; this function gathers their inputs and applies them. `direction`
-    (max/min) ranks a metric bertcls does not know (it never guesses).
+    The decisions are `bertcls.evaluation.promotion`'s; this function gathers their inputs and applies them. `metric`
+    None ranks by the runs' primary metric; `direction` (max/min) ranks a metric bertcls does not know (it never
+    guesses).
     """
 
     if name is not None:
@@ -62,6 +63,7 @@ def register(
     else:
         candidate = registry.best_run(client, experiment, metric, dataset, direction=direction)
     direction = metric_direction(candidate.metric_key, direction)  # an unknown metric is refused before any write
+    metric = candidate.metric_key  # newer runs compete on the metric the candidate was picked by
     name = name or "bertcls-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", candidate.dataset or "model")
     champion = registry.current_alias(client, name, promotion.CHAMPION)
     if champion is not None and not run_id:

@@ -158,7 +158,8 @@ class _TrackedTraining:
                 metrics,
                 self.run_id,
                 step or None,
-                task.token_level,
+                task.kind,
+                None if calibration is None else calibration.to_dict(),
             )
             (path / "model_card.md").write_text(render(facts, hugging_face=False), encoding="utf-8")
             return artifacts.log_model(path, self.example_texts, self.example_pairs, name=name, step=step)

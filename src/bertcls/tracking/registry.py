@@ -10,6 +10,7 @@ import dataclasses
 import getpass
 import json
 import logging
+import re
 import time
 
 import mlflow
@@ -92,17 +93,30 @@ def metric_key_for(metric: str) -> str:
     return f"best_{metric}" if metric.startswith("val_") else metric
 
 
+def primary_metric_of(runs, where: str) -> str:
+    """The `val_<primary metric>` the runs share (their `primary_metric` param; runs logged before it had one
+    are classifiers: val_accuracy). Runs of different tasks have none in common: a RegistryError asks for one."""
+    primaries = sorted({r.data.params.get("primary_metric", "accuracy") for r in runs})
+    if len(primaries) > 1:
+        raise RegistryError(
+            f"The training runs {where} rank by different primary metrics ({', '.join(primaries)}): they are "
+            f"different tasks. Pass the one to rank by, e.g. {setting('metric', 'val_' + primaries[0])}, and "
+            f"{setting('dataset', '<name>')} to keep to one task."
+        )
+    return f"val_{primaries[0]}"
+
+
 def best_run(
     client: MlflowClient,
     experiment: str,
-    metric: str,
+    metric: str | None,
     dataset: str | None = None,
     finished_after: int | None = None,
     missing_ok: bool = False,
     direction: str | None = None,
 ) -> Candidate | None:
-    """The FINISHED training run with the best `metric` (optionally: on `dataset`, finished after a time);
-    `direction` (max/min) for a metric whose direction bertcls does not know."""
+    """The FINISHED training run with the best `metric` (None: the runs' primary metric; optionally: on `dataset`,
+    finished after a time); `direction` (max/min) for a metric whose direction bertcls does not know."""
     experiment_id = _experiment_id(client, experiment)
     query = "attributes.status = 'FINISHED'"
     if dataset:
@@ -117,6 +131,8 @@ def best_run(
             f"Experiment {experiment!r} has no FINISHED training runs"
             f"{' on dataset ' + repr(dataset) if dataset else ''}. Train one first: mlflow run . -e train."
         )
+    if metric is None:
+        metric = primary_metric_of(runs, f"in {experiment!r}" + (f" on dataset {dataset!r}" if dataset else ""))
     key = metric_key_for(metric)
     scored = [r for r in runs if key in r.data.metrics]
     if not scored:
@@ -168,13 +184,13 @@ def is_candidate(run) -> bool:
     return tags.get("bertcls_job", "train") not in NON_CANDIDATE_JOBS and "model_uri" in tags
 
 
-def candidate_from_run(client: MlflowClient, run_id: str, metric: str) -> Candidate:
-    """A named run as the candidate (instead of the experiment's best)."""
+def candidate_from_run(client: MlflowClient, run_id: str, metric: str | None) -> Candidate:
+    """A named run as the candidate (instead of the experiment's best); metric None: its primary metric."""
     try:
         run = client.get_run(run_id)
     except MlflowException:
         raise RegistryError(f"No run with id {run_id!r} in {mlflow.get_tracking_uri()}.") from None
-    key = metric_key_for(metric)
+    key = metric_key_for(metric or primary_metric_of([run], f"of run {run_id}"))
     if not is_candidate(run):
         raise RegistryError(
             f"Run {run_id} is a {run.data.tags.get('bertcls_job', 'non-bertcls')} run without a logged bertcls "
@@ -271,12 +287,13 @@ class ModelRef:
 
 
 def resolve_model_uri(uri: str) -> ModelRef:
-    """runs:/<id>/model, models:/<name>@<alias> or models:/<name>/<version> -> local files + lineage."""
+    """runs:/<id>/model, models:/<name>@<alias>, models:/<name>/<version> or a logged model's models:/m-<id> ->
+    local files + lineage."""
     from pathlib import Path
 
     usage = (
-        "Use runs:/<run_id>/model, models:/<name>@<alias> (e.g. models:/bertcls-sms_spam@champion) or "
-        "models:/<name>/<version>."
+        "Use runs:/<run_id>/model, models:/<name>@<alias> (e.g. models:/bertcls-sms_spam@champion), "
+        "models:/<name>/<version> or a logged model's models:/m-<id>."
     )
     client = MlflowClient()
     name = version = run_id = None
@@ -289,7 +306,10 @@ def resolve_model_uri(uri: str) -> ModelRef:
             client.get_run(run_id)
         elif uri.startswith("models:/"):
             rest = uri[len("models:/") :]
-            if "@" in rest:
+            found = None
+            if re.fullmatch(r"m-[0-9a-f]+", rest):  # an MLflow 3 logged model (what `train` prints)
+                run_id = client.get_logged_model(rest).source_run_id
+            elif "@" in rest:
                 name, alias = rest.split("@", 1)
                 found = client.get_model_version_by_alias(name, alias)
             elif rest.count("/") == 1 and rest.split("/")[1].isdigit():
@@ -297,7 +317,8 @@ def resolve_model_uri(uri: str) -> ModelRef:
                 found = client.get_model_version(name, number)
             else:
                 raise RegistryError(f"Malformed model URI {uri!r}. {usage}")
-            version, run_id = found.version, found.run_id
+            if found is not None:
+                version, run_id = found.version, found.run_id
         else:
             raise RegistryError(f"Malformed model URI {uri!r}. {usage}")
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))

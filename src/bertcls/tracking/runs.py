@@ -254,6 +254,19 @@ def _log_input_once_shared(dataset: Any, split: str, attempts: int = 5) -> None:
             time.sleep(0.2 * (attempt + 1))
 
 
+def log_file_input(path: Path, fmt: str, digest: str, context: str) -> None:
+    """A table file the run read, as an MLflow dataset input (name, source path, digest, format) without
+    loading it: a scored file may hold millions of rows."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(str(Path(path).resolve()))
+    _log_input_once_shared(MetaDataset(source, name=Path(path).name, digest=digest), context)
+    mlflow.set_tag("input_format", fmt)
+
+
 def log_dataset_inputs(data: PreparedData) -> dict[str, Any]:
     """One MLflow dataset input per split (name, source, digest, row count as the profile); returns them by split
     (metrics computed on a split are linked to its dataset)."""

@@ -1,0 +1,46 @@
+"""The model card says what each kind of model is, answers, and how its probabilities were calibrated."""
+
+from __future__ import annotations
+
+from bertcls.evaluation.calibration import Calibration
+from bertcls.export.model_card import CardFacts, render
+
+PARAMS = {"dataset": "sms_spam", "lr": "0.0001", "class_weights": "balanced", "focal_gamma": "2.0", "seed": "42"}
+
+
+def _card(kind: str, labels: tuple[str, ...], calibration: Calibration | None, hugging_face: bool = False) -> str:
+    metrics = {"test_ece": 0.0083, "test_ece_uncalibrated": 0.0101, "test_accuracy": 0.9934}
+    saved = None if calibration is None else calibration.to_dict()
+    facts = CardFacts("minilm", "apache-2.0", "sms_spam", labels, PARAMS, metrics, "abc", 2, kind, saved)
+    return render(facts, hugging_face)
+
+
+def test_a_classifier_card_gives_its_temperature_and_how_to_apply_it_to_the_exported_logits():
+    card = _card("classification", ("ham", "spam"), Calibration(temperature=0.924, fitted_on=557))
+    assert "softmax(logits / T) with T = 0.924, fitted on 557 validation texts" in card
+    assert "0.0101 before, 0.0083 after" in card and "divide them by 0.924" in card
+    assert "| class_weights | balanced |" in card and "| focal_gamma | 2.0 |" in card
+    assert "label and one probability per class" in card
+
+
+def test_an_uncalibrated_classifier_card_says_why():
+    card = _card("classification", ("ham", "spam"), Calibration(note="calibrate=false: the model's own"))
+    assert "Not calibrated: calibrate=false: the model's own." in card and "T = " not in card
+
+
+def test_a_multilabel_card_lists_each_labels_temperature_and_threshold():
+    calibration = Calibration(fitted_on=300, temperatures=(0.9, 1.25), thresholds=(0.31, 0.62))
+    card = _card("multilabel", ("joy", "anger"), calibration, hugging_face=True)
+    assert "# sms_spam multi-label classifier fine-tuned from minilm" in card
+    assert "each of 2 labels (id: name) is present or absent" in card and "Single-label" not in card
+    assert "| joy | 0.9 | 0.31 |" in card and "| anger | 1.25 | 0.62 |" in card
+    assert "pipeline_tag: text-classification" in card
+
+
+def test_regression_and_tagger_cards_name_their_task_and_answer():
+    regression = _card("regression", (), Calibration())
+    assert "regressor" in regression and "one score per text" in regression and "0 labels" not in regression
+    assert "Probabilities" not in regression
+    tagger = _card("ner", ("O", "B-PER", "I-PER"), None, hugging_face=True)
+    assert "pipeline_tag: token-classification" in tagger and "AutoModelForTokenClassification" in tagger
+    assert "a tag per word" in tagger
