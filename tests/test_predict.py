@@ -194,3 +194,23 @@ def test_twenty_thousand_rows_and_a_killed_job_leaves_no_partial_output(model, t
     assert scored["id"].tolist() == list(range(20_000)) and not partial_path(out).exists()
     assert scored["text"].tolist() == _sms_texts(20_000)
     assert np.allclose(scored["prob_ham"] + scored["prob_spam"], 1.0)
+
+
+@pytest.mark.slow
+def test_mlflow_run_predict_scores_a_file_in_the_run_mlflow_made(model, tmp_path):
+    """The MLproject entry point: the run `mlflow run` made is the predict run, with its metrics and lineage."""
+    _, uri, model_uri = model
+    source, out = tmp_path / "texts.tsv", tmp_path / "scored.jsonl"
+    _table(500).to_csv(source, sep="\t", index=False)
+    command = ["mlflow", "run", str(e2e.PROJECT_ROOT), "-e", "predict", "--env-manager", "local"]
+    command += ["--experiment-name", "predict-mlflow-run", "-P", f"model_uri={model_uri}"]
+    command += ["-P", f"input={source}", "-P", f"output={out}", "-P", "chunk_rows=128"]
+    done = subprocess.run(command, env=e2e.subprocess_env(uri), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    scored = pd.read_json(out, lines=True)
+    assert scored["id"].tolist() == list(range(500)) and {"predicted_label", "prob_spam"} <= set(scored.columns)
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("predict-mlflow-run").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["bertcls_job"] == "predict"
+    assert run.data.metrics["rows"] == 500 and run.data.tags["scored_model_uri"] == model_uri
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["texts.tsv"]
