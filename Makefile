@@ -83,13 +83,14 @@ test: lint system-deps
 	echo "make test: pytest took $$(( $$(date +%s) - start )) s on $(TEST_WORKERS) workers; $$($(PY) benchmarks/limit.py --peak-only)"; \
 	exit $$status
 
-# Debian packages the tests start for real: postgresql (tests/test_server_e2e.py, tests/test_sweep.py) and chromium
-# (tests/test_ui_browser.py, driven by Playwright). Installed only when missing and apt-get exists (sudo -n when not
+# Debian packages the tests start for real: postgresql (tests/test_server_e2e.py, tests/test_sweep.py), chromium
+# (tests/test_ui_browser.py, driven by Playwright) and a Java runtime for Spark (tests/test_spark.py). Installed only when missing and apt-get exists (sudo -n when not
 # root); otherwise one line, and those tests skip with the reason.
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="postgresql"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if ! command -v apt-get >/dev/null 2>&1; then \
 	  echo "system-deps: no apt-get to install$$missing: the tests that need them skip"; exit 0; fi; \

@@ -59,9 +59,16 @@ def _describe(value) -> str:
 def _column(frame: pd.DataFrame, name: str, has_text_pair: bool) -> list[str]:
     if name not in frame.columns:
         expected = "'text' and 'text_pair'" if has_text_pair else "'text'"
+        positional = len(frame.columns) > 0 and all(isinstance(c, int) or str(c).isdigit() for c in frame.columns)
+        spark = (
+            " Columns named by position come from mlflow.pyfunc.spark_udf called on bare columns: call it on a "
+            "struct, udf(struct('text')), so they keep their names."
+            if positional
+            else ""
+        )
         raise InputError(
             f"The input has no {name!r} column: expected {expected}, received "
-            f"{', '.join(repr(str(c)) for c in frame.columns) or 'no columns'}. {_usage(has_text_pair)}"
+            f"{', '.join(repr(str(c)) for c in frame.columns) or 'no columns'}. {_usage(has_text_pair)}{spark}"
         )
     return _strings(list(frame[name]), name)
 
