@@ -157,10 +157,38 @@ def _refuse_renamed(values: dict) -> None:
 @main.command("export")
 @click.argument("model_uri")
 @click.argument("directory", type=click.Path(file_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["hf", "onnx"]),
+    default="hf",
+    show_default=True,
+    help="hf: a Hugging Face directory; onnx: ONNX files that ONNX Runtime runs without JAX (docs/export.md)",
+)
+@click.option(
+    "--quantize",
+    type=click.Choice(["none", "int8"]),
+    default="none",
+    show_default=True,
+    help="with --format onnx: also an int8 graph (ONNX Runtime dynamic quantization), measured on the test split",
+)
 @click.option("--push-to-hub", "push_to_hub", default=None, help="upload the export to this hub repo (online)")
 @friendly_errors
-def export(model_uri: str, directory: str, push_to_hub: str | None) -> None:
-    """Write MODEL_URI as a Hugging Face directory (AutoModelForSequenceClassification loads it)."""
+def export(model_uri: str, directory: str, fmt: str, quantize: str, push_to_hub: str | None) -> None:
+    """Write MODEL_URI as a Hugging Face directory (AutoModelForSequenceClassification loads it) or as ONNX."""
+    if fmt == "onnx":
+        from bertcls.jobs import export_onnx
+
+        if push_to_hub:
+            raise click.UsageError("--push-to-hub applies to --format hf.")
+        click.echo(
+            export_onnx.describe(
+                export_onnx.export_onnx(model_uri, directory, None if quantize == "none" else quantize)
+            )
+        )
+        return
+    if quantize != "none":
+        raise click.UsageError("--quantize applies to --format onnx.")
     from bertcls.jobs import export as job
 
     outcome = job.export(model_uri, directory, push_to_hub)

@@ -49,7 +49,7 @@ def evaluate(
 ) -> EvalOutcome:
     """Evaluate a logged or registered model on a dataset split; log metrics, tables and figures to a new run."""
     ref = resolve_model_uri(model_uri)
-    predictor, data_config, data = _model_and_data(ref, split, data_overrides or {}, batch_size)
+    predictor, data_config, data = model_and_data(ref, split, data_overrides or {}, batch_size)
     outputs, metrics = _scores(predictor, data, split, extra_metrics)
     run_name = f"evaluate {ref.name or ref.source_run_id} on {split}"
     with runs.tracked_run(experiment, run_name=run_name, fresh=fresh_run) as run:
@@ -81,7 +81,7 @@ def evaluate(
     return EvalOutcome(run.info.run_id, split, metrics)
 
 
-def _model_and_data(ref, split: str, overrides: dict, batch_size: int) -> tuple[Predictor, DataConfig, PreparedData]:
+def model_and_data(ref, split: str, overrides: dict, batch_size: int) -> tuple[Predictor, DataConfig, PreparedData]:
     """The model, and the dataset split it is evaluated on: the source run's recipe unless overridden, its texts
     read as the model was trained (its own saved settings decide, not the run's params)."""
     source = run_train_config(ref.source_run_id) if ref.source_run_id else None

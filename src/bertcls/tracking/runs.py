@@ -13,7 +13,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
-from mlflow.entities import Param
+from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
 import bertcls
@@ -318,6 +318,13 @@ def log_params_to(run_id: str, params: dict[str, Any]) -> None:
     fresh = [Param(k, "" if v is None else str(v)) for k, v in params.items() if k not in existing]
     if fresh:
         mlflow.MlflowClient().log_batch(run_id, params=fresh)
+
+
+def log_metrics_to(run_id: str, metrics: dict[str, float]) -> None:
+    """Metrics on a run that is not the active one (a finished training run: its model's export report)."""
+    stamp = int(time.time() * 1000)
+    batch = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
+    mlflow.MlflowClient().log_batch(run_id, metrics=batch)
 
 
 def tracking_uri() -> str:
