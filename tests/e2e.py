@@ -75,13 +75,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def served(tracking_uri: str, model_uri: str, timeout: float = 180) -> Iterator[int]:
-    """`mlflow models serve` on a free loopback port until the block ends; yields the port."""
+def served(tracking_uri: str, model_uri: str, timeout: float = 180, env_manager: str = "local", **env) -> Iterator[int]:
+    """`mlflow models serve` on a free loopback port until the block ends (`env_manager` uv: in an environment
+    built from the model's own requirements; `env`: extra variables, e.g. MLFLOW_ENV_ROOT); yields the port."""
     port = free_port()
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", env_manager]
     server = subprocess.Popen(
         [*command, "-h", "127.0.0.1", "-p", str(port)],
-        env=subprocess_env(tracking_uri),
+        env=subprocess_env(tracking_uri, **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

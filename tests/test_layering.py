@@ -17,7 +17,14 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 CORE = ("bertcls.model", "bertcls.data", "bertcls.train", "bertcls.evaluation")
 TRACKING = ("bertcls.tracking",)  # the package that speaks to MLflow
 # The pyfunc flavour: the class a logged model builds, and the code file MLflow executes to build it.
-MLFLOW_HOMES = ("bertcls.tracking", "bertcls.serving.pyfunc", "bertcls.serving.pyfunc_model")
+MLFLOW_HOMES = (
+    "bertcls.tracking",
+    "bertcls.serving.pyfunc",
+    "bertcls.serving.pyfunc_model",
+    "bertcls.serving.pyfunc_params",
+    "bertcls.serving.onnx_pyfunc",
+    "bertcls.serving.onnx_pyfunc_model",
+)
 
 
 def modules(root: Path = SRC) -> dict[str, Path]:

@@ -6,9 +6,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -91,8 +96,10 @@ def test_export_onnx_int8_writes_checked_files_and_logs_the_report(logged, tmp_p
     run_id = mlflow.MlflowClient(uri).get_logged_model(model_uri.removeprefix("models:/")).source_run_id
     metrics = mlflow.MlflowClient(uri).get_run(run_id).data.metrics
     assert metrics["onnx_int8_speedup_vs_fp32"] == pytest.approx(report["onnx_int8_speedup_vs_fp32"])
-    logged_files = {a.path for a in mlflow.MlflowClient(uri).list_artifacts(run_id, "onnx_export")}
-    assert "onnx_export/model.int8.onnx" in logged_files
+    onnx_uri = re.search(r"as (models:/m-[0-9a-f]+), an MLflow model", result.output).group(1)
+    onnx_model = Path(mlflow.artifacts.download_artifacts(artifact_uri=onnx_uri))
+    assert (onnx_model / "artifacts" / out.name / "model.int8.onnx").is_file()
+    assert "graph: model.int8.onnx" in (onnx_model / "MLmodel").read_text()  # it serves the int8 graph
 
     again = CliRunner().invoke(main, ["export", model_uri, str(out), "--format", "onnx"])
     assert again.exit_code == 2 and "exists and is not empty" in again.output
@@ -116,3 +123,30 @@ def test_export_onnx_int8_writes_checked_files_and_logs_the_report(logged, tmp_p
         .to_numpy(),
         atol=1e-4,
     )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("uv", path=str(Path(sys.executable).parent)) is None, reason="uv is not installed")
+def test_the_onnx_model_serves_in_an_environment_without_jax(logged, tmp_path):
+    """`mlflow models serve --env-manager uv` builds the environment from the ONNX model's own requirements: no
+    jax, flax or transformers in it, and the REST answers equal the JAX model's (within 1e-4) and refuse bad input."""
+    root, uri, model_uri = logged
+    result = CliRunner().invoke(main, ["export", model_uri, str(tmp_path / "onnx"), "--format", "onnx"])
+    assert result.exit_code == 0, result.output
+    onnx_uri = re.search(r"as (models:/m-[0-9a-f]+), an MLflow model", result.output).group(1)
+    requirements = (Path(mlflow.artifacts.download_artifacts(artifact_uri=onnx_uri)) / "requirements.txt").read_text()
+    assert "onnxruntime==" in requirements and not re.search(r"^(jax|flax|transformers)\b", requirements, re.M)
+    env_root = tmp_path / "envs"
+    texts = ["Free entry in 2 a wkly comp to win FA Cup final tkts", "Ok lar... Joking wif u oni...", "ünïcödé 😀"]
+    with e2e.served(uri, onnx_uri, timeout=600, env_manager="uv", MLFLOW_ENV_ROOT=str(env_root)) as port:
+        status, answer = e2e.post(port, {"inputs": texts})
+        bad_status, bad = e2e.post(port, {"dataframe_records": [{"body": "no text column"}]})
+    assert status == 200, answer
+    served = pd.DataFrame(answer["predictions"])
+    expected = mlflow.pyfunc.load_model(model_uri).predict(texts)
+    np.testing.assert_allclose(served[["prob_ham", "prob_spam"]], expected[["prob_ham", "prob_spam"]], atol=1e-4)
+    assert served["label"].tolist() == expected["label"].tolist()
+    assert bad_status == 400 and "no 'text' column" in bad["message"]
+    (python,) = env_root.glob("*/bin/python")
+    probe = "import importlib.util as u; print([m for m in ('jax', 'flax', 'transformers', 'torch') if u.find_spec(m)])"
+    assert subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "[]"

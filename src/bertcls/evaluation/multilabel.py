@@ -17,8 +17,8 @@ from sklearn import metrics as skm
 
 from bertcls.data.tasks import PER_CLASS_METRICS, per_class_key
 from bertcls.evaluation.calibration import ECE_BINS, LOG_T_BOUNDS, MIN_CALIBRATION_ROWS, expected_calibration_error
+from bertcls.serving.decisions import DEFAULT_THRESHOLD
 
-DEFAULT_THRESHOLD = 0.5
 MIN_POSITIVES_FOR_THRESHOLD = 5  # fewer validation texts with the label tune its threshold to noise: keep 0.5
 
 

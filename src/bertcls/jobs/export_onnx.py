@@ -5,8 +5,9 @@ model's saved settings (`bertcls_config.json`: labels, how it reads text, its ca
 Before anything is written, both graphs are run by ONNX Runtime on the test split of the model's own dataset and
 recipe: the float32 graph must give our probabilities within 1e-4 (else the export is refused), and the report
 holds each path's texts/s, the int8 graph's largest probability change, its agreement with us and, for a
-classifier, the test accuracy of each. The report is logged to the model's training run as `onnx_*` metrics, the
-files as its `onnx_export/` artifacts.
+classifier, the test accuracy of each. The report is logged to the model's training run as `onnx_*` metrics, and
+the directory as an MLflow model served by ONNX Runtime without JAX (`onnx_model`; the int8 graph when made), or,
+for what only the JAX model serves (windows, word taggers), as the run's `onnx_export/` artifacts.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from bertcls.export import onnx as onnx_export
 from bertcls.export.huggingface import TOKENIZER_FILES
 from bertcls.jobs.evaluate import model_and_data
 from bertcls.model.weights import OWN_CONFIG, load_model, written_atomically
+from bertcls.serving.onnx_runtime import servable
 from bertcls.serving.predictor import Predictor
 from bertcls.tracking import artifacts, runs
 from bertcls.tracking.registry import resolve_model_uri
@@ -42,6 +44,8 @@ class OnnxOutcome:
     directory: Path
     source_run_id: str | None
     report: dict[str, float]
+    model_uri: str | None = None  # the ONNX-backed MLflow model logged to the source run
+    not_served: str | None = None  # why no ONNX-backed MLflow model was logged
 
 
 def export_onnx(model_uri: str, directory: str, quantize: str | None = None, batch_size: int = 32) -> OnnxOutcome:
@@ -73,10 +77,17 @@ def export_onnx(model_uri: str, directory: str, quantize: str | None = None, bat
                     shutil.copy(ref.local_dir / name, staging / name)
             (staging / OWN_CONFIG).write_text(json.dumps(_settings(ref.local_dir, predictor), indent=2), "utf-8")
             (staging / REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    model_uri_out, not_served = None, servable(_settings(ref.local_dir, predictor))
     if ref.source_run_id:
-        artifacts.log_artifacts_to(ref.source_run_id, out_dir, "onnx_export")
         runs.log_metrics_to(ref.source_run_id, report)
-    return OnnxOutcome(out_dir, ref.source_run_id, report)
+        if not_served is None:  # the export, as an MLflow model that ONNX Runtime serves without JAX
+            examples = list(data.texts["test"]["text"][:2]) if "text" in data.texts["test"].column_names else []
+            graph = "model.int8.onnx" if quantize == "int8" else "model.onnx"
+            info = artifacts.log_onnx_model(ref.source_run_id, out_dir, graph, examples or ["free entry", "see you"])
+            model_uri_out = info.model_uri
+        else:
+            artifacts.log_artifacts_to(ref.source_run_id, out_dir, "onnx_export")
+    return OnnxOutcome(out_dir, ref.source_run_id, report, model_uri_out, not_served)
 
 
 def _settings(model_dir: Path, predictor: Predictor) -> dict:
@@ -161,6 +172,14 @@ def describe(outcome: OnnxOutcome) -> str:
             )
         )
     lines.append(f"  ours (JAX): {r['jax_texts_per_s']:.0f} texts/s")
-    if outcome.source_run_id:
-        lines.append(f"  logged to run {outcome.source_run_id} (onnx_* metrics, onnx_export/)")
+    if outcome.model_uri:
+        lines.append(
+            f"  logged to run {outcome.source_run_id} (onnx_* metrics) as {outcome.model_uri}, an MLflow model "
+            "ONNX Runtime serves without JAX: mlflow models serve -m <that uri> --env-manager uv"
+        )
+    elif outcome.source_run_id:
+        lines.append(
+            f"  logged to run {outcome.source_run_id} (onnx_* metrics, onnx_export/); no ONNX-backed MLflow model: "
+            f"{outcome.not_served}"
+        )
     return "\n".join(lines)

@@ -13,16 +13,16 @@ import jax
 import numpy as np
 import pandas as pd
 from flax import nnx
-from scipy import special
 
 from bertcls.data.batching import TokenizedSplit
 from bertcls.data.reading import ReadingSettings
 from bertcls.data.tokenize import encode_texts, padded_matrix
 from bertcls.evaluation.calibration import Calibration, scaled_probs
-from bertcls.evaluation.multilabel import DEFAULT_THRESHOLD, sigmoid_probs
+from bertcls.evaluation.multilabel import sigmoid_probs
 from bertcls.model.bert import BertClassifier
 from bertcls.model.tokenizer import load_tokenizer
 from bertcls.model.weights import load_model
+from bertcls.serving.decisions import label_thresholds
 from bertcls.train.inference import infer_outputs
 
 
@@ -104,17 +104,9 @@ class Predictor:
         return scaled_probs(outputs, self.calibration.temperature if calibrated else 1.0)
 
     def thresholds(self, calibrated: bool = True, threshold: float | None = None) -> np.ndarray:
-        """[L] each label's decision threshold on the probabilities `probabilities(calibrated)` returns: the ones
-        tuned on validation (0.5 for a model without), moved to the raw scale for calibrated=false so the label set
-        stays the same; `threshold` instead applies one number to every label."""
-        if threshold is not None:
-            return np.full(len(self.label_names), float(threshold))
-        tuned = np.asarray(self.calibration.thresholds or [DEFAULT_THRESHOLD] * len(self.label_names), np.float64)
-        if calibrated or not self.calibration.temperatures:
-            return tuned
-        # p_raw = sigmoid(z) and p_cal = sigmoid(z / T): p_cal >= t  <=>  z >= T * logit(t)  <=>  p_raw >= ...
-        temperatures = np.asarray(self.calibration.temperatures, np.float64)
-        return special.expit(temperatures * special.logit(np.clip(tuned, 1e-12, 1 - 1e-12)))
+        """[L] each label's decision threshold on `probabilities(calibrated)` (bertcls.serving.decisions)."""
+        c = self.calibration
+        return label_thresholds(len(self.label_names), c.thresholds, c.temperatures, calibrated, threshold)
 
 
 def load(model_dir: str | Path, batch_size: int = 32) -> Predictor:

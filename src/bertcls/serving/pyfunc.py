@@ -22,6 +22,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from bertcls.errors import InputError
 from bertcls.serving.inputs import read_tagging_input, read_texts
 from bertcls.serving.predictor import Predictor, predictions_frame
+from bertcls.serving.pyfunc_params import flag, threshold_param
 from bertcls.serving.tagging import entities_frame
 
 MODEL_ARTIFACT = "bertcls_model"
@@ -43,35 +44,7 @@ class BertclsPyfunc(mlflow.pyfunc.PythonModel):
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
         params = params or {}
         if self.predictor.is_tagger:
-            return entities_frame(self.predictor, texts, sentences, _flag(params, "return_tags", False))
+            return entities_frame(self.predictor, texts, sentences, flag(params, "return_tags", False))
         outputs = self.predictor.predict(texts, pairs)
-        threshold = _threshold(params) if self.predictor.is_multilabel else None
-        return predictions_frame(self.predictor, outputs, _flag(params, "calibrated", True), threshold)
-
-
-def _flag(params: dict, name: str, default: bool) -> bool:
-    """A boolean param as MLflow passes it (a bool when the signature declares it; a string from older clients)."""
-    value = params.get(name, default)
-    if isinstance(value, str):
-        if value.lower() not in ("true", "false"):
-            raise MlflowException(f"The param {name!r} must be true or false, got {value!r}.", INVALID_PARAMETER_VALUE)
-        return value.lower() == "true"
-    return bool(value)
-
-
-def _threshold(params: dict) -> float | None:
-    """The multi-label `threshold` param: one probability in [0, 1] for every label, or unset (the tuned ones)."""
-    value = params.get("threshold")
-    if value is None or value == "":
-        return None
-    try:
-        threshold = float(value)
-    except (TypeError, ValueError):
-        threshold = float("nan")
-    if not 0.0 <= threshold <= 1.0:
-        raise MlflowException(
-            f"The param 'threshold' must be a probability between 0 and 1 (a label is predicted when its "
-            f"probability reaches it), got {value!r}. Leave it unset for each label's threshold tuned on validation.",
-            INVALID_PARAMETER_VALUE,
-        )
-    return threshold
+        threshold = threshold_param(params) if self.predictor.is_multilabel else None
+        return predictions_frame(self.predictor, outputs, flag(params, "calibrated", True), threshold)

@@ -54,10 +54,24 @@ def log_linked_metrics(metrics: dict[str, float], step: int, model_id: str | Non
         mlflow.log_metrics(metrics, step=step, model_id=model_id, dataset=dataset)
 
 
-def pip_requirements() -> list[str]:
+ONNX_RUNTIME_PACKAGES = ("onnxruntime", "tokenizers", "numpy", "pandas", "mlflow")  # the ONNX-backed model's
+# The bertcls modules the ONNX-backed model ships: the input contract, its decisions and runtime, nothing with JAX.
+ONNX_SHIPPED = (
+    "__init__.py",
+    "errors.py",
+    "serving/__init__.py",
+    "serving/inputs.py",
+    "serving/decisions.py",
+    "serving/onnx_runtime.py",
+    "serving/onnx_pyfunc.py",
+    "serving/pyfunc_params.py",
+)
+
+
+def pip_requirements(packages: tuple[str, ...] = RUNTIME_PACKAGES) -> list[str]:
     """Pinned runtime requirements of the logged model; torch is never among them."""
     pins = []
-    for name in RUNTIME_PACKAGES:
+    for name in packages:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             pins.append(f"{name}=={importlib.metadata.version(name)}")
     return pins
@@ -126,6 +140,49 @@ def tagger_signature():
         ]
     )
     return ModelSignature(outputs=outputs, params=ParamSchema([ParamSpec("return_tags", "boolean", False)]))
+
+
+def log_onnx_model(run_id: str, onnx_dir: Path, graph: str, example_texts: list[str]):
+    """Log an ONNX export as an MLflow model served by ONNX Runtime (no JAX in its requirements or code) on the
+    run `run_id`, whose status stays what it was; returns MLflow's ModelInfo."""
+    import shutil
+
+    from bertcls.serving.onnx_pyfunc import GRAPH_KEY, ONNX_ARTIFACT
+    from bertcls.serving.onnx_runtime import OnnxPredictor
+
+    predictor = OnnxPredictor(onnx_dir, graph)
+    if predictor.is_multilabel:
+        signature = multilabel_signature(predictor.label_names)
+    else:
+        outputs = predictor.frame(example_texts, [t[::-1] for t in example_texts] if predictor.has_text_pair else None)
+        signature = infer_signature(
+            model_output=outputs, params=None if predictor.is_regression else {"calibrated": True}
+        )
+    example = {
+        "text": example_texts,
+        **({"text_pair": [t[::-1] for t in example_texts]} if predictor.has_text_pair else {}),
+    }
+    package = Path(bertcls.__file__).resolve().parent
+    client = mlflow.MlflowClient()
+    status = client.get_run(run_id).info.status
+    with staging_dir() as staging, signals_deferred(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "add type hints to predict": we give a signature
+        for name in ONNX_SHIPPED:
+            (staging / "bertcls" / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(package / name, staging / "bertcls" / name)
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="onnx_model",
+                python_model=str(package / "serving" / "onnx_pyfunc_model.py"),
+                artifacts={ONNX_ARTIFACT: str(onnx_dir)},
+                code_paths=[str(staging / "bertcls")],
+                model_config={GRAPH_KEY: graph},
+                signature=signature,
+                input_example=pd.DataFrame(example),
+                pip_requirements=pip_requirements(ONNX_RUNTIME_PACKAGES),
+            )
+        client.set_terminated(run_id, status)  # start_run made it RUNNING again
+    return info
 
 
 def multilabel_signature(label_names: list[str]):
