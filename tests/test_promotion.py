@@ -24,6 +24,12 @@ def test_first_candidate_becomes_champion():
     assert decision.message == "version 1 is the first champion (best_val_mcc = 0.9100)"
 
 
+def test_a_first_champion_forced_below_the_baseline_says_so_in_its_history():
+    decision = without_comparison(Entry("1", 0.09), None, "best_val_micro_f1", below_baseline=True)
+    assert (decision.alias, decision.reason) == (CHAMPION, "forced below the baseline")
+    assert "forced: it does not beat the majority-class baseline" in decision.message
+
+
 def test_the_champion_registered_again_changes_nothing():
     decision = without_comparison(Entry("3", 0.91), "3", "best_val_mcc")
     assert decision.alias is None and decision.message.startswith("Nothing changed: version 3 is already champion")

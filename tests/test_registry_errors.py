@@ -117,5 +117,5 @@ def test_unset_metric_ranks_by_the_runs_primary_metric_and_refuses_a_mix_of_task
     result = CliRunner().invoke(main, ["register", "--experiment", "runs"])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     said = " ".join(result.output.split())
-    assert "rank by different primary metrics (accuracy, f1)" in said and "--metric val_accuracy" in said, said
+    assert "ranked by different primary metrics (sms: val_accuracy, val_f1)" in said and "--dataset" in said, said
     assert client.search_registered_models() == []

@@ -42,7 +42,7 @@ def below_baseline(
 ) -> Decision | None:
     """A candidate that does not beat always answering the majority class learned nothing: it is not registered
     (unless forced). None when it beats the baseline, or its run logged none (runs from before baselines)."""
-    if baseline is None or force or better(value, baseline, metric, direction):
+    if force or beats_baseline(value, baseline, metric, direction):
         return None
     return Decision(
         None,
@@ -51,6 +51,11 @@ def below_baseline(
         f"({baseline:.4f}: always answering the most frequent training label), so it has learned nothing to promote. "
         f"Train longer or with another lr, or pass {setting('force', 'true')} to register it anyway.",
     )
+
+
+def beats_baseline(value: float, baseline: float | None, metric: str, direction: str | None) -> bool:
+    """Whether the candidate beats always answering the majority class (a run without a baseline: assumed to)."""
+    return baseline is None or better(value, baseline, metric, direction)
 
 
 def comparison_basis(same_data_and_split: bool, champion_logged_the_metric: bool) -> str:
@@ -68,13 +73,18 @@ def no_new_run(champion_version: str, experiment: str) -> Decision:
     )
 
 
-def without_comparison(candidate: Entry, champion_version: str | None, metric: str) -> Decision | None:
-    """The cases decided before any figure is compared: no champion yet, or the candidate already is one."""
+def without_comparison(
+    candidate: Entry, champion_version: str | None, metric: str, below_baseline: bool = False
+) -> Decision | None:
+    """The cases decided before any figure is compared: no champion yet, or the candidate already is one.
+    `below_baseline`: the candidate does not beat the majority-class baseline and was forced in (so recorded)."""
     if champion_version is None:
+        reason = "forced below the baseline" if below_baseline else "first champion"
         return Decision(
             CHAMPION,
-            "first champion",
-            f"version {candidate.version} is the first champion ({metric} = {candidate.value:.4f})",
+            reason,
+            f"version {candidate.version} is the first champion ({metric} = {candidate.value:.4f}"
+            + (", forced: it does not beat the majority-class baseline)" if below_baseline else ")"),
         )
     if champion_version == candidate.version:
         return Decision(None, None, f"Nothing changed: version {candidate.version} is already champion.")

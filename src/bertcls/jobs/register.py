@@ -75,13 +75,9 @@ def register(
             decision = promotion.no_new_run(champion.version, experiment)
             return RegisterOutcome(name, champion.version, False, None, decision.message)
         candidate = newer
+    baseline = registry.baseline_value(client, candidate)
     refusal = promotion.below_baseline(
-        candidate.run_id,
-        candidate.metric_key,
-        candidate.value,
-        registry.baseline_value(client, candidate),
-        direction,
-        force,
+        candidate.run_id, candidate.metric_key, candidate.value, baseline, direction, force
     )
     if refusal is not None:
         return RegisterOutcome(name, None, False, None, refusal.message)
@@ -89,7 +85,10 @@ def register(
     values = {"metric": candidate.metric_key, "candidate_run": candidate.run_id, "candidate_value": candidate.value}
     entry = promotion.Entry(version.version, candidate.value)
 
-    decision = promotion.without_comparison(entry, champion.version if champion else None, candidate.metric_key)
+    below = not promotion.beats_baseline(candidate.value, baseline, candidate.metric_key, direction)
+    decision = promotion.without_comparison(
+        entry, champion.version if champion else None, candidate.metric_key, below_baseline=below
+    )
     if decision is None:
         decision = _compare_with_champion(
             client, name, version, champion, candidate, experiment, force, direction, values

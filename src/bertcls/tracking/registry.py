@@ -96,12 +96,18 @@ def metric_key_for(metric: str) -> str:
 def primary_metric_of(runs, where: str) -> str:
     """The `val_<primary metric>` the runs share (their `primary_metric` param; runs logged before it had one
     are classifiers: val_accuracy). Runs of different tasks have none in common: a RegistryError asks for one."""
-    primaries = sorted({r.data.params.get("primary_metric", "accuracy") for r in runs})
+    by_dataset: dict[str, set[str]] = {}
+    for r in runs:
+        by_dataset.setdefault(r.data.tags.get("dataset", "?"), set()).add(
+            r.data.params.get("primary_metric", "accuracy")
+        )
+    primaries = sorted(set().union(*by_dataset.values()))
     if len(primaries) > 1:
+        ranks = "; ".join(f"{d}: val_{', val_'.join(sorted(m))}" for d, m in sorted(by_dataset.items()))
         raise RegistryError(
-            f"The training runs {where} rank by different primary metrics ({', '.join(primaries)}): they are "
-            f"different tasks. Pass the one to rank by, e.g. {setting('metric', 'val_' + primaries[0])}, and "
-            f"{setting('dataset', '<name>')} to keep to one task."
+            f"The training runs {where} are of different tasks, ranked by different primary metrics ({ranks}). "
+            f"Pass {setting('dataset', '<one of them>')} to register one dataset's runs by its own primary metric "
+            f"(or {setting('metric', '<name>')} to rank them all by one metric)."
         )
     return f"val_{primaries[0]}"
 

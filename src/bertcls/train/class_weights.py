@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from bertcls.config.training import BALANCED, NO_WEIGHTS, parse_weights
-from bertcls.errors import ConfigError, DataError
+from bertcls.errors import ConfigError, DataError, setting
 
 
 def class_weight_vector(spec: str, train_labels: np.ndarray, label_names: tuple[str, ...]) -> np.ndarray | None:
@@ -35,7 +35,8 @@ def class_weight_vector(spec: str, train_labels: np.ndarray, label_names: tuple[
     if len(parsed) != num_labels:
         raise ConfigError(
             f"class_weights has {len(parsed)} number(s) but the task has {num_labels} classes, in this order: "
-            f"{', '.join(label_names)}. Give one weight per class in that order, or use class_weights=balanced."
+            f"{', '.join(label_names)}. Give one weight per class in that order, or use "
+            f"{setting('class_weights', 'balanced')}."
         )
     return np.asarray(parsed, dtype=np.float32)
 
@@ -65,6 +66,7 @@ def positive_weights(spec: str, train_labels: np.ndarray, label_names: tuple[str
         raise ConfigError(
             f"class_weights has {len(parsed)} number(s) but the task has {len(label_names)} labels, in this order: "
             f"{', '.join(label_names)}. Give one weight per label in that order (it scales the loss of the "
-            "label's positive examples), or use class_weights=balanced."
+            "label's positive examples), or use "
+            f"{setting('class_weights', 'balanced')}."
         )
     return np.asarray(parsed, dtype=np.float32)
