@@ -328,6 +328,27 @@ def register(**values) -> None:
     )
 
 
+@main.command("distill")
+@options("distill")
+@friendly_errors
+def distill(**values) -> None:
+    """Train a smaller student on a teacher's soft labels; log it as a train run with the teacher beside it."""
+    import dataclasses
+
+    from bertcls.config import DistillConfig, RunOptions, TrainConfig
+    from bertcls.jobs import distill as job
+
+    names = {field.name for field in dataclasses.fields(DistillConfig)}
+    distill_config = build(DistillConfig, {k: v for k, v in values.items() if k in names})
+    config, run = build(TrainConfig, {k: v for k, v in values.items() if k not in names}), build(RunOptions, values)
+    try:
+        outcome = job.distill(distill_config, config, run.experiment, run.run_name, run.system_metrics)
+    except KeyboardInterrupt as interrupt:
+        click.echo(f"interrupted ({interrupt or 'Ctrl-C'}): the MLflow run is marked KILLED.", err=True)
+        sys.exit(130)
+    click.echo(job.describe(outcome))
+
+
 @main.command("predict")
 @options("predict")
 @friendly_errors

@@ -26,7 +26,7 @@ conda_env: conda.yaml
 
 entry_points:
 """
-MLPROJECT_JOBS = ("train", "sweep", "pretrain", "evaluate", "register", "predict")
+MLPROJECT_JOBS = ("train", "sweep", "pretrain", "evaluate", "register", "predict", "distill")
 
 
 def mlproject_default(param: Param) -> str | None:
@@ -101,6 +101,7 @@ DOCS_TABLES = {
     "evaluate": "docs/registry.md",
     "register": "docs/registry.md",
     "predict": "docs/deploy.md",
+    "distill": "docs/distillation.md",
 }
 
 

@@ -29,6 +29,40 @@ class EvaluateConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    """`distill`: train a smaller student on a teacher's soft labels (docs/distillation.md); the other parameters
+    are `train`'s, for the student."""
+
+    teacher: str = option(help="the teacher: runs:/<run_id>/model, models:/<name>@<alias> or models:/<name>/<version>")
+    student_layers: int = option(
+        0, "a student of this many encoder layers, initialised from every k-th teacher layer (DistilBERT style)"
+    )
+    student: str | None = option(
+        None, "or a smaller checkpoint to start from (Hugging Face name or path) with the teacher's tokenizer"
+    )
+    alpha: float = option(0.5, "weight of the soft-target loss (KL to the teacher at `temperature`); 1 - alpha: labels")
+    temperature: float = option(2.0, "softmax temperature of the soft targets (Hinton et al.)")
+    unlabeled_file: str | None = option(
+        None,
+        "extra texts (csv / tsv / jsonl / parquet with the text column) the teacher labels for the student",
+        path=True,
+    )
+
+    def __post_init__(self) -> None:
+        if bool(self.student_layers) == bool(self.student):
+            raise ConfigError(
+                "Give the student as student_layers=N (a copy of the teacher with N of its layers) or "
+                "student=<checkpoint>, one of the two."
+            )
+        if self.student_layers < 0:
+            raise ConfigError(f"student_layers must be at least 1, got {self.student_layers}.")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha must be between 0 (labels only) and 1 (teacher only), got {self.alpha}.")
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature must be above 0 (1: the teacher's own softmax), got {self.temperature}.")
+
+
+@dataclasses.dataclass(frozen=True)
 class PredictConfig:
     """`predict`: score a table file with a model into a new file (docs/deploy.md)."""
 
@@ -197,8 +231,8 @@ class SweepConfig:
 
 
 def job_params(job: str) -> list[Param]:
-    """The parameters of `train`, `sweep`, `pretrain`, `evaluate`, `register`, `predict` or `data-stats`, in the
-    order shown."""
+    """The parameters of `train`, `sweep`, `pretrain`, `evaluate`, `register`, `predict`, `distill` or
+    `data-stats`, in the order shown."""
     if job == "train":
         return params_of(TrainConfig) + params_of(RunOptions)
     if job == "sweep":  # the swept train parameters become lists; every other one passes through to the trials
@@ -216,6 +250,9 @@ def job_params(job: str) -> list[Param]:
         return params_of(RegisterConfig)
     if job == "predict":
         return params_of(PredictConfig)
+    if job == "distill":  # the student trains with every train parameter but `model` (the student replaces it)
+        run = [p for p in params_of(RunOptions) if p.name in ("experiment", "run_name", "system_metrics")]
+        return params_of(DistillConfig) + [p for p in params_of(TrainConfig) if p.name != "model"] + run
     if job == "data-stats":
         train = {p.name: p for p in params_of(TrainConfig)}
         return [train["model"], *params_of(DataConfig), train["batch_size"]]

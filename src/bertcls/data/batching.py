@@ -33,6 +33,7 @@ class TokenizedSplit:
     labels: np.ndarray  # [N] int32 (classification), float32 (regression), or [N, L] float32 multi-hot (multi-label)
     documents: np.ndarray | None = None  # [N] int32 text index of each row; None: one row per text
     weights: np.ndarray | None = None  # [N] float32 loss weight of each row (class_weights); None: all 1
+    soft_targets: np.ndarray | None = None  # [N, C] float32 a teacher's logits per row (distillation); None: none
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -167,6 +168,7 @@ def collate(split: TokenizedSplit, plan: np.ndarray, buckets: tuple[int, ...]) -
         if isinstance(split, TaggedSplit)
         else split.labels[rows],  # [B, S], [B(, L)]
         "weights": real * split.weights[rows] if split.weights is not None else real.astype(np.float32),  # [B]
+        **({"soft_targets": split.soft_targets[rows]} if split.soft_targets is not None else {}),  # [B, C]
     }
 
 

@@ -49,10 +49,12 @@ def hf_config(config: ModelConfig, label_names: list[str] | None, multi_label: b
     return {"architectures": [HF_CLASSES[config.model_type]], **config.to_hf_dict(), **labels}
 
 
-def hf_state_dict(model) -> dict[str, np.ndarray]:
-    """Every parameter under its Hugging Face key, in the Hugging Face layout (Linear weights [out, in])."""
+def hf_state_dict(model, mapped_only: bool = False) -> dict[str, np.ndarray]:
+    """Every parameter under its Hugging Face key, in the Hugging Face layout (Linear weights [out, in]);
+    `mapped_only`: leave out what has no Hugging Face counterpart (an MLP head) instead of failing."""
     table = hf_key_table(model.config, f"{model.config.model_type}.")
-    return {table[path][0]: np.ascontiguousarray(table[path][1](array)) for path, array in flat_params(model).items()}
+    params = {path: array for path, array in flat_params(model).items() if not mapped_only or path in table}
+    return {table[path][0]: np.ascontiguousarray(table[path][1](array)) for path, array in params.items()}
 
 
 def export(model_dir: Path, out_dir: Path, card: str) -> Path:

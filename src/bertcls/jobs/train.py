@@ -52,6 +52,7 @@ def train(
     cluster: dict | None = None,
     parent_run_id: str | None = None,
     tags: dict[str, str] | None = None,
+    teacher=None,
 ) -> TrainOutcome | None:
     """Fine-tune, evaluate each epoch, log everything and the best epoch's model to MLflow.
 
@@ -60,6 +61,7 @@ def train(
     cluster: coordinator / num_processes / process_id of a multi-process run (`bertcls.runtime.distributed`); in
     one, process 0 logs the run and returns its outcome, the others compute alongside and return None.
     parent_run_id, tags: a child run of that run (a sweep's trial) with these tags from its start.
+    teacher: a `bertcls.train.distillation.Teacher` to distil (the distill job's).
     """
     distributed.initialize(**(cluster or {}))  # before anything touches a device
     started = time.perf_counter()
@@ -72,7 +74,7 @@ def train(
     source = resume_source(resume_run_id, config) if resume_run_id else None
     config = source.config if source is not None else config
     # Everything that can be wrong with the input is checked before a run exists.
-    setup = fine_tune.prepare(config, artifacts.resolve_model)
+    setup = fine_tune.prepare(config, artifacts.resolve_model, teacher)
     if not distributed.is_primary():  # the same computations, collectives included; MLflow is process 0's
         fine_tune.finish(setup, fit(setup.trainer, setup.data, config, list(callbacks)))
         return None

@@ -175,7 +175,7 @@ def _fresh_params(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
     return fresh
 
 
-def _fill_skeleton(config: ModelConfig, values: dict[str, np.ndarray]) -> BertClassifier:
+def model_from_params(config: ModelConfig, values: dict[str, np.ndarray]) -> BertClassifier:
     """Merge `values` (flat path -> array, already checked) into an eval_shape skeleton."""
     skeleton = nnx.eval_shape(lambda: BertClassifier(config, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(skeleton)
@@ -248,7 +248,7 @@ def load_hf_checkpoint(
     report = LoadReport(
         loaded=tuple(sorted(values.keys() - set(reinit))), initialized=tuple(sorted(reinit)), unused=tuple(unused)
     )
-    return _fill_skeleton(config, values), report
+    return model_from_params(config, values), report
 
 
 def flat_params(model: BertClassifier) -> dict[str, np.ndarray]:
@@ -334,4 +334,4 @@ def load_model(model_dir: Path) -> tuple[BertClassifier, dict]:
             f"{model_dir / OWN_WEIGHTS} does not match its {OWN_CONFIG}: missing {missing}, unexpected {extra}, "
             f"shape mismatches {wrong}. The files were modified or mixed; re-save the model."
         )
-    return _fill_skeleton(config, values), meta
+    return model_from_params(config, values), meta

@@ -49,8 +49,10 @@ class Predictor:
         self.is_tagger = settings.task_type == "ner"  # answers entities per text (serving.tagging)
         self.is_multilabel = settings.task_type == "multilabel"  # answers a label set per text
         self.batch_size = batch_size
+        self.model_config = model.config  # the architecture (layers, head) the weights are for
         graphdef, state = nnx.split(model)
         self._state = state
+        self.parameter_count = int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(state)))
 
         @jax.jit
         def forward(state, input_ids, attention_mask, token_type_ids):

@@ -34,6 +34,7 @@ from bertcls.model.tokenizer import load_tokenizer
 from bertcls.model.weights import LoadReport, load_hf_checkpoint, save_model
 from bertcls.paths import cache_root
 from bertcls.train.class_weights import class_weight_vector, example_weights, positive_weights
+from bertcls.train.distillation import Teacher
 from bertcls.train.loop import FitResult, SplitPredictions, fit, predict_split, steps_per_epoch
 from bertcls.train.optim import make_optimizer
 from bertcls.train.progress import ProgressBar, rate_label
@@ -93,9 +94,11 @@ def check_model_against_data(model_config: ModelConfig, config: TrainConfig) -> 
         )
 
 
-def prepare(config: TrainConfig, resolve: Callable[[str], Path] = resolve_model) -> Setup:
+def prepare(
+    config: TrainConfig, resolve: Callable[[str], Path] = resolve_model, teacher: Teacher | None = None
+) -> Setup:
     """Load model, tokenizer and data for `config`; `resolve` finds the model's directory (the train job's also
-    reads a run's artifacts)."""
+    reads a run's artifacts); `teacher`: distil it (its logits on every training row, the loss's KL term)."""
     check_batch_size(config.batch_size, jax.device_count())
     check_batch_size(config.eval_batch_size, jax.device_count())
     model_dir = resolve(config.model)
@@ -108,6 +111,8 @@ def prepare(config: TrainConfig, resolve: Callable[[str], Path] = resolve_model)
     check_model_against_data(arch, config)
     tokenizer = load_tokenizer(model_dir, arch.vocab_size)
     data = prepare_data(config.data, tokenizer)
+    if teacher is not None:
+        data = teacher.apply(data, tokenizer, config.data.max_seq_length)
     weights = _class_weights(config, data)
     data_warnings = class_warnings(data)
     for warning in data_warnings:
@@ -120,11 +125,11 @@ def prepare(config: TrainConfig, resolve: Callable[[str], Path] = resolve_model)
     total_steps = steps_per_epoch(len(data.splits["train"]), config.effective_batch_size) * config.epochs
     tx = make_optimizer(config.optim, total_steps, lr_scale_fn(config.optim.llrd, arch.num_layers))
     trainable = trainable_filter(config.finetune, config.freeze_layers, arch.num_layers)
-    trainer = Trainer(model, tx, make_data_mesh(), _objective(config, data, weights), config.seed, trainable)
+    trainer = Trainer(model, tx, make_data_mesh(), _objective(config, data, weights, teacher), config.seed, trainable)
     return Setup(config, model_dir, tokenizer, data, data_warnings, report, trainer, weights)
 
 
-def _objective(config: TrainConfig, data: PreparedData, weights) -> Objective:
+def _objective(config: TrainConfig, data: PreparedData, weights, teacher: Teacher | None = None) -> Objective:
     """The training loss of the task: binary cross-entropy (with each label's positive weight) for multi-label;
     focal with focal_gamma > 0, which a regression task refuses (it has no class probability to focus on)."""
     gamma = float(config.focal_gamma)
@@ -138,6 +143,9 @@ def _objective(config: TrainConfig, data: PreparedData, weights) -> Objective:
                 "squared error). Drop focal_gamma (or set it to 0)."
             )
         return Objective("squared_error")
+    if teacher is not None:
+        alpha, temperature = float(teacher.alpha), float(teacher.temperature)
+        return Objective("cross_entropy", focal_gamma=gamma, distill_alpha=alpha, distill_temperature=temperature)
     return Objective("cross_entropy", focal_gamma=gamma)
 
 

@@ -21,6 +21,13 @@ def infer_outputs(
     split: TokenizedSplit, forward: Forward, batch_size: int, buckets: Sequence[int], num_outputs: int
 ) -> np.ndarray:
     """[T, num_outputs] per text of `split`, in its order (a windowed text: the mean of its windows)."""
+    return split.text_outputs(infer_row_outputs(split, forward, batch_size, buckets, num_outputs))
+
+
+def infer_row_outputs(
+    split: TokenizedSplit, forward: Forward, batch_size: int, buckets: Sequence[int], num_outputs: int
+) -> np.ndarray:
+    """[N, num_outputs] per row of `split` (a window of a long text is a row), in its order."""
     rows = np.zeros((len(split), num_outputs), dtype=np.float32)  # [N, C], one per row (window)
     pending = [
         (plan, forward(collate(split, plan, buckets)))
@@ -29,7 +36,7 @@ def infer_outputs(
     for plan, outputs in pending:
         real = plan != FILL  # padding rows of the last batch are dropped
         rows[plan[real]] = np.asarray(outputs)[real]
-    return split.text_outputs(rows)
+    return rows
 
 
 def infer_word_outputs(

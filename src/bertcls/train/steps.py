@@ -40,11 +40,17 @@ class Objective:
     sigmoid per label; `pos_weight` [L] scales each label's positive term, as PyTorch's BCEWithLogitsLoss).
 
     `focal_gamma` > 0 makes the (binary) cross-entropy a focal loss (Lin et al., 2017): each term is scaled by
-    (1 - p_t)^gamma, p_t the probability given to the true class (per label for multi-label)."""
+    (1 - p_t)^gamma, p_t the probability given to the true class (per label for multi-label).
+
+    `distill_alpha` > 0 (text classification with a teacher's logits per row, `soft_targets`): the loss is
+    alpha x T^2 x KL(teacher || student) at temperature T = `distill_temperature`, plus (1 - alpha) x the
+    cross-entropy of the labels (Hinton et al., 2015; DistilBERT's soft-target loss)."""
 
     kind: str = "cross_entropy"
     pos_weight: tuple[float, ...] | None = None
     focal_gamma: float = 0.0
+    distill_alpha: float = 0.0
+    distill_temperature: float = 1.0
 
 
 def objective_of(value: bool | Objective) -> Objective:
@@ -78,7 +84,22 @@ def _binary_cross_entropy(logits: jax.Array, labels: jax.Array, objective: Objec
     return (positive + negative).mean(axis=-1)
 
 
-def weighted_loss(outputs: jax.Array, labels: jax.Array, weights: jax.Array, objective: bool | Objective):
+def _distillation(logits: jax.Array, teacher: jax.Array, temperature: float) -> jax.Array:
+    """[B] T^2 x KL(softmax(teacher / T) || softmax(student / T)): the soft-target term, scaled so its gradients
+    keep their size whatever T (Hinton et al.)."""
+    log_p_student = jax.nn.log_softmax(logits.astype(jnp.float32) / temperature, axis=-1)  # [B, C]
+    log_p_teacher = jax.nn.log_softmax(teacher.astype(jnp.float32) / temperature, axis=-1)  # [B, C]
+    kl = (jnp.exp(log_p_teacher) * (log_p_teacher - log_p_student)).sum(axis=-1)  # [B]
+    return temperature**2 * kl
+
+
+def weighted_loss(
+    outputs: jax.Array,
+    labels: jax.Array,
+    weights: jax.Array,
+    objective: bool | Objective,
+    soft_targets: jax.Array | None = None,
+):
     """(sum of per-row losses * weights, sum of weights): cross-entropy, squared error (regression), or the mean
     over labels of binary cross-entropy (multi-label, labels [B, L] multi-hot); focal with objective.focal_gamma.
 
@@ -96,6 +117,9 @@ def weighted_loss(outputs: jax.Array, labels: jax.Array, weights: jax.Array, obj
         per_row = (outputs[:, 0] - labels) ** 2  # [B]
     else:
         per_row = _cross_entropy(outputs, labels, objective.focal_gamma)  # [B]
+        if objective.distill_alpha and soft_targets is not None:  # soft_targets [B, C]: the teacher's logits
+            soft = _distillation(outputs, soft_targets, objective.distill_temperature)
+            per_row = objective.distill_alpha * soft + (1.0 - objective.distill_alpha) * per_row
     return (per_row * weights).sum(), weights.sum()
 
 
@@ -117,7 +141,9 @@ def gradient_step(model_def, objective: Objective, wrt, model_state, opt_state, 
 
     def loss_fn(model):
         outputs = _forward(model, batch, nnx.Rngs(dropout=key))  # [B, L]
-        loss_sum, weight_sum = weighted_loss(outputs, batch["labels"], batch["weights"], objective)
+        loss_sum, weight_sum = weighted_loss(
+            outputs, batch["labels"], batch["weights"], objective, batch.get("soft_targets")
+        )
         return loss_sum / jnp.maximum(weight_sum, 1.0), (loss_sum, weight_sum)
 
     if batch["input_ids"].ndim == 3:  # [k, B, S]: k micro-batches, gradients summed
@@ -153,7 +179,9 @@ def _accumulated_gradients(model, wrt, batch: Batch, key, objective: Objective):
         def loss_of(params):
             micro_model = nnx.merge(graphdef, params, rest)
             outputs = _forward(micro_model, micro_batch, nnx.Rngs(dropout=jax.random.fold_in(key, index)))  # [B, L]
-            part_sum, part_weight = weighted_loss(outputs, micro_batch["labels"], micro_batch["weights"], objective)
+            part_sum, part_weight = weighted_loss(
+                outputs, micro_batch["labels"], micro_batch["weights"], objective, micro_batch.get("soft_targets")
+            )
             return part_sum / total_weight, (part_sum, part_weight)
 
         (_, (part_sum, part_weight)), part_grads = jax.value_and_grad(loss_of, has_aux=True)(params)
@@ -247,9 +275,9 @@ class Trainer(TrainState):
             at = self._batch_position[kind]
             token_ndim = batch["input_ids"].ndim
             label_sets = self.objective.kind == "binary_cross_entropy"  # labels [B, L]: L is not a length
+            per_class = {"soft_targets", *(["labels"] if label_sets else [])}  # [B, C]: C is not a length either
             specs[at] = {
-                name: _spec(a, None if label_sets and name == "labels" else seq_len, token_ndim)
-                for name, a in batch.items()
+                name: _spec(a, None if name in per_class else seq_len, token_ndim) for name, a in batch.items()
             }  # S symbolic
             exported = export.export(self._jitted[kind])(*specs)
             self._traced[key] = jax.jit(exported.call, donate_argnums=self._donated[kind])
