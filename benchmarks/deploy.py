@@ -61,7 +61,7 @@ def main() -> None:
     said = _bertcls("predict", "--model-uri", args.model_uri, "--input", str(source), "--output", str(scored))
     wall = time.perf_counter() - start
     out = pd.read_parquet(scored)
-    in_order = out["id"].tolist() == list(range(args.rows))
+    in_order = out["id"].astype(int).tolist() == list(range(args.rows))  # csv cells are read back as text
     job_rows_per_s = float(re.search(r"\((\d+) rows/s\)", said).group(1))
 
     rows = [
