@@ -243,3 +243,22 @@ def log_untrained_model(tmp: Path, model_dir: Path, pairs: bool, temperature: fl
     load_tokenizer(model_dir).save_pretrained(str(saved))
     with mlflow.start_run():
         return artifacts.log_model(saved, ["free entry", "see you"], ["a", "b"] if pairs else None).model_uri
+
+
+@contextlib.contextmanager
+def store_with_untrained_model(root: Path, model_dir: Path, experiment: str) -> Iterator[tuple[Path, str, str]]:
+    """A fresh sqlite store in `root` (current for the block, MLFLOW_TRACKING_URI too) holding one untrained ham /
+    spam model with temperature 2 (`log_untrained_model`); yields (root, tracking URI, model URI)."""
+    import mlflow
+    import pytest
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment_id=mlflow.MlflowClient().create_experiment(experiment, str(root / "art")))
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MLFLOW_TRACKING_URI", uri)
+            yield root, uri, log_untrained_model(root / "model", model_dir, pairs=False, temperature=2.0)
+    finally:
+        mlflow.set_tracking_uri(previous)

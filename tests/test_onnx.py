@@ -67,15 +67,8 @@ def test_the_onnx_graph_gives_our_logits(tmp_path, name, head, batchnorm):
 
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory, small_model_dir):
-    root = tmp_path_factory.mktemp("onnx")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment_id=mlflow.MlflowClient().create_experiment("onnx", str(root / "art")))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        yield root, uri, e2e.log_untrained_model(root / "model", small_model_dir, pairs=False, temperature=2.0)
-    mlflow.set_tracking_uri(previous)
+    with e2e.store_with_untrained_model(tmp_path_factory.mktemp("onnx"), small_model_dir, "onnx") as found:
+        yield found
 
 
 @pytest.mark.slow

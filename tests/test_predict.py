@@ -42,16 +42,8 @@ def _table(rows: int) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory, small_model_dir):
-    root = tmp_path_factory.mktemp("predict")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    experiment = mlflow.MlflowClient().create_experiment("predict", artifact_location=str(root / "art"))
-    mlflow.set_experiment(experiment_id=experiment)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        yield root, uri, e2e.log_untrained_model(root / "model", small_model_dir, pairs=False, temperature=2.0)
-    mlflow.set_tracking_uri(previous)
+    with e2e.store_with_untrained_model(tmp_path_factory.mktemp("predict"), small_model_dir, "predict") as found:
+        yield found
 
 
 def _runs(uri: str, job: str = "predict") -> list:

@@ -45,12 +45,8 @@ def spark(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_uri(tmp_path_factory, small_model_dir):
-    root = tmp_path_factory.mktemp("spark-model")
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-    mlflow.set_experiment(experiment_id=mlflow.MlflowClient().create_experiment("spark", str(root / "art")))
-    yield e2e.log_untrained_model(root / "model", small_model_dir, pairs=False, temperature=2.0)
-    mlflow.set_tracking_uri(previous)
+    with e2e.store_with_untrained_model(tmp_path_factory.mktemp("spark-model"), small_model_dir, "spark") as found:
+        yield found[2]
 
 
 def test_spark_udf_scores_a_few_hundred_rows_as_the_pyfunc_does(spark, model_uri):
