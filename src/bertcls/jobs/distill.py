@@ -15,13 +15,14 @@ import dataclasses
 import json
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
 
 from bertcls.config import DEFAULT_EXPERIMENT, DistillConfig, TrainConfig
 from bertcls.data import prepare_data
-from bertcls.errors import ConfigError
+from bertcls.errors import ConfigError, DataError
 from bertcls.evaluation.metrics import compute_metrics
 from bertcls.export.huggingface import TOKENIZER_FILES, hf_config, hf_state_dict
 from bertcls.jobs import train as train_job
@@ -100,7 +101,7 @@ def distill(
     return DistillOutcome(outcome, comparison)
 
 
-def _student_checkpoint(ref: ModelRef, layers: int) -> object:
+def _student_checkpoint(ref: ModelRef, layers: int) -> Path:
     """The teacher cut to `layers` layers as a Hugging Face checkpoint in the cache (written once per teacher)."""
     teacher_model, meta = load_model(ref.local_dir)
     kept = kept_layers(teacher_model.config.num_layers, layers)
@@ -138,10 +139,6 @@ def _unlabeled_texts(path: str | None, column: str) -> list[str]:
     """The extra texts of `unlabeled_file` (its text column), or none."""
     if not path:
         return []
-    from pathlib import Path
-
-    from bertcls.errors import DataError
-
     source = Path(path)
     fmt = table_format(source, "unlabeled")
     if not source.is_file():
