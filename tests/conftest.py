@@ -69,6 +69,28 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("BERTCLS_CACHE", str(root / "bertcls-cache"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def contained_temp_files(tmp_path_factory):
+    """The suite's temporary files under its own basetemp, never loose in /tmp: MLflow downloads a model to a
+    fresh temp folder on every `pyfunc.load_model` and `models serve` and never removes it (~90 MB each, hundreds
+    per suite). TMPDIR reaches the processes the tests start; pytest prunes the basetemp like the rest."""
+    import tempfile
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder = root / "tmp"
+    folder.mkdir(exist_ok=True)
+    previous_env, previous = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = str(folder), str(folder)
+    yield folder
+    tempfile.tempdir = previous
+    if previous_env is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = previous_env
+
+
 def make_small_minilm(minilm_dir: Path, target: Path, layers: int = 1) -> Path:
     """all-MiniLM-L6-v2 cut to its first `layers` layers: real pretrained weights, a fraction of the compute."""
     import json

@@ -19,6 +19,8 @@ import pytest
 from tests import e2e
 
 DB_OWNER = "postgres"  # the OS user that runs the cluster when the tests run as root
+# The machine's temp folder, read at collection, before conftest points TMPDIR into pytest's private basetemp
+SYSTEM_TEMP = tempfile.gettempdir()
 PG_MISSING = (
     "PostgreSQL server binaries (initdb, postgres, pg_ctl) not found under /usr/lib/postgresql/*/bin or on PATH; "
     "`make system-deps` installs Debian's postgresql package"
@@ -108,11 +110,11 @@ def _initdb(home: Path, password: str) -> Path:
 def postgres():
     """A throwaway PostgreSQL cluster on 127.0.0.1:<free port>, with a login role `mlflow`.
 
-    Its directory comes from tempfile, not tmp_path: pytest's temp root is private to the user running the
-    tests (0700), which the postgres user cannot enter when the tests run as root; the unix socket path must
-    also stay under 107 bytes.
+    Its directory is in the machine's temp folder, not under tmp_path: pytest's temp root is private to the user
+    running the tests (0700), which the postgres user cannot enter when the tests run as root; the unix socket
+    path must also stay under 107 bytes.
     """
-    home = Path(tempfile.mkdtemp(prefix="bertcls-pg-"))
+    home = Path(tempfile.mkdtemp(prefix="bertcls-pg-", dir=SYSTEM_TEMP))
     server = None
     try:
         if os.geteuid() == 0:

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import hashlib
 import json
 import logging
+import os
 import re
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
@@ -281,6 +286,42 @@ def move_alias(client: MlflowClient, name: str, alias: str, version, previous, r
     return True
 
 
+DOWNLOAD_RECORD = ".bertcls-download.json"
+
+
+def _downloaded_once(source: str, identity: str) -> Path:
+    """The model's artifacts under `$BERTCLS_CACHE/models/<key>`, downloaded on first use and reused after.
+
+    A logged model never changes, so one copy serves every later evaluate / predict / export / distill of it
+    (MLflow's own download would leave a fresh ~90 MB temporary folder behind on every call). `identity` holds
+    the run id, so a store deleted and rebuilt at the same path cannot hand back another store's model. The
+    copy lands in a hidden staging folder and is renamed into place whole: a killed download leaves nothing
+    that looks complete, and two processes downloading at once both end with one good copy.
+    """
+    from bertcls.paths import cache_root
+
+    parent = cache_root("models")
+    final = parent / hashlib.sha256(identity.encode()).hexdigest()[:20]
+    record = final / DOWNLOAD_RECORD
+    if record.is_file():
+        return final / json.loads(record.read_text())["path"]
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=parent))
+    try:
+        fetched = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(staging)))
+        relative = fetched.relative_to(staging).as_posix()
+        (staging / DOWNLOAD_RECORD).write_text(json.dumps({"source": source, "identity": identity, "path": relative}))
+        if final.exists() and not record.is_file():  # only a rename puts it there, record inside: not ours
+            shutil.rmtree(final)
+        try:
+            os.replace(staging, final)
+        except OSError:  # another process put its complete copy there first: use that one
+            if not record.is_file():
+                raise
+        return final / relative
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 @dataclasses.dataclass
 class ModelRef:
     """A model URI resolved to local files and its lineage."""
@@ -295,14 +336,13 @@ class ModelRef:
 def resolve_model_uri(uri: str) -> ModelRef:
     """runs:/<id>/model, models:/<name>@<alias>, models:/<name>/<version> or a logged model's models:/m-<id> ->
     local files + lineage."""
-    from pathlib import Path
-
     usage = (
         "Use runs:/<run_id>/model, models:/<name>@<alias> (e.g. models:/bertcls-sms_spam@champion), "
         "models:/<name>/<version> or a logged model's models:/m-<id>."
     )
     client = MlflowClient()
     name = version = run_id = None
+    source = identity = uri  # run ids and logged-model ids are random UUIDs: the URI names one model for good
     try:
         if uri.startswith("runs:/"):
             parts = uri[len("runs:/") :].split("/", 1)
@@ -325,9 +365,11 @@ def resolve_model_uri(uri: str) -> ModelRef:
                 raise RegistryError(f"Malformed model URI {uri!r}. {usage}")
             if found is not None:
                 version, run_id = found.version, found.run_id
+                # the version itself, not the alias (it may move while we download); keyed by ids no other store has
+                source, identity = f"models:/{found.name}/{found.version}", f"{found.run_id}|{found.source}"
         else:
             raise RegistryError(f"Malformed model URI {uri!r}. {usage}")
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+        local = _downloaded_once(source, identity)
     except MlflowException as err:
         raise RegistryError(
             f"Model {uri!r} not found in {mlflow.get_tracking_uri()} ({str(err).splitlines()[0][:200]}). "
