@@ -3,8 +3,9 @@
 A fine-tuned encoder is over-confident: of the texts it gives 0.95, fewer than 95 % are right. Temperature
 scaling (Guo et al., 2017, "On Calibration of Modern Neural Networks") divides the logits by one scalar T > 0,
 fitted on held-out data to minimise the negative log-likelihood; the argmax, so every label and the accuracy,
-is unchanged. Measures: expected calibration error (top-label confidence, equal-width bins over [0, 1]), the
-multi-class Brier score and the mean negative log-likelihood.
+is unchanged. A weak prior holds T near 1 when the validation split is small (`LOG_T_PRIOR_SD`). Measures:
+expected calibration error (top-label confidence, equal-width bins over [0, 1]), the multi-class Brier score
+and the mean negative log-likelihood.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from scipy import optimize, special
 ECE_BINS = 15  # Guo et al.'s choice, and the usual one to report
 MIN_CALIBRATION_ROWS = 50  # fewer validation texts fit a temperature to noise: keep T = 1 and say so
 LOG_T_BOUNDS = (-4.0, 4.0)  # T in [0.018, 54.6]: far beyond any temperature seen on a fine-tuned encoder
+# A priori log T ~ Normal(0, 0.2^2): T within x/÷ 1.22 of 1 at one standard deviation. Its pull, (log T)^2 / 0.08,
+# is a fixed number of nats against the validation split's summed NLL, so it counts on a few hundred texts (where
+# a handful of mistakes decide the fit) and fades on thousands. 0.2 was chosen on three bbc_news seeds
+# (benchmarks/calibration.py); None: the plain maximum-likelihood fit.
+LOG_T_PRIOR_SD = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +34,8 @@ class Calibration:
     note: str = ""  # why it was not fitted (a logged decision), else empty
     temperatures: tuple[float, ...] = ()  # multi-label: one per label (`temperature` is unused), else empty
     thresholds: tuple[float, ...] = ()  # multi-label: each label's decision threshold on its calibrated probability
+    prior_sd: float | None = None  # the fit's prior on log T (`LOG_T_PRIOR_SD`); None: maximum likelihood (models
+    # saved before the prior existed, multi-label, or not fitted)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -59,11 +67,13 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
     return float(-logp[np.arange(len(labels)), labels].mean())
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The T > 0 minimising nll(logits, labels, T): a bounded 1-D search over log T (the NLL is smooth and
-    unimodal in log T for these bounds in practice; Brent's method needs no gradient)."""
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, prior_sd: float | None = LOG_T_PRIOR_SD) -> float:
+    """The T > 0 of highest posterior: minimising the summed NLL + (log T)^2 / (2 prior_sd^2) (prior_sd None: the
+    NLL alone). A bounded 1-D search over log T (both terms are smooth and unimodal in log T for these bounds in
+    practice; Brent's method needs no gradient)."""
+    rows, pull = len(labels), 0.0 if prior_sd is None else 0.5 / prior_sd**2
     result = optimize.minimize_scalar(
-        lambda log_t: nll(logits, labels, float(np.exp(log_t))),
+        lambda log_t: rows * nll(logits, labels, float(np.exp(log_t))) + pull * log_t**2,
         bounds=LOG_T_BOUNDS,
         method="bounded",
         options={"xatol": 1e-5},
@@ -131,4 +141,4 @@ def calibrate(logits: np.ndarray, labels: np.ndarray) -> Calibration:
             "probabilities sharpen (no temperature minimises it), so there is nothing to calibrate against: the "
             "probabilities are the model's own (temperature 1). A larger or harder validation split calibrates them",
         )
-    return Calibration(temperature, len(labels))
+    return Calibration(temperature, len(labels), prior_sd=LOG_T_PRIOR_SD)

@@ -174,12 +174,15 @@ def _probabilities(facts: CardFacts) -> list[str]:
     if not calibration.get("fitted_on"):
         return [*lines, f"Not calibrated: {calibration.get('note') or 'no temperature was fitted'}.", ""]
     temperature = float(calibration.get("temperature", 1.0))
+    prior = calibration.get("prior_sd")
+    prior = f" plus a prior on log T (normal, sd {prior:g}) that holds T near 1 on few texts" if prior else ""
     return [
         *lines,
         f"Probabilities are softmax(logits / T) with T = {temperature:.4g}, fitted on "
-        f"{calibration['fitted_on']} validation texts by minimising their negative log-likelihood (temperature "
-        f"scaling).{ece} The MLflow model applies it (param `calibrated=false` for the raw softmax); the Hugging "
-        f"Face export's logits are the raw ones: divide them by {temperature:.4g} for the same probabilities.",
+        f"{calibration['fitted_on']} validation texts by minimising their negative log-likelihood{prior} "
+        f"(temperature scaling).{ece} The MLflow model applies it (param `calibrated=false` for the raw softmax); "
+        f"the Hugging Face export's logits are the raw ones: divide them by {temperature:.4g} for the same "
+        "probabilities.",
         "",
     ]
 
