@@ -19,6 +19,7 @@ def _entries(folder) -> set[str]:
 
 
 def test_each_model_is_downloaded_once_and_nothing_is_left_in_the_temp_folder(empty_store, small_model_dir, tmp_path):
+    mlflow.set_experiment("model-download")  # not whatever experiment an earlier test of this worker left active
     logged = e2e.log_untrained_model(tmp_path / "first", small_model_dir, pairs=False)
     run_id = MlflowClient().get_logged_model(logged.removeprefix("models:/")).source_run_id
     mlflow.register_model(logged, "download-check")
@@ -48,6 +49,7 @@ def test_each_model_is_downloaded_once_and_nothing_is_left_in_the_temp_folder(em
 
 
 def test_a_copy_without_its_record_is_downloaded_again(empty_store, small_model_dir, tmp_path):
+    mlflow.set_experiment("model-download")
     logged = e2e.log_untrained_model(tmp_path / "model", small_model_dir, pairs=False)
     ref = resolve_model_uri(logged)
     copy = ref.local_dir
