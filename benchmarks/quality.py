@@ -11,6 +11,7 @@ holds `make train` runs costs nothing). Prints a table and writes JSON. Nothing 
 
     python benchmarks/quality.py --ner [--lrs "5e-5 1e-4"] [--seeds "42 43 44"] [--epochs 3]
                                  [--out benchmarks/results/quality_ner.json] [--work DIR [--reuse]]
+                                 [--keep-from benchmarks/results/quality_ner.json]
 
 Named-entity recognition (word tagging) on the bundled Broad Twitter Corpus (`dataset=btc`): bertcls vs the
 Hugging Face Trainer with AutoModelForTokenClassification (benchmarks/peer_ner_trainer.py, in the peer venv
@@ -23,7 +24,9 @@ sample standard deviation are reported per lr, since one seed's F1 moves by tent
 the peer as JSONL ({"tokens", "tags"}) with the tag names in bertcls's id order. Each job is its own process
 (bertcls: `fine_tune` against a cold XLA cache), timed start to exit. Scores: entity precision / recall / F1
 (seqeval, default mode, micro) and word accuracy over every test word, training examples/s of the steady state
-(bertcls: each epoch's, compiled ahead; the peer: its optimizer steps after the first 3). Nothing is asserted.
+(bertcls: each epoch's, compiled ahead; the peer: its optimizer steps after the first 3). `--keep-from` keeps
+the seeds an earlier JSON measured (same epochs, split and model; marked `kept_from`) and runs only the new
+ones. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -240,6 +243,20 @@ def summarize(by_seed: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict[s
     }
 
 
+def _kept_ner_runs(path: str, epochs: int, data: dict) -> dict:
+    """The per-seed job records of an earlier quality_ner.json (lr -> seed -> jobs), to add seeds to it without
+    running the old ones again; refused unless it was measured with the same epochs, data split and model."""
+    earlier = json.loads(Path(path).read_text(encoding="utf-8"))
+    setup = earlier["setup"]
+    same = setup["epochs"] == epochs and setup["splits"] == data["splits"] and setup["model"] == data["model"]
+    if not same:
+        sys.exit(f"{path} was measured with another setup (epochs, split or model): run every seed again instead.")
+    return {
+        lr: {seed: {**jobs, "kept_from": path} for seed, jobs in by_seed.items()}
+        for lr, by_seed in earlier["runs"].items()
+    }
+
+
 def ner_main(args) -> None:
     """bertcls vs the Hugging Face Trainer on btc at each lr: the table and quality_ner.json."""
     sys.path.insert(0, str(HERE))
@@ -254,8 +271,13 @@ def ner_main(args) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     model_dir, data = export_ner(data_dir)
     lrs, seeds = [float(v) for v in args.lrs.split()], [int(v) for v in args.seeds.split()]
+    kept = _kept_ner_runs(args.keep_from, args.epochs, data) if args.keep_from else {}
     runs = {
-        f"{lr:g}": {str(seed): ner_jobs(lr, seed, args.epochs, work, data_dir, model_dir, args.reuse) for seed in seeds}
+        f"{lr:g}": {
+            str(seed): kept.get(f"{lr:g}", {}).get(str(seed))
+            or ner_jobs(lr, seed, args.epochs, work, data_dir, model_dir, args.reuse)
+            for seed in seeds
+        }
         for lr in lrs
     }
     summary = {lr: summarize(by_seed) for lr, by_seed in runs.items()}
@@ -328,6 +350,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="--ner: epochs of every job")
     parser.add_argument("--work", default=None, help="--ner: keep data, logs and checkpoints here (default: temp)")
     parser.add_argument("--reuse", action="store_true", help="--ner: keep the jobs of --work that finished")
+    parser.add_argument("--keep-from", default=None, help="--ner: an earlier quality_ner.json whose seeds are kept")
     parser.add_argument("--bertcls-ner-job", type=Path, default=None, help=argparse.SUPPRESS)  # the bertcls process
     parser.add_argument("--lr", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=argparse.SUPPRESS)
