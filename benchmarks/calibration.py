@@ -8,9 +8,9 @@ sms_spam with `class_weights=balanced`, sms_spam with `focal_gamma=2`, bbc_news.
 its validation split after training and scores its test split with and without it (bertcls.evaluation.calibration).
 The first table: accuracy, macro-F1, spam recall (sms_spam), ECE (15 bins), Brier score and NLL on the test split,
 before -> after, per run. The second: per job, the mean over seeds before -> after and in how many seeds the
-temperature lowered each measure. The third: what the prior on log T does (`LOG_T_PRIOR_SD`): each run's model
+temperature lowered each measure. The third: what a prior on log T would do (`LOG_T_PRIOR_SD`): each run's model
 is reloaded, its validation and test logits recomputed, and test ECE is given at T = 1, at the plain
-maximum-likelihood T and at the fitted (prior) T, with the T that would have been best on test. Prints all three
+maximum-likelihood T (the run's) and at the prior's T, with the T that would have been best on test. Prints all three
 and writes JSON. Nothing is asserted: a test split of a few hundred texts moves ECE by a few thousandths between
 seeds (one text of bbc_news' 213 is 0.005), so one seed says little.
 """
@@ -76,7 +76,7 @@ def _prior_check(run) -> dict:
     data_config = dataclasses.replace(run_train_config(run).data, **predictor.settings.data_fields())
     splits = prepare_data(data_config, predictor.tokenizer).splits
     val, test = ((predictor.outputs(splits[s]), splits[s].text_labels()) for s in ("validation", "test"))
-    plain, prior = cal.fit_temperature(*val, prior_sd=None), cal.fit_temperature(*val)
+    plain, prior = cal.fit_temperature(*val), cal.fit_temperature(*val, prior_sd=cal.LOG_T_PRIOR_SD)
     return {
         "t_plain": plain,
         "t_prior": prior,
@@ -155,7 +155,7 @@ def main() -> None:
             for m in MEASURES
         ]
         print("| " + " | ".join([s["job"], str(s["seeds"]), _fmt(s["test_accuracy"]), *pairs]) + " |")
-    print("\nthe prior on log T: test ECE at T = 1, at the plain maximum-likelihood T, at the prior's T (the run's)")
+    print("\nthe prior on log T: test ECE at T = 1, at the plain maximum-likelihood T, at the prior's T")
     print("| run | T plain | T prior | T best on test | ECE T=1 | ECE plain | ECE prior |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
