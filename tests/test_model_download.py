@@ -18,6 +18,13 @@ def _entries(folder) -> set[str]:
     return set(os.listdir(folder))
 
 
+def _copy_of(local_dir):
+    """The cache folder (`$BERTCLS_CACHE/models/<key>`) a resolved model directory lies in."""
+    while local_dir.parent != cache_root("models"):
+        local_dir = local_dir.parent
+    return local_dir
+
+
 def test_each_model_is_downloaded_once_and_nothing_is_left_in_the_temp_folder(empty_store, small_model_dir, tmp_path):
     mlflow.set_experiment("model-download")  # not whatever experiment an earlier test of this worker left active
     logged = e2e.log_untrained_model(tmp_path / "first", small_model_dir, pairs=False)
@@ -30,13 +37,15 @@ def test_each_model_is_downloaded_once_and_nothing_is_left_in_the_temp_folder(em
     first = [resolve_model_uri(uri) for uri in uris]
     for ref in first:
         assert (ref.local_dir / "bertcls_config.json").is_file() and ref.source_run_id == run_id
-    copies = {p for p in _entries(cache_root("models")) if not p.startswith(".")}
+    # other tests share the session's cache: look only at the copies these URIs resolved to
+    copies = [_copy_of(ref.local_dir) for ref in first]
+    records = {copy: (copy / DOWNLOAD_RECORD).stat().st_mtime_ns for copy in copies}
     # the alias and the version it points at are one copy; the run's and the logged model's URIs one each
-    assert first[2].local_dir == first[3].local_dir and len(copies) == 3
+    assert first[2].local_dir == first[3].local_dir and len(set(copies)) == 3
     again = [resolve_model_uri(uri).local_dir for uri in uris]
     assert again == [ref.local_dir for ref in first]
-    assert {p for p in _entries(cache_root("models")) if not p.startswith(".")} == copies  # nothing downloaded again
-    assert not [p for p in _entries(cache_root("models")) if p.startswith(".")]  # no staging folder left
+    assert {c: (c / DOWNLOAD_RECORD).stat().st_mtime_ns for c in copies} == records  # nothing downloaded again
+    assert not [p for p in _entries(cache_root("models")) if any(p.startswith(f".{c.name}.") for c in copies)]
     assert _entries(tempfile.gettempdir()) <= temp_before  # MLflow's temporary download folders are not used
 
     # the alias moves to version 2: resolved again, it is the new version's files, not the cached old ones
@@ -52,9 +61,7 @@ def test_a_copy_without_its_record_is_downloaded_again(empty_store, small_model_
     mlflow.set_experiment("model-download")
     logged = e2e.log_untrained_model(tmp_path / "model", small_model_dir, pairs=False)
     ref = resolve_model_uri(logged)
-    copy = ref.local_dir
-    while copy.parent != cache_root("models"):
-        copy = copy.parent
+    copy = _copy_of(ref.local_dir)
     (copy / DOWNLOAD_RECORD).unlink()  # a folder without the record (emptied by hand, say) is not a copy
     (ref.local_dir / "bertcls_config.json").unlink()
     again = resolve_model_uri(logged)
