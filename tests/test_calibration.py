@@ -118,3 +118,72 @@ def test_calibration_round_trips_and_a_model_saved_without_one_has_temperature_o
     fitted = Calibration(1.37, 453)
     assert Calibration.from_dict(fitted.to_dict()) == fitted
     assert Calibration.from_dict(None).temperature == 1.0
+
+
+def test_a_calibration_split_is_held_out_of_train_stratified_and_the_same_each_time():
+    from bertcls.config import DataConfig
+    from bertcls.data.pipeline import split_texts
+
+    config = DataConfig(dataset="sms_spam", calibration_fraction=0.1)
+    _, splits, _, stats = split_texts(config)
+    _, plain, _, _ = split_texts(DataConfig(dataset="sms_spam"))
+    train, held = splits["train"], splits["calibration"]
+    assert len(held) == round(0.1 * len(plain["train"])) and len(train) + len(held) == len(plain["train"])
+    assert not set(train["text"]) & set(held["text"])
+    assert list(splits["validation"]["text"]) == list(plain["validation"]["text"])  # validation and test untouched
+    assert list(splits["test"]["text"]) == list(plain["test"]["text"])
+    spam_share = [np.mean([label == "spam" for label in s["label"]]) for s in (plain["train"], held)]
+    assert spam_share[1] == pytest.approx(spam_share[0], abs=0.01)  # stratified
+    assert "calibration" in stats.created_splits
+    _, again, _, _ = split_texts(config)
+    assert list(again["calibration"]["text"]) == list(held["text"])
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 0.6])
+def test_a_calibration_fraction_out_of_range_is_refused_with_the_fix(fraction):
+    from bertcls.config import DataConfig
+    from bertcls.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"calibration_fraction .* between 0 .* and 0.5"):
+        DataConfig(dataset="sms_spam", calibration_fraction=fraction)
+
+
+def test_the_temperature_is_fitted_on_the_calibration_split_when_one_is_held_out(small_setup):
+    """The fit and the logged measures name the held-out split; calibrate=false with one is refused."""
+    import dataclasses
+
+    from bertcls.errors import ConfigError
+    from bertcls.train import fine_tune
+
+    config, _, _ = small_setup
+    data = dataclasses.replace(config.data, calibration_fraction=0.5, max_buckets=1)
+    config = dataclasses.replace(config, data=data, epochs=1)
+    tuned = fine_tune.fine_tune(config, progress_bar=False)
+    held = tuned.setup.data.splits["calibration"]
+    assert held.num_texts == 64  # half the training split, capped like validation by max_eval_samples
+    assert tuned.calibration.fitted_split == "calibration"
+    assert tuned.calibration.fitted_on in (0, held.num_texts)  # 0: refused, with the split named in its note
+    assert tuned.calibration.fitted_on or "calibration split" in tuned.calibration.note
+    if tuned.calibration.fitted_on:
+        outputs = fine_tune.predict_split(
+            tuned.setup.trainer, held, tuned.setup.data.task, config.eval_batch_size, tuned.setup.data.buckets
+        )
+        assert tuned.calibration.temperature == pytest.approx(fit_temperature(outputs.outputs, outputs.labels))
+    assert {"calibration_ece", "calibration_ece_uncalibrated", "test_ece"} <= set(tuned.metrics)
+    with pytest.raises(ConfigError, match="calibrate=false fits none"):
+        fine_tune.prepare(dataclasses.replace(config, calibrate=False))
+
+
+def test_multi_label_thresholds_and_temperatures_are_fitted_on_the_calibration_split(small_model_dir):
+    from bertcls.config import DataConfig, TrainConfig
+    from bertcls.train import fine_tune
+
+    data = DataConfig(
+        dataset="goemotions", max_train_samples=128, max_eval_samples=64, max_buckets=1, calibration_fraction=0.05
+    )
+    config = TrainConfig(model=str(small_model_dir), epochs=1, batch_size=32, eval_batch_size=32, data=data)
+    tuned = fine_tune.fine_tune(config, progress_bar=False)
+    assert tuned.setup.data.splits["calibration"].num_texts == 64
+    assert tuned.calibration.fitted_split == "calibration" and tuned.calibration.fitted_on == 64
+    assert len(tuned.calibration.thresholds) == 28 and "calibration_ece" in tuned.metrics
+    assert "calibration texts" in tuned.calibration.note  # 64 texts: most labels too rare to tune, said so

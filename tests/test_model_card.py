@@ -21,6 +21,8 @@ def test_a_classifier_card_gives_its_temperature_and_how_to_apply_it_to_the_expo
     assert "0.0101 before, 0.0083 after" in card and "divide them by 0.924" in card
     assert "| class_weights | balanced |" in card and "| focal_gamma | 2.0 |" in card
     assert "label and one probability per class" in card
+    held = _card("classification", ("ham", "spam"), Calibration(0.9, 340, fitted_split="calibration"))
+    assert "fitted on 340 held-out calibration texts" in held
 
 
 def test_an_uncalibrated_classifier_card_says_why():

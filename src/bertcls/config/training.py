@@ -78,6 +78,13 @@ class DataConfig:
     split_seed: int = option(42, "seed of the 80/10/10 split for sources without validation/test")
     max_train_samples: int | None = option(None, "train on the first N examples only", unset_is_zero=True)
     max_eval_samples: int | None = option(None, "validate / test on the first N examples only", unset_is_zero=True)
+    calibration_fraction: float = option(
+        0.0,
+        "share of the training split held out (stratified, split_seed) as a calibration split: the temperature "
+        "(multi-label: temperatures and thresholds) is fitted there instead of on the validation split, which "
+        "also chose the best epoch; 0 = fit on validation",
+        docs="([calibration.md](calibration.md#a-calibration-split))",
+    )
     max_buckets: int = option(12, "distinct padded lengths (compiled shapes), fitted to the training lengths")
     bucket_multiple: int = option(4, "padded lengths are multiples of this")
     long_text: str = option(
@@ -105,6 +112,12 @@ class DataConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be a positive number of examples (or unset), got {value}.")
+        if not 0.0 <= self.calibration_fraction <= 0.5:
+            raise ConfigError(
+                f"calibration_fraction is the share of the training split held out to fit the temperature on, "
+                f"between 0 (fit on the validation split) and 0.5; got {self.calibration_fraction:g}. Use e.g. "
+                f"{setting('calibration_fraction', 0.1)}."
+            )
         if self.long_text not in LONG_TEXT_MODES:
             raise ConfigError(
                 f"long_text must be one of {', '.join(LONG_TEXT_MODES)}, got {self.long_text!r}. Use 'windows' to "

@@ -12,7 +12,14 @@ from bertcls.data import multilabel, tagging
 from bertcls.data.batching import TokenizedSplit, fit_buckets
 from bertcls.data.prepared import PreparedData
 from bertcls.data.sources import GLUE, RawSource, load_source
-from bertcls.data.splits import CleaningStats, cap_samples, drop_duplicate_texts, drop_incomplete_rows, make_splits
+from bertcls.data.splits import (
+    CleaningStats,
+    cap_samples,
+    drop_duplicate_texts,
+    drop_incomplete_rows,
+    hold_out_calibration,
+    make_splits,
+)
 from bertcls.data.tasks import MULTI_LABEL_PRIMARY_METRIC, TaskSpec, label_name, primary_metric_for
 from bertcls.data.tokenize import padded_matrix, tokenize_split, tokenizer_fingerprint
 from bertcls.errors import DataError
@@ -223,8 +230,14 @@ def split_texts(
     splits, stats = _clean(splits, source, text_columns, config.max_dropped_fraction)
     task = _task_for(source, list(splits["train"]["label"]), has_text_pair=len(text_columns) == 2)
     stratify = None if task.is_regression or task.multi_label else (lambda s: [label_name(v) for v in s["label"]])
-    splits = cap_samples(make_splits(splits, stratify, config.split_seed, stats), config)
-    return source, splits, task, stats
+    splits = make_splits(splits, stratify, config.split_seed, stats)
+    if config.calibration_fraction and task.is_regression:
+        raise DataError(
+            f"calibration_fraction holds out texts to calibrate class probabilities, but {source.name} has numeric "
+            "labels (regression), which have none. Drop calibration_fraction."
+        )
+    splits = hold_out_calibration(splits, stratify, config.calibration_fraction, config.split_seed, stats)
+    return source, cap_samples(splits, config), task, stats
 
 
 def prepare_data(config: DataConfig, tokenizer) -> PreparedData:
@@ -233,6 +246,11 @@ def prepare_data(config: DataConfig, tokenizer) -> PreparedData:
     source = load_source(config)
     columns = tagging.tagging_columns(source, config)
     if columns is not None:
+        if config.calibration_fraction:
+            raise DataError(
+                f"calibration_fraction applies to texts with one label or a label set, but {source.name} tags "
+                "words, whose probabilities are not calibrated. Drop calibration_fraction."
+            )
         return tagging.prepare_tagging(config, tokenizer, source, columns)
     if config.label_all_tokens:
         raise DataError(

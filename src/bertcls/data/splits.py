@@ -5,6 +5,7 @@ Rows with an empty text or a missing label are dropped (counted per split and re
 duplicate texts are dropped first (keep the first; counted) so no text lands in two splits, then
 `train_test_split(test_size=0.2, stratify=label, random_state=seed)` and the held-out 20% again with
 `test_size=0.5` give 80/10/10. A source with train+test but no validation gets 10% of train as validation.
+`calibration_fraction` then moves that share of train, stratified the same way, to a calibration split.
 """
 
 from __future__ import annotations
@@ -152,12 +153,34 @@ def make_splits(
     )
 
 
+def hold_out_calibration(
+    splits: datasets.DatasetDict, labels_for_stratify, fraction: float, seed: int, stats: CleaningStats
+) -> datasets.DatasetDict:
+    """Move `fraction` of the training rows (stratified when the labels allow, `seed`) to a `calibration` split,
+    on which the temperature is fitted instead of on validation; 0 leaves the splits as they are."""
+    if not fraction:
+        return splits
+    train = splits["train"]
+    held_rows = int(round(fraction * len(train)))
+    if held_rows < 1 or held_rows >= len(train):
+        raise DataError(
+            f"calibration_fraction={fraction:g} of the {len(train)} training rows is {held_rows} rows, which leaves "
+            "no calibration split or no training split. Use a fraction such as 0.1 with more training data, or "
+            "calibration_fraction=0 to fit the temperature on the validation split."
+        )
+    strat = labels_for_stratify(train) if labels_for_stratify else None
+    keep, held = split_indices(len(train), strat, held_rows, seed, stats)
+    stats.created_splits = (*stats.created_splits, "calibration")
+    return datasets.DatasetDict({**splits, "train": train.select(keep), "calibration": train.select(held)})
+
+
 def cap_samples(splits: datasets.DatasetDict, config) -> datasets.DatasetDict:
-    """The first max_train_samples of train and max_eval_samples of validation and test (a DataConfig's caps)."""
+    """The first max_train_samples of train and max_eval_samples of validation, test and calibration (a
+    DataConfig's caps)."""
     if config.max_train_samples:
         splits["train"] = splits["train"].select(range(min(config.max_train_samples, len(splits["train"]))))
     if config.max_eval_samples:
-        for name in ("validation", "test"):
+        for name in ("validation", "test", "calibration"):
             if name in splits:
                 splits[name] = splits[name].select(range(min(config.max_eval_samples, len(splits[name]))))
     return splits

@@ -34,6 +34,7 @@ class Calibration:
     temperatures: tuple[float, ...] = ()  # multi-label: one per label (`temperature` is unused), else empty
     thresholds: tuple[float, ...] = ()  # multi-label: each label's decision threshold on its calibrated probability
     prior_sd: float | None = None  # the fit's prior on log T, if one was used; None: maximum likelihood
+    fitted_split: str = "validation"  # the split it was fitted on: validation, or the held-out calibration split
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -117,17 +118,19 @@ def calibration_metrics(logits: np.ndarray, labels: np.ndarray, temperature: flo
     return out
 
 
-def calibrate(logits: np.ndarray, labels: np.ndarray) -> Calibration:
-    """Fit the temperature on validation outputs [N, C] and labels [N]. Too few rows, or a search that runs to its
-    bound (every validation text right: the likelihood only grows with confidence), keep T = 1 with the reason in
-    `note`."""
+def calibrate(logits: np.ndarray, labels: np.ndarray, split: str = "validation") -> Calibration:
+    """Fit the temperature on outputs [N, C] and labels [N] of `split` (validation, or the held-out calibration
+    split). Too few rows, or a search that runs to its bound (every text right: the likelihood only grows with
+    confidence), keep T = 1 with the reason in `note`."""
+    larger = "(calibration_fraction)" if split == "calibration" else "(max_eval_samples, validation_file)"
     if len(labels) < MIN_CALIBRATION_ROWS:
         return Calibration(
             1.0,
             0,
-            f"the validation split has {len(labels)} texts, fewer than the {MIN_CALIBRATION_ROWS} a temperature "
-            "needs; the probabilities are the model's own (temperature 1). Give a larger validation split "
-            "(max_eval_samples, validation_file) to calibrate them",
+            f"the {split} split has {len(labels)} texts, fewer than the {MIN_CALIBRATION_ROWS} a temperature "
+            f"needs; the probabilities are the model's own (temperature 1). Give a larger {split} split {larger} "
+            "to calibrate them",
+            fitted_split=split,
         )
     right = int((np.argmax(logits, -1) == labels).sum())
     temperature = fit_temperature(logits, labels) if right < len(labels) else 0.0
@@ -135,8 +138,10 @@ def calibrate(logits: np.ndarray, labels: np.ndarray) -> Calibration:
         return Calibration(
             1.0,
             0,
-            f"with {right} of {len(labels)} validation texts right, the validation likelihood only grows as the "
+            f"with {right} of {len(labels)} {split} texts right, the {split} likelihood only grows as the "
             "probabilities sharpen (no temperature minimises it), so there is nothing to calibrate against: the "
-            "probabilities are the model's own (temperature 1). A larger or harder validation split calibrates them",
+            f"probabilities are the model's own (temperature 1). A larger or harder {split} split {larger} "
+            "calibrates them",
+            fitted_split=split,
         )
-    return Calibration(temperature, len(labels))
+    return Calibration(temperature, len(labels), fitted_split=split)

@@ -108,16 +108,18 @@ class LabelDecisions:
     notes: tuple[str, ...] = ()  # decisions a user should know (too few positives: 0.5 kept), also logged
 
 
-def fit_decisions(logits: np.ndarray, labels: np.ndarray, names: tuple[str, ...], calibrate: bool) -> LabelDecisions:
-    """Temperatures (if `calibrate`), then thresholds on the calibrated probabilities, from validation logits
-    [N, L] and labels [N, L]. Too few texts, or a label with too few positives (or none wrong), keep T = 1 /
-    t = 0.5 for it, with a note."""
+def fit_decisions(
+    logits: np.ndarray, labels: np.ndarray, names: tuple[str, ...], calibrate: bool, split: str = "validation"
+) -> LabelDecisions:
+    """Temperatures (if `calibrate`), then thresholds on the calibrated probabilities, from logits [N, L] and
+    labels [N, L] of `split` (validation, or the held-out calibration split). Too few texts, or a label with too
+    few positives (or none wrong), keep T = 1 / t = 0.5 for it, with a note."""
     num_labels = len(names)
     notes: list[str] = []
     temperatures = [1.0] * num_labels
     if calibrate and len(labels) < MIN_CALIBRATION_ROWS:
         notes.append(
-            f"the validation split has {len(labels)} texts, fewer than the {MIN_CALIBRATION_ROWS} temperatures "
+            f"the {split} split has {len(labels)} texts, fewer than the {MIN_CALIBRATION_ROWS} temperatures "
             "need; the probabilities are the model's own (temperature 1)"
         )
     elif calibrate:
@@ -130,7 +132,7 @@ def fit_decisions(logits: np.ndarray, labels: np.ndarray, names: tuple[str, ...]
                 temperatures[i] = fitted
         if unfitted:
             notes.append(
-                f"{len(unfitted)} label(s) keep temperature 1 (their validation likelihood has no minimum: every "
+                f"{len(unfitted)} label(s) keep temperature 1 (their {split} likelihood has no minimum: every "
                 f"text separated, or no positive): {', '.join(unfitted[:20])}"
             )
     probs = sigmoid_probs(logits, temperatures)
@@ -143,7 +145,7 @@ def fit_decisions(logits: np.ndarray, labels: np.ndarray, names: tuple[str, ...]
             thresholds.append(tune_threshold(probs[:, i], labels[:, i]))
     if few:
         notes.append(
-            f"{len(few)} label(s) have fewer than {MIN_POSITIVES_FOR_THRESHOLD} validation texts and keep the "
+            f"{len(few)} label(s) have fewer than {MIN_POSITIVES_FOR_THRESHOLD} {split} texts and keep the "
             f"threshold {DEFAULT_THRESHOLD}: {', '.join(few[:20])}{' ...' if len(few) > 20 else ''}"
         )
     return LabelDecisions(tuple(temperatures), tuple(thresholds), tuple(notes))

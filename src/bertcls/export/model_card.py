@@ -158,13 +158,15 @@ def _probabilities(facts: CardFacts) -> list[str]:
     if "test_ece" in metrics and "test_ece_uncalibrated" in metrics:
         ece = f" Test ECE (15 bins) {metrics['test_ece_uncalibrated']:.4f} before, {metrics['test_ece']:.4f} after."
     lines = ["## Probabilities and decisions", ""]
+    split = calibration.get("fitted_split", "validation")
+    split = "held-out calibration" if split == "calibration" else split  # texts neither trained on nor chose the epoch
     if facts.kind == "multilabel" and calibration.get("temperatures"):
         lines += [
             f"Each label's probability is sigmoid(logit / T) with its own temperature T, fitted on "
-            f"{calibration.get('fitted_on', 0)} validation texts; a label is answered when its calibrated probability "
-            f"reaches its threshold, tuned on validation to maximise that label's F1.{ece} The MLflow model applies "
-            "both (params `calibrated=false` for the raw sigmoid, `threshold=` for one threshold for all labels); "
-            "the Hugging Face export's logits are the raw ones.",
+            f"{calibration.get('fitted_on', 0)} {split} texts; a label is answered when its calibrated probability "
+            f"reaches its threshold, tuned on the same texts to maximise that label's F1.{ece} The MLflow model "
+            "applies both (params `calibrated=false` for the raw sigmoid, `threshold=` for one threshold for all "
+            "labels); the Hugging Face export's logits are the raw ones.",
             "",
             "| label | temperature | threshold |",
             "|---|---|---|",
@@ -179,7 +181,7 @@ def _probabilities(facts: CardFacts) -> list[str]:
     return [
         *lines,
         f"Probabilities are softmax(logits / T) with T = {temperature:.4g}, fitted on "
-        f"{calibration['fitted_on']} validation texts by minimising their negative log-likelihood{prior} "
+        f"{calibration['fitted_on']} {split} texts by minimising their negative log-likelihood{prior} "
         f"(temperature scaling).{ece} The MLflow model applies it (param `calibrated=false` for the raw softmax); "
         f"the Hugging Face export's logits are the raw ones: divide them by {temperature:.4g} for the same "
         "probabilities.",

@@ -113,6 +113,7 @@ def prepare(
     data = prepare_data(config.data, tokenizer)
     if teacher is not None:
         data = teacher.apply(data, tokenizer, config.data.max_seq_length)
+    _check_calibration_split(config, data)
     weights = _class_weights(config, data)
     data_warnings = class_warnings(data)
     for warning in data_warnings:
@@ -147,6 +148,17 @@ def _objective(config: TrainConfig, data: PreparedData, weights, teacher: Teache
         alpha, temperature = float(teacher.alpha), float(teacher.temperature)
         return Objective("cross_entropy", focal_gamma=gamma, distill_alpha=alpha, distill_temperature=temperature)
     return Objective("cross_entropy", focal_gamma=gamma)
+
+
+def _check_calibration_split(config: TrainConfig, data: PreparedData) -> None:
+    """A calibration split held out of training must be used: refused with calibrate=false for one label per text
+    (multi-label still tunes its thresholds there)."""
+    if "calibration" in data.splits and not config.calibrate and not data.task.multi_label:
+        raise ConfigError(
+            f"calibration_fraction={config.data.calibration_fraction:g} holds training texts out to fit the "
+            "temperature on, but calibrate=false fits none, so they would be lost to training. Drop "
+            "calibration_fraction, or drop calibrate=false."
+        )
 
 
 def _class_weights(config: TrainConfig, data: PreparedData):
@@ -200,18 +212,30 @@ def finish(setup: Setup, result: FitResult) -> FineTuned:
         metrics["test_loss"] = test.loss
     metrics.update(_baselines(data))
     calibration = Calibration()
+    fit_on = result.best_validation  # the decisions' split: a held-out calibration split when there is one
+    if "calibration" in data.splits and (config.calibrate or data.task.multi_label):
+        fit_on = predict_split(trainer, data.splits["calibration"], data.task, config.eval_batch_size, data.buckets)
     if data.task.multi_label:
-        calibration = _decide_labels(data.task, result.best_validation, test, metrics, config.calibrate)
+        calibration = _decide_labels(data.task, result.best_validation, fit_on, test, metrics, config.calibrate)
     elif not data.task.is_regression and not data.task.token_level:
-        calibration = _calibrate(result.best_validation, test, metrics, fit=config.calibrate)
+        calibration = _calibrate(result.best_validation, fit_on, test, metrics, fit=config.calibrate)
     return FineTuned(setup, result, metrics, test, calibration)
 
 
-def _decide_labels(task, validation: SplitPredictions, test: SplitPredictions | None, metrics: dict, fit: bool):
-    """Multi-label: per-label temperatures (if `fit`) and thresholds from the best epoch's validation outputs,
-    then the test split scored as the served model decides (`test_*`, replacing the 0.5-threshold figures), with
-    ECE / Brier / NLL before and after. Returns them as the model's Calibration."""
-    decisions = multilabel.fit_decisions(validation.outputs, validation.labels, task.label_names, calibrate=fit)
+def _decide_labels(
+    task,
+    validation: SplitPredictions,
+    fit_on: SplitPredictions,
+    test: SplitPredictions | None,
+    metrics: dict,
+    fit: bool,
+):
+    """Multi-label: per-label temperatures (if `fit`) and thresholds from the best epoch's outputs on `fit_on`
+    (validation, or the calibration split), then the test split scored as the served model decides (`test_*`,
+    replacing the 0.5-threshold figures), with ECE / Brier / NLL before and after. Returns them as the model's
+    Calibration."""
+    fitted_split = _split_name(validation, fit_on)
+    decisions = multilabel.fit_decisions(fit_on.outputs, fit_on.labels, task.label_names, fit, fitted_split)
     for note in decisions.notes:
         log.warning("multi-label decisions: %s.", note)
     if not fit:
@@ -231,22 +255,33 @@ def _decide_labels(task, validation: SplitPredictions, test: SplitPredictions | 
             metrics.update({f"best_val_tuned_{k}": tuned[k] for k in MULTI_LABEL_METRICS})
         found = multilabel.calibration_metrics(split.outputs, split.labels, decisions.temperatures)
         metrics.update({f"{prefix}_{k}": v for k, v in found.items()})
+    if fit_on is not validation:
+        found = multilabel.calibration_metrics(fit_on.outputs, fit_on.labels, decisions.temperatures)
+        metrics.update({f"calibration_{k}": v for k, v in found.items()})
     note = "; ".join(decisions.notes)
-    return Calibration(1.0, len(validation.labels) if fit else 0, note, decisions.temperatures, decisions.thresholds)
+    fitted = len(fit_on.labels) if fit else 0
+    return Calibration(1.0, fitted, note, decisions.temperatures, decisions.thresholds, fitted_split=fitted_split)
 
 
-def _calibrate(validation: SplitPredictions, test: SplitPredictions | None, metrics: dict, fit: bool) -> Calibration:
-    """Temperature scaling fitted on the best epoch's validation outputs (if `fit`); ECE, Brier and NLL with and
-    without it (best_val_*, test_*) and the temperature added to `metrics`. A fit refused (too few texts) is
-    logged; without `fit` the measures are still reported, at temperature 1."""
+def _split_name(validation: SplitPredictions, fit_on: SplitPredictions) -> str:
+    return "validation" if fit_on is validation else "calibration"
+
+
+def _calibrate(
+    validation: SplitPredictions, fit_on: SplitPredictions, test: SplitPredictions | None, metrics: dict, fit: bool
+) -> Calibration:
+    """Temperature scaling fitted on the best epoch's outputs on `fit_on` (validation, or the calibration split; if
+    `fit`); ECE, Brier and NLL with and without it (best_val_*, calibration_*, test_*) and the temperature added to
+    `metrics`. A fit refused (too few texts) is logged; without `fit` the measures are still reported, at T = 1."""
     if fit:
-        calibration = calibrate(validation.outputs, validation.labels)
+        calibration = calibrate(fit_on.outputs, fit_on.labels, split=_split_name(validation, fit_on))
     else:
         calibration = Calibration(note="calibrate=false: the probabilities are the model's own (temperature 1)")
     if calibration.note and fit:
         log.warning("calibration: %s.", calibration.note)
     metrics["temperature"] = calibration.temperature
-    for prefix, split in (("best_val", validation), ("test", test)):
+    held_out = None if fit_on is validation else fit_on
+    for prefix, split in (("best_val", validation), ("calibration", held_out), ("test", test)):
         if split is not None:
             found = calibration_metrics(split.outputs, split.labels, calibration.temperature)
             metrics.update({f"{prefix}_{k}": v for k, v in found.items()})
