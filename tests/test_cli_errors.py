@@ -38,6 +38,9 @@ def tracking(empty_store):
         (["--class-weights", "1,2,3", "--max-train-samples", "64"], "3 number\\(s\\) .* in this order: ham, spam"),
         (["--dataset", "btc", "--class-weights", "balanced", "--max-train-samples", "64"], "applies to text class"),
         (["--focal-gamma", "-2"], "focal_gamma must be a finite number >= 0"),
+        (["--calibration-fraction", "0.7"], "calibration_fraction is the share .* between 0"),
+        (["--calibration-fraction", "0.1", "--calibrate", "false", "--max-train-samples", "64"], "would be lost"),
+        (["--dataset", "btc", "--calibration-fraction", "0.1", "--max-train-samples", "64"], "tags words"),
     ],
 )
 def test_train_bad_input(tracking, args, message):
