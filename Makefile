@@ -73,7 +73,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# The whole suite on TEST_WORKERS xdist workers (pyproject: --dist loadgroup keeps a module whose fixtures train on one),
+# The whole suite on TEST_WORKERS xdist workers (pyproject: --dist loadscope keeps a module whose fixtures train on one),
 # skip reasons (-rs) and the 15 slowest tests, then the machine's fp32 matmul peak beside the wall time: these
 # machines differ up to 3x in speed (README, Tests).
 TEST_WORKERS ?= 2

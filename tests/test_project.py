@@ -37,6 +37,50 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / "README.md").read_text()
 
 
+MODULE_FIXTURE_SUITE = {
+    "test_trains.py": """
+import os, pytest
+
+@pytest.fixture(scope="module")
+def trained():
+    with open(os.environ["FIXTURE_LOG"], "a") as log:
+        log.write(os.environ.get("PYTEST_XDIST_WORKER", "main") + "\\n")
+
+@pytest.mark.parametrize("case", range(4))
+def test_uses_the_model(trained, case):
+    pass
+""",
+    "test_others.py": "import pytest\n\n@pytest.mark.parametrize('case', range(4))\ndef test_other(case):\n    pass\n",
+}
+
+
+def test_the_suites_xdist_options_run_a_module_fixture_once(tmp_path):
+    """Under pyproject's addopts (two workers), a module's tests share one worker, so its fixture trains once."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    addopts = shlex.split(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
+    )
+    for name, text in MODULE_FIXTURE_SUITE.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    log = tmp_path / "fixture.log"
+    env = {**os.environ, "FIXTURE_LOG": str(log)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *addopts, str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "-n" in addopts and len(log.read_text().split()) == 1, log.read_text()
+
+
 def test_constraints_pin_every_dependency():
     pins = {
         line.split("==")[0].lower().replace("_", "-")
