@@ -160,7 +160,7 @@ def test_the_temperature_is_fitted_on_the_calibration_split_when_one_is_held_out
     config = dataclasses.replace(config, data=data, epochs=1)
     tuned = fine_tune.fine_tune(config, progress_bar=False)
     held = tuned.setup.data.splits["calibration"]
-    assert held.num_texts == 64  # half the training split, capped like validation by max_eval_samples
+    assert held.num_texts == 128 and tuned.setup.data.splits["train"].num_texts == 128  # max_train_samples 256, half
     assert tuned.calibration.fitted_split == "calibration"
     assert tuned.calibration.fitted_on in (0, held.num_texts)  # 0: refused, with the split named in its note
     assert tuned.calibration.fitted_on or "calibration split" in tuned.calibration.note
@@ -179,7 +179,7 @@ def test_multi_label_thresholds_and_temperatures_are_fitted_on_the_calibration_s
     from bertcls.train import fine_tune
 
     data = DataConfig(
-        dataset="goemotions", max_train_samples=128, max_eval_samples=64, max_buckets=1, calibration_fraction=0.05
+        dataset="goemotions", max_train_samples=128, max_eval_samples=64, max_buckets=1, calibration_fraction=0.5
     )
     config = TrainConfig(model=str(small_model_dir), epochs=1, batch_size=32, eval_batch_size=32, data=data)
     tuned = fine_tune.fine_tune(config, progress_bar=False)

@@ -152,3 +152,16 @@ def test_long_texts_as_windows_train_evaluate_and_predict(store):
     probs = np.exp(mean - mean.max()) / np.exp(mean - mean.max()).sum()
     labels = run.params["label_names"].split(",")
     np.testing.assert_allclose(answers.iloc[0][[f"prob_{name}" for name in labels]].to_numpy(float), probs, rtol=1e-5)
+
+
+def test_a_calibration_split_is_logged_with_its_measures_and_named_on_the_model(store):
+    _, uri, train = store
+    run_id = train(calibration_fraction="0.5", epochs=1, **SLICE)
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.data.params["n_calibration"] == "120" and run.data.params["n_train"] == "120"  # 240 texts, half
+    for measure in ("ece", "brier", "nll"):
+        assert {f"calibration_{measure}", f"calibration_{measure}_uncalibrated"} <= set(run.data.metrics)
+    assert "calibration" in {i.tags[0].value for i in run.inputs.dataset_inputs if i.tags}
+    saved = mlflow.artifacts.load_dict(f"runs:/{run_id}/calibration.json")
+    assert saved["fitted_split"] == "calibration" and saved["fitted_on"] in (0, 120)

@@ -80,7 +80,8 @@ class DataConfig:
     max_eval_samples: int | None = option(None, "validate / test on the first N examples only", unset_is_zero=True)
     calibration_fraction: float = option(
         0.0,
-        "share of the training split held out (stratified, split_seed) as a calibration split: the temperature "
+        "share of the training split (after max_train_samples) held out, stratified by split_seed, as a "
+        "calibration split: the temperature "
         "(multi-label: temperatures and thresholds) is fitted there instead of on the validation split, which "
         "also chose the best epoch; 0 = fit on validation",
         docs="([calibration.md](calibration.md#a-calibration-split))",

@@ -236,8 +236,11 @@ def split_texts(
             f"calibration_fraction holds out texts to calibrate class probabilities, but {source.name} has numeric "
             "labels (regression), which have none. Drop calibration_fraction."
         )
-    splits = hold_out_calibration(splits, stratify, config.calibration_fraction, config.split_seed, stats)
-    return source, cap_samples(splits, config), task, stats
+    # After the caps: with max_train_samples=400 and calibration_fraction=0.2, 320 texts train and 80 calibrate.
+    splits = hold_out_calibration(
+        cap_samples(splits, config), stratify, config.calibration_fraction, config.split_seed, stats
+    )
+    return source, splits, task, stats
 
 
 def prepare_data(config: DataConfig, tokenizer) -> PreparedData:

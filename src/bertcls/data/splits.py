@@ -5,7 +5,8 @@ Rows with an empty text or a missing label are dropped (counted per split and re
 duplicate texts are dropped first (keep the first; counted) so no text lands in two splits, then
 `train_test_split(test_size=0.2, stratify=label, random_state=seed)` and the held-out 20% again with
 `test_size=0.5` give 80/10/10. A source with train+test but no validation gets 10% of train as validation.
-`calibration_fraction` then moves that share of train, stratified the same way, to a calibration split.
+`calibration_fraction` then moves that share of train (after max_train_samples), stratified the same way, to a
+calibration split.
 """
 
 from __future__ import annotations
@@ -175,12 +176,11 @@ def hold_out_calibration(
 
 
 def cap_samples(splits: datasets.DatasetDict, config) -> datasets.DatasetDict:
-    """The first max_train_samples of train and max_eval_samples of validation, test and calibration (a
-    DataConfig's caps)."""
+    """The first max_train_samples of train and max_eval_samples of validation and test (a DataConfig's caps)."""
     if config.max_train_samples:
         splits["train"] = splits["train"].select(range(min(config.max_train_samples, len(splits["train"]))))
     if config.max_eval_samples:
-        for name in ("validation", "test", "calibration"):
+        for name in ("validation", "test"):
             if name in splits:
                 splits[name] = splits[name].select(range(min(config.max_eval_samples, len(splits[name]))))
     return splits

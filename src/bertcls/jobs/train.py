@@ -240,6 +240,9 @@ class _TrackedTraining:
         artifacts.log_linked_metrics(best, result.best_epoch, model_id, self.datasets.get("validation"))
         if test:
             artifacts.log_linked_metrics(test, result.best_epoch, model_id, self.datasets.get("test"))
+        held_out = {k: v for k, v in metrics.items() if k.startswith("calibration_")}  # calibration_fraction's split
+        if held_out:
+            artifacts.log_linked_metrics(held_out, result.best_epoch, model_id, self.datasets.get("calibration"))
         runs.set_tags({"model_uri": info.model_uri})
         runs.delete_tag(RESUME_TAG)
         self.writer.discard(self.run_id)
