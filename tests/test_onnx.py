@@ -143,3 +143,14 @@ def test_the_onnx_model_serves_in_an_environment_without_jax(logged, tmp_path):
     (python,) = env_root.glob("*/bin/python")
     probe = "import importlib.util as u; print([m for m in ('jax', 'flax', 'transformers', 'torch') if u.find_spec(m)])"
     assert subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("agreement", "warned"), [(0.49, True), (0.995, False)])
+def test_an_int8_graph_that_answers_otherwise_is_flagged_in_the_summary(agreement, warned):
+    from bertcls.jobs.export_onnx import OnnxOutcome, describe
+
+    report = {"onnx_test_texts": 53.0, "onnx_max_prob_diff": 1e-7, "onnx_texts_per_s": 300.0, "jax_texts_per_s": 290.0}
+    report |= {"onnx_int8_max_prob_diff": 0.3, "onnx_int8_texts_per_s": 500.0, "onnx_int8_speedup_vs_fp32": 1.67}
+    text = describe(OnnxOutcome(Path("out"), None, report | {"onnx_int8_agreement": agreement}))
+    assert f"same answer on {agreement:.1%} of test texts" in text
+    assert ("warning: the int8 graph answers differently" in text) is warned

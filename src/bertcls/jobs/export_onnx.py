@@ -36,6 +36,7 @@ from bertcls.train.inference import infer_outputs, infer_word_outputs
 
 PARITY_TOLERANCE = 1e-4  # largest |probability difference| the float32 graph may show against our model
 QUANTIZE = (None, "int8")
+INT8_AGREEMENT_WARNING = 0.99  # an int8 graph answering otherwise on more of the test texts is flagged
 REPORT = "onnx_report.json"
 
 
@@ -165,12 +166,20 @@ def describe(outcome: OnnxOutcome) -> str:
         lines.append(
             f"  int8: max |prob diff| {r['onnx_int8_max_prob_diff']:.3f}, {r['onnx_int8_texts_per_s']:.0f} texts/s "
             f"({r['onnx_int8_speedup_vs_fp32']:.2f} x fp32)"
+            + (f", same answer on {r['onnx_int8_agreement']:.1%} of test texts" if "onnx_int8_agreement" in r else "")
             + (
                 f", test accuracy change {r['onnx_int8_test_accuracy_change']:+.4f}"
                 if "onnx_int8_test_accuracy" in r
                 else ""
             )
         )
+        if r.get("onnx_int8_agreement", 1.0) < INT8_AGREEMENT_WARNING:
+            lines.append(
+                f"  warning: the int8 graph answers differently from the model on "
+                f"{1 - r['onnx_int8_agreement']:.1%} of the test texts (labels, or multi-label sets at the saved "
+                "thresholds, which sit close to many probabilities); the logged onnx_model serves it. Export "
+                "without --quantize for the float32 graph, which answers as the model does"
+            )
     lines.append(f"  ours (JAX): {r['jax_texts_per_s']:.0f} texts/s")
     if outcome.model_uri:
         lines.append(

@@ -220,7 +220,7 @@ def _digest(path: Path) -> str:
 
 def describe(outcome: PredictOutcome) -> str:
     lines = [
-        f"predict run {outcome.run_id}: {outcome.rows} rows -> {outcome.output} in {outcome.seconds:.1f} s "
+        f"predict run {outcome.run_id}: {outcome.rows} rows -> {outcome.output.resolve()} in {outcome.seconds:.1f} s "
         f"({outcome.rows_per_s:.0f} rows/s)"
     ]
     lines += [
