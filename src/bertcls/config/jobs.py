@@ -74,7 +74,8 @@ class PredictConfig:
     )
     output: str = option(
         help="the file to write, .csv, .tsv, .jsonl or .parquet: every input row once, in order, with its columns "
-        "and the model's answer; it appears only when complete (under `mlflow run` give an absolute path)"
+        "and the model's answer; it appears only when complete (under `mlflow run` give an absolute path: the job "
+        "starts in the project directory, so a relative one lands there; the closing line prints the path written)"
     )
     text_column: str = option("text", "column holding the texts")
     text_pair_column: str | None = option(None, "column holding the second texts, for a pair model")
