@@ -148,6 +148,7 @@ def test_a_calibration_fraction_out_of_range_is_refused_with_the_fix(fraction):
         DataConfig(dataset="sms_spam", calibration_fraction=fraction)
 
 
+@pytest.mark.slow  # fine-tunes (12 s): the quick lane stays under 3 minutes
 def test_the_temperature_is_fitted_on_the_calibration_split_when_one_is_held_out(small_setup):
     """The fit and the logged measures name the held-out split; calibrate=false with one is refused."""
     import dataclasses
@@ -174,6 +175,7 @@ def test_the_temperature_is_fitted_on_the_calibration_split_when_one_is_held_out
         fine_tune.prepare(dataclasses.replace(config, calibrate=False))
 
 
+@pytest.mark.slow  # fine-tunes (12 s): the quick lane stays under 3 minutes
 def test_multi_label_thresholds_and_temperatures_are_fitted_on_the_calibration_split(small_model_dir):
     from bertcls.config import DataConfig, TrainConfig
     from bertcls.train import fine_tune
