@@ -41,6 +41,8 @@ def tracking(empty_store):
         (["--calibration-fraction", "0.7"], "calibration_fraction is the share .* between 0"),
         (["--calibration-fraction", "0.1", "--calibrate", "false", "--max-train-samples", "64"], "would be lost"),
         (["--dataset", "btc", "--calibration-fraction", "0.1", "--max-train-samples", "64"], "tags words"),
+        (["--tag-decoding", "beam"], "beam"),  # click's choice: the option and its choices named
+        (["--tag-decoding", "argmax", "--max-train-samples", "64"], "tag_decoding applies to word tagging"),
     ],
 )
 def test_train_bad_input(tracking, args, message):

@@ -46,3 +46,14 @@ def test_regression_and_tagger_cards_name_their_task_and_answer():
     tagger = _card("ner", ("O", "B-PER", "I-PER"), None, hugging_face=True)
     assert "pipeline_tag: token-classification" in tagger and "AutoModelForTokenClassification" in tagger
     assert "a tag per word" in tagger
+
+
+def test_a_tagger_card_says_how_its_tags_were_decoded():
+    facts = lambda params: CardFacts(  # noqa: E731
+        "minilm", None, "btc", ("O", "B-PER", "I-PER"), params, {"test_f1": 0.72}, "abc", 3, "ner", None
+    )
+    viterbi = render(facts({**PARAMS, "tag_decoding": "viterbi", "tag_scheme": "IOB2"}), hugging_face=True)
+    assert "most probable tag sequence the IOB2 scheme allows" in viterbi and "pipeline answers each word" in viterbi
+    argmax = render(facts({**PARAMS, "tag_decoding": "argmax", "tag_scheme": "IOB2"}), hugging_face=True)
+    assert "each word's most probable tag (argmax; tag scheme: IOB2)" in argmax and "Viterbi" not in argmax
+    assert "decoded" not in render(facts(PARAMS), hugging_face=True)  # a run from before tag_decoding

@@ -11,6 +11,7 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from bertcls.config import DataConfig
 from bertcls.data.sources import load_source
@@ -47,6 +48,7 @@ def test_the_run_logs_entity_metrics_per_epoch_and_per_type(trained):
     client = MlflowClient(uri)
     assert run.info.status == "FINISHED"
     assert run.data.params["task_kind"] == "ner" and run.data.params["primary_metric"] == "f1"
+    assert run.data.params["tag_scheme"] == "IOB2" and run.data.params["tag_decoding"] == "viterbi"
     assert run.data.tags["task"] == "ner"
     history = client.get_metric_history(run.info.run_id, "val_f1")
     assert [m.step for m in history] == [1, 2, 3]
@@ -83,6 +85,27 @@ def test_champion_entities_slice_real_texts_to_their_surface(trained):
         assert "Barack Obama visited London ."[entity["start"] : entity["end"]] == entity["text"]
 
 
+def _spells_iob2(tags: list[str]) -> bool:
+    """No I-X but right after B-X or I-X."""
+    return all(not t.startswith("I-") or p[2:] == t[2:] != "" for p, t in zip(["O", *tags[:-1]], tags, strict=True))
+
+
+def test_tags_are_decoded_to_sequences_the_scheme_allows(trained):
+    """The model's own decoding (viterbi) never answers an I- that continues nothing; argmax on request, which agrees
+    wherever its own tags are valid."""
+    _, _, run = trained
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    tweets = list(load_source(DataConfig(dataset="btc")).splits["test"].select(range(200))["tokens"])
+    viterbi = model.predict({"tokens": tweets}, params={"return_tags": True})
+    argmax = model.predict({"tokens": tweets}, params={"return_tags": True, "tag_decoding": "argmax"})
+    assert all(_spells_iob2(list(tags)) for tags in viterbi["tags"])
+    for decoded, plain in zip(viterbi["tags"], argmax["tags"], strict=True):
+        if _spells_iob2(list(plain)):
+            assert list(decoded) == list(plain)
+    with pytest.raises(MlflowException, match="'tag_decoding' must be one of viterbi, argmax"):
+        model.predict({"tokens": tweets[:1]}, params={"tag_decoding": "beam"})
+
+
 def test_rest_serving_answers_entities_and_refuses_bad_input(trained):
     _, uri, run = trained
     with e2e.served(uri, f"runs:/{run.info.run_id}/model") as port:
@@ -95,6 +118,10 @@ def test_rest_serving_answers_entities_and_refuses_bad_input(trained):
             {"dataframe_records": [{"tokens": ["Leon", "lives", "in", "Sheffield"]}], "params": {"return_tags": True}},
         )
         assert status == 200 and len(reply["predictions"][0]["tags"]) == 4
+        status, reply = e2e.post(port, {"inputs": SENTENCES[:1], "params": {"tag_decoding": "argmax"}})
+        assert status == 200 and len(reply["predictions"]) == 1
+        status, reply = e2e.post(port, {"inputs": SENTENCES[:1], "params": {"tag_decoding": "beam"}})
+        assert status == 400 and "tag_decoding" in reply["message"]
         status, reply = e2e.post(port, {"dataframe_records": [{"tokens": "not a list"}]})
         assert status == 400 and "must hold lists of strings" in reply["message"]
         status, reply = e2e.post(port, {"dataframe_records": [{"txt": "x"}]})

@@ -16,10 +16,10 @@ from bertcls.config import DataConfig
 from bertcls.data import prepare_data
 from bertcls.data.batching import IGNORE
 from bertcls.data.conll import read_conll
-from bertcls.data.tags import entity_spans, inside_tag
+from bertcls.data.tags import allowed_transitions, decode_tags, detect_scheme, entity_spans, inside_tag
 from bertcls.data.tasks import TaskSpec
 from bertcls.data.tokenize import encode_words
-from bertcls.errors import DataError
+from bertcls.errors import ConfigError, DataError
 from bertcls.evaluation.metrics import baseline_metrics
 from bertcls.evaluation.tagging import entity_type_table, tagging_metrics
 from bertcls.serving.tagging import _entities, split_words
@@ -197,3 +197,115 @@ def test_parquet_with_class_label_tags_keeps_their_names_and_order(tmp_path, tok
     data = prepare_data(DataConfig(train_file=str(path)), tokenizer)
     assert data.task.token_level and data.task.label_names == tuple(names)  # the ClassLabel's order, unused tags too
     assert data.texts["train"][0]["tags"][0] in names
+
+
+IOB2_TAGS = ("O", "B-LOC", "B-PER", "I-LOC", "I-PER")
+IOBES_TAGS = ("O", "B-LOC", "I-LOC", "E-LOC", "S-LOC", "B-PER", "I-PER", "E-PER", "S-PER")
+
+
+@pytest.mark.parametrize(
+    ("sentences", "scheme"),
+    [
+        ([["B-PER", "I-PER", "O"], ["O", "B-LOC", "B-LOC"]], "IOB2"),
+        ([["S-PER", "O", "B-LOC", "E-LOC"]], "IOBES"),
+        ([["I-PER", "I-PER", "O", "I-LOC", "B-LOC"]], "IOB1"),  # entities begin with I-; B- only between two LOC
+        ([["I-PER", "O", "I-LOC"]], "IO"),
+        ([["NN", "VBZ", "DT"]], ""),  # POS tags spell no entities
+    ],
+)
+def test_the_tag_scheme_is_read_from_the_training_tags(sentences, scheme):
+    assert detect_scheme(sentences) == scheme
+
+
+def test_iob2_tolerates_a_rare_slip_in_the_training_tags():
+    clean = [["B-PER", "I-PER", "O"]] * 200
+    assert detect_scheme([*clean, ["O", "I-PER"]]) == "IOB2"  # 1 entity in 201 begins with I-
+    assert detect_scheme([*clean[:20], ["O", "I-PER"]]) == "IOB1"  # 1 in 21
+
+
+def _valid(tags: tuple[int, ...], names, scheme) -> bool:
+    first, follows, last = allowed_transitions(names, scheme)
+    pairs = zip(tags[:-1], tags[1:], strict=True)
+    return bool(first[tags[0]] and last[tags[-1]] and all(follows[a, b] for a, b in pairs))
+
+
+def _log_softmax(logits):
+    shifted = logits - logits.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
+@pytest.mark.parametrize(("names", "scheme"), [(IOB2_TAGS, "IOB2"), (IOBES_TAGS, "IOBES")])
+def test_viterbi_finds_the_most_probable_sequence_the_scheme_allows(names, scheme):
+    """Against brute force over every tag sequence, on random logits, sentences of 0 to 4 words."""
+    import itertools
+
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        counts = rng.integers(0, 5, size=6)
+        logits = rng.normal(scale=3.0, size=(counts.sum(), len(names)))
+        decoded = decode_tags(logits, counts, names, scheme)
+        log_p, start = _log_softmax(logits), 0
+        for count in counts:
+            if count:
+                rows = log_p[start : start + count]
+
+                def score(tags, rows=rows):
+                    return sum(rows[i, t] for i, t in enumerate(tags))
+
+                valid = [s for s in itertools.product(range(len(names)), repeat=count) if _valid(s, names, scheme)]
+                got = tuple(decoded[start : start + count])
+                assert _valid(got, names, scheme), [names[t] for t in got]
+                assert score(got) == pytest.approx(max(score(s) for s in valid), abs=1e-9)
+            start += count
+
+
+def test_viterbi_mends_a_broken_entity_and_keeps_a_valid_argmax():
+    names = IOB2_TAGS
+    index = {n: i for i, n in enumerate(names)}
+    logits = np.full((3, len(names)), -4.0)
+    for word, (tag, other) in enumerate([("B-PER", "B-LOC"), ("I-LOC", "I-PER"), ("O", "I-PER")]):
+        logits[word, index[tag]], logits[word, index[other]] = 2.0, 1.5 + 0.3 * (word == 1)  # argmax: B-PER I-LOC O
+    argmax = decode_tags(logits, np.asarray([3]), names, "IOB2", "argmax")
+    viterbi = decode_tags(logits, np.asarray([3]), names, "IOB2")
+    assert [names[t] for t in argmax] == ["B-PER", "I-LOC", "O"]  # not IOB2; seqeval reads two entities, PER and LOC
+    assert [names[t] for t in viterbi] == ["B-PER", "I-PER", "O"]  # one PER
+    valid = np.random.default_rng(2).normal(size=(50, len(names)))
+    valid[:, index["I-LOC"]] = valid[:, index["I-PER"]] = -10.0  # argmax never picks an I-: always valid
+    counts = np.asarray([10, 20, 20])
+    assert np.array_equal(decode_tags(valid, counts, names, "IOB2"), valid.argmax(-1))
+
+
+@pytest.mark.parametrize("scheme", ["IOB1", "IO", ""])
+def test_schemes_without_constraints_decode_by_argmax(scheme):
+    logits = np.random.default_rng(3).normal(size=(30, len(IOB2_TAGS)))
+    assert np.array_equal(decode_tags(logits, np.asarray([10, 20]), IOB2_TAGS, scheme), logits.argmax(-1))
+
+
+def test_viterbi_in_blocks_equals_one_sentence_at_a_time():
+    """Over a thousand sentences of mixed lengths (decoded in padded blocks, sorted by length) as each alone."""
+    rng = np.random.default_rng(4)
+    counts = rng.integers(0, 40, size=1000)
+    logits = rng.normal(scale=2.0, size=(counts.sum(), len(IOBES_TAGS)))
+    together = decode_tags(logits, counts, IOBES_TAGS, "IOBES")
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    alone = [
+        decode_tags(logits[a:b], np.asarray([b - a]), IOBES_TAGS, "IOBES")
+        for a, b in zip(starts[:-1], starts[1:], strict=True)
+    ]
+    assert np.array_equal(together, np.concatenate(alone))
+
+
+def test_tag_decoding_is_checked_and_applies_to_word_tagging_only(sms_csv, tokenizer):
+    with pytest.raises(ConfigError, match="tag_decoding must be one of viterbi, argmax"):
+        DataConfig(tag_decoding="beam")
+    with pytest.raises(ConfigError, match="tag_decoding applies to word tagging"):
+        DataConfig(task="text", tag_decoding="argmax")
+    with pytest.raises(DataError, match="tag_decoding applies to word tagging"):
+        prepare_data(DataConfig(train_file=str(sms_csv), tag_decoding="argmax"), tokenizer)
+
+
+def test_the_bundled_btc_is_iob2_and_its_task_decodes_by_viterbi(tokenizer):
+    data = prepare_data(DataConfig(dataset="btc", max_train_samples=64, max_eval_samples=32), tokenizer)
+    assert (data.task.tag_scheme, data.task.tag_decoding) == ("IOB2", "viterbi")
+    argmax = prepare_data(DataConfig(dataset="btc", max_train_samples=64, tag_decoding="argmax"), tokenizer)
+    assert argmax.task.tag_decoding == "argmax"

@@ -106,6 +106,7 @@ def test_predictor_windows_match_pooled_rows(tokenizer, small_model_dir):
         "long_text": "windows",
         "window_overlap": 16,
         "max_windows": 4,
+        "tag_decoding": "viterbi",
     }
 
 

@@ -16,6 +16,7 @@ CHECKPOINT_MODES = ("none", "best", "all")
 PRECISION_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}  # train `precision` -> the model's compute dtype
 AUTO_PRECISION = "auto"  # bf16 on accelerators (GPU, TPU), fp32 on CPU: resolved when the model is built
 LONG_TEXT_MODES = ("truncate", "windows")
+TAG_DECODINGS = ("viterbi", "argmax")  # task=ner: how per-word logits become tags (data.tags.decode_tags)
 TASK_TYPES = ("auto", "text", "multilabel", "ner")  # auto: decided from the data (data.pipeline, data.multilabel)
 DEFAULT_EXPERIMENT = "bertcls"  # train, make train, evaluate and register meet here
 SPLITS = ("train", "validation", "test")
@@ -45,6 +46,15 @@ class DataConfig:
         False,
         "task=ner: every subword of a word carries its tag in the loss (B- becomes I- after the first); false: "
         "the first subword only. Predictions always read the first subword",
+    )
+    tag_decoding: str = option(
+        "viterbi",
+        "task=ner: viterbi: the most probable tag sequence the data's scheme allows (IOB2, IOBES: no I-X after O "
+        "or after another type), for validation, test, evaluate and serving; argmax: each word's most probable tag "
+        "(what transformers' pipeline answers)",
+        choices=TAG_DECODINGS,
+        reading=True,
+        docs="([token-classification.md](token-classification.md#decoding))",
     )
     train_file: str | None = option(
         None,
@@ -128,6 +138,16 @@ class DataConfig:
             raise ConfigError(
                 f"task must be one of {', '.join(TASK_TYPES)}, got {self.task!r}: text classifies whole texts, ner "
                 "tags every word, auto decides from the data."
+            )
+        if self.tag_decoding not in TAG_DECODINGS:
+            raise ConfigError(
+                f"tag_decoding must be one of {', '.join(TAG_DECODINGS)}, got {self.tag_decoding!r}: viterbi decodes "
+                "the most probable tag sequence the tag scheme allows, argmax each word's most probable tag."
+            )
+        if self.tag_decoding != "viterbi" and self.task in ("text", "multilabel"):
+            raise ConfigError(
+                f"tag_decoding applies to word tagging (task=ner), not to task={self.task}. Drop it, or use "
+                f"{setting('task', 'ner')}."
             )
         if self.label_all_tokens and self.task == "text":
             raise ConfigError(

@@ -255,6 +255,11 @@ def prepare_data(config: DataConfig, tokenizer) -> PreparedData:
                 "words, whose probabilities are not calibrated. Drop calibration_fraction."
             )
         return tagging.prepare_tagging(config, tokenizer, source, columns)
+    if config.tag_decoding != "viterbi":
+        raise DataError(
+            f"tag_decoding applies to word tagging, but {source.name} holds texts with labels. Drop it, or point at "
+            "tagged data (CoNLL files, or tokens / tags list columns)."
+        )
     if config.label_all_tokens:
         raise DataError(
             f"label_all_tokens applies to word tagging, but {source.name} holds texts with one label each. Drop it, "

@@ -30,6 +30,8 @@ class ReadingSettings:
     window_overlap: int
     max_windows: int
     task_type: str = "text"  # text: a label or score per text; ner: a tag per word (serving.tagging)
+    tag_scheme: str = ""  # ner: the scheme of the training tags ("" in models saved before: decoded by argmax)
+    tag_decoding: str = "viterbi"  # ner: viterbi (sequences the scheme allows) or argmax (data.tags.decode_tags)
 
     @property
     def windows(self) -> tuple[int, int] | None:

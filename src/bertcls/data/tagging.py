@@ -18,7 +18,7 @@ from bertcls.data.batching import IGNORE, TaggedSplit, fit_buckets
 from bertcls.data.prepared import PreparedData
 from bertcls.data.sources import RawSource
 from bertcls.data.splits import CleaningStats, cap_samples, make_splits
-from bertcls.data.tags import OUTSIDE, inside_tag, is_chunk_scheme
+from bertcls.data.tags import OUTSIDE, detect_scheme, inside_tag, is_chunk_scheme
 from bertcls.data.tasks import TaskSpec
 from bertcls.data.tokenize import encode_words, padded_matrix
 from bertcls.errors import DataError, setting
@@ -111,9 +111,12 @@ def _check_tags(tags: list[list[str]], where: list[str], known: dict[str, int], 
             )
 
 
-def tagging_task(source: RawSource, train_tags: list[list[str]], names: tuple[str, ...] | None) -> TaskSpec:
+def tagging_task(
+    source: RawSource, train_tags: list[list[str]], names: tuple[str, ...] | None, decoding: str = "viterbi"
+) -> TaskSpec:
     """The tags in id order (a ClassLabel's order, else sorted with O first); entity F1 ranks runs when the tags
-    spell entities, word accuracy otherwise (POS tags)."""
+    spell entities, word accuracy otherwise (POS tags); the tag scheme the training tags follow, which `decoding`
+    (viterbi) keeps predictions to."""
     if names is None:
         seen = {t for sentence in train_tags for t in sentence}
         names = tuple(sorted(seen, key=lambda t: (t != OUTSIDE, t)))
@@ -123,7 +126,10 @@ def tagging_task(source: RawSource, train_tags: list[list[str]], names: tuple[st
             "Check label_column."
         )
     primary = "f1" if is_chunk_scheme(names) else "accuracy"
-    return TaskSpec(source.name, names, False, primary, False, token_level=True)
+    scheme = detect_scheme(train_tags) if primary == "f1" else ""
+    return TaskSpec(
+        source.name, names, False, primary, False, token_level=True, tag_scheme=scheme, tag_decoding=decoding
+    )
 
 
 def encode_split(tokenizer, sentences, tags, task: TaskSpec, config: DataConfig) -> TaggedSplit:
@@ -168,7 +174,7 @@ def prepare_tagging(config: DataConfig, tokenizer, source: RawSource, columns: t
             raise DataError(f"The {name} split of {source.name} has no sentence with words. Point at tagged data.")
         stats.empty_text_dropped[name] = len(split) - len(sentences)
         rows[name] = datasets.Dataset.from_dict({"tokens": sentences, "tags": tags, "where": where})
-    task = tagging_task(source, list(rows["train"]["tags"]), names)
+    task = tagging_task(source, list(rows["train"]["tags"]), names, config.tag_decoding)
     known = {t: i for i, t in enumerate(task.label_names)}
     for name, split in rows.items():  # train too when a ClassLabel named the tags
         _check_tags(list(split["tags"]), list(split["where"]), known, name)

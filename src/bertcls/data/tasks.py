@@ -23,6 +23,8 @@ class TaskSpec:
     has_text_pair: bool
     token_level: bool = False
     multi_label: bool = False
+    tag_scheme: str = ""  # word tagging: IOB2, IOBES, IOB1 or IO, as the training tags spell entities (data.tags)
+    tag_decoding: str = "viterbi"  # word tagging: viterbi (the scheme's valid sequences) or argmax
 
     @property
     def kind(self) -> str:

@@ -130,16 +130,18 @@ def tagging_outputs(task, predictions: dict, best_epoch: int, title: str | None 
     """A word tagger's tables and figure: <split>_entity_types.json (precision / recall / F1 / support per entity
     type) for each split in `predictions` (SplitPredictions by split prefix: val, test), and the word-tag
     confusion matrix of the first of them."""
-    from bertcls.evaluation.tagging import entity_type_table
+    from bertcls.evaluation.tagging import entity_type_table, predicted_tags
 
     outputs: Outputs = {}
+    tags = {split: predicted_tags(task, result.outputs, result.word_counts) for split, result in predictions.items()}
     for split, result in predictions.items():
         if task.primary_metric == "f1":
-            table = entity_type_table(task, result.outputs.argmax(-1), result.labels, result.word_counts)
-            outputs[f"{split}_entity_types.json"] = table
+            outputs[f"{split}_entity_types.json"] = entity_type_table(
+                task, tags[split], result.labels, result.word_counts
+            )
     split, first = next(iter(predictions.items()))
     title = title or f"validation word tags (best epoch {best_epoch})"
-    outputs.update(confusion(first.labels, first.outputs.argmax(-1), task.label_names, split, title=title))
+    outputs.update(confusion(first.labels, tags[split], task.label_names, split, title=title))
     return outputs
 
 

@@ -11,7 +11,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bertcls.data.tags import decode_tags
 from bertcls.data.tasks import TaskSpec
+
+
+def predicted_tags(task: TaskSpec, outputs: np.ndarray, word_counts: np.ndarray) -> np.ndarray:
+    """[W] tag ids from [W, C] word logits as the task decodes them (viterbi: the most probable sequence its tag
+    scheme allows; argmax: each word's most probable tag): what the metrics score and the model serves."""
+    return decode_tags(outputs, word_counts, task.label_names, task.tag_scheme, task.tag_decoding)
 
 
 def as_sentences(ids: np.ndarray, word_counts: np.ndarray, names: Sequence[str]) -> list[list[str]]:

@@ -108,6 +108,7 @@ def _description(facts: CardFacts) -> list[str]:
         "",
         _task_line(facts.kind, facts.label_names, labels),
         "",
+        *_decoding(facts),
         *_probabilities(facts),
         "## Data and split",
         "",
@@ -147,6 +148,22 @@ def _task_line(kind: str, label_names: tuple[str, ...], labels: str) -> str:
     if kind == "regression":
         return "Text regression: one score per text, trained with the squared error."
     return f"Single-label text classification, {len(label_names)} labels (id: name): {labels}."
+
+
+def _decoding(facts: CardFacts) -> list[str]:
+    """How a tagger's per-word probabilities became its tags (the run's tag_decoding and tag_scheme params)."""
+    decoding, scheme = facts.params.get("tag_decoding"), facts.params.get("tag_scheme")
+    if facts.kind != "ner" or decoding is None:
+        return []
+    if decoding == "viterbi" and scheme in ("IOB2", "IOBES"):
+        return [
+            f"Tags were scored (and the MLflow model answers them) as the most probable tag sequence the {scheme} "
+            "scheme allows (Viterbi decoding, `tag_decoding=viterbi`), so no entity is spelled by a broken sequence; "
+            "transformers' pipeline answers each word's argmax tag instead, which can differ where that sequence "
+            "is broken.",
+            "",
+        ]
+    return [f"Tags are each word's most probable tag (argmax; tag scheme: {scheme or 'none'}).", ""]
 
 
 def _probabilities(facts: CardFacts) -> list[str]:

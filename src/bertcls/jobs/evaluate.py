@@ -20,7 +20,7 @@ from bertcls.evaluation.metrics import (
     most_confident_mistakes,
     per_class_table,
 )
-from bertcls.evaluation.tagging import tagging_metrics, word_loss
+from bertcls.evaluation.tagging import predicted_tags, tagging_metrics, word_loss
 from bertcls.jobs.data_config import data_config_for
 from bertcls.serving.predictor import Predictor
 from bertcls.serving.tagging import entities_frame
@@ -89,6 +89,8 @@ def model_and_data(ref, split: str, overrides: dict, batch_size: int) -> tuple[P
     predictor = Predictor.from_dir(ref.local_dir, batch_size=batch_size)
     data_config = dataclasses.replace(data_config, **predictor.settings.data_fields())
     data = prepare_data(data_config, predictor.tokenizer)
+    if data.task.token_level:  # decoded under the model's own scheme, as it serves ("" before it was saved: argmax)
+        data = dataclasses.replace(data, task=dataclasses.replace(data.task, tag_scheme=predictor.settings.tag_scheme))
     if not data.task.is_regression and list(data.task.label_names) != predictor.label_names:
         raise DataError(
             f"The model's labels ({', '.join(predictor.label_names)}) do not match the dataset's "
@@ -111,7 +113,9 @@ def _tagging_scores(predictor: Predictor, data: PreparedData, split: str):
     entities_frame(predictor, list(sample["text"]), None)
     texts_per_s = len(sample) / (time.perf_counter() - start)
     labels = tokenized.word_labels
-    found = tagging_metrics(data.task, outputs.argmax(-1), labels, tokenized.word_counts)
+    found = tagging_metrics(
+        data.task, predicted_tags(data.task, outputs, tokenized.word_counts), labels, tokenized.word_counts
+    )
     metrics = {f"{split}_{k}": v for k, v in found.items()}
     metrics[f"{split}_loss"] = word_loss(outputs, labels, scored)
     metrics["predict_texts_per_s"] = texts_per_s

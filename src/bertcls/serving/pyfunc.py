@@ -10,7 +10,8 @@ temperature fitted after training (the model's own with the param `calibrated=fa
 param `threshold` replaces every label's tuned threshold with one number. A word tagger (task=ner) takes texts
 or pre-split words (`tokens`) and
 answers an `entities` column (type, text, start, end, score per entity; `bertcls.serving.tagging`), and with
-the param `return_tags=true` the `words` and their `tags`.
+the param `return_tags=true` the `words` and their `tags`; the param `tag_decoding` (viterbi, argmax) replaces the
+decoding the model was trained with.
 """
 
 from pathlib import Path
@@ -19,10 +20,11 @@ import mlflow.pyfunc
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from bertcls.config.training import TAG_DECODINGS
 from bertcls.errors import InputError
 from bertcls.serving.inputs import read_tagging_input, read_texts
 from bertcls.serving.predictor import Predictor, predictions_frame
-from bertcls.serving.pyfunc_params import flag, threshold_param
+from bertcls.serving.pyfunc_params import choice_param, flag, threshold_param
 from bertcls.serving.tagging import entities_frame
 
 MODEL_ARTIFACT = "bertcls_model"
@@ -44,7 +46,8 @@ class BertclsPyfunc(mlflow.pyfunc.PythonModel):
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
         params = params or {}
         if self.predictor.is_tagger:
-            return entities_frame(self.predictor, texts, sentences, flag(params, "return_tags", False))
+            decoding = choice_param(params, "tag_decoding", TAG_DECODINGS, self.predictor.settings.tag_decoding)
+            return entities_frame(self.predictor, texts, sentences, flag(params, "return_tags", False), decoding)
         outputs = self.predictor.predict(texts, pairs)
         threshold = threshold_param(params) if self.predictor.is_multilabel else None
         return predictions_frame(self.predictor, outputs, flag(params, "calibrated", True), threshold)

@@ -1,4 +1,5 @@
-"""The inference params a served model accepts (`calibrated`, `return_tags`, `threshold`), as MLflow passes them;
+"""The inference params a served model accepts (`calibrated`, `return_tags`, `tag_decoding`, `threshold`), as MLflow
+passes them;
 a bad value is an MlflowException with INVALID_PARAMETER_VALUE (HTTP 400 when served). Imports mlflow only."""
 
 from mlflow.exceptions import MlflowException
@@ -31,3 +32,15 @@ def threshold_param(params: dict) -> float | None:
             INVALID_PARAMETER_VALUE,
         )
     return threshold
+
+
+def choice_param(params: dict, name: str, choices: tuple[str, ...], default: str) -> str:
+    """A param that names one of `choices` (unset or empty: `default`)."""
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    if value not in choices:
+        raise MlflowException(
+            f"The param {name!r} must be one of {', '.join(choices)}, got {value!r}.", INVALID_PARAMETER_VALUE
+        )
+    return value

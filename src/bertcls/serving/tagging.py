@@ -1,8 +1,10 @@
 """A word tagger's answers: raw texts (or pre-split words) -> words -> tags -> entities with character offsets.
 
 A text is split into words by the tokenizer's own pre-tokenizer (whitespace and punctuation for BERT), which
-gives each word's character offsets in the original string. Each word takes the tag of its first subword and
-that tag's probability as its score; entities are chunked from the tags as the metrics chunk them
+gives each word's character offsets in the original string. Each word is read at its first subword; the tags are
+decoded as the model was scored (`data.tags.decode_tags`: by default the most probable sequence its tag scheme
+allows, else each word's argmax), and a word's score is its tag's probability; entities are chunked from the tags
+as the metrics chunk them
 (`data.tags.entity_spans`) and scored by the mean of their words' scores, like the transformers pipeline's
 `aggregation_strategy="first"`. An entity's `start`/`end` slice the text to its `text`.
 """
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bertcls.data.batching import TaggedSplit
-from bertcls.data.tags import OUTSIDE, entity_spans
+from bertcls.data.tags import OUTSIDE, decode_tags, entity_spans
 from bertcls.data.tokenize import encode_words, padded_matrix
 from bertcls.train.inference import infer_word_outputs
 
@@ -31,8 +33,10 @@ def split_words(tokenizer, text: str) -> list[tuple[str, int, int]]:
     return [(m.group(), m.start(), m.end()) for m in _FALLBACK_WORDS.finditer(text)]
 
 
-def tag_sentences(predictor, sentences: Sequence[Sequence[str]]) -> list[tuple[list[str], np.ndarray]]:
-    """(tags, [words] scores) per pre-split sentence, in order."""
+def tag_sentences(
+    predictor, sentences: Sequence[Sequence[str]], decoding: str | None = None
+) -> list[tuple[list[str], np.ndarray]]:
+    """(tags, [words] scores) per pre-split sentence, in order; `decoding` (viterbi, argmax) replaces the model's."""
     settings = predictor.settings
     encoded = encode_words(predictor.tokenizer, sentences, settings.max_seq_length, settings.window_overlap)
     lengths = np.asarray(encoded["length"], dtype=np.int32)
@@ -52,7 +56,8 @@ def tag_sentences(predictor, sentences: Sequence[Sequence[str]]) -> list[tuple[l
     )  # [W, C]
     shifted = logits - logits.max(axis=-1, keepdims=True)
     probs = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)  # [W, C]
-    best = probs.argmax(axis=-1)  # [W]
+    decoding = decoding or settings.tag_decoding
+    best = decode_tags(logits, split.word_counts, names, settings.tag_scheme, decoding)  # [W]
     out, start = [], 0
     for count in split.word_counts:
         ids = best[start : start + count]
@@ -79,10 +84,15 @@ def _entities(tags: list[str], scores: np.ndarray, spans: list[tuple[int, int]],
 
 
 def entities_frame(
-    predictor, texts: list[str] | None, sentences: list[list[str]] | None, return_tags: bool = False
+    predictor,
+    texts: list[str] | None,
+    sentences: list[list[str]] | None,
+    return_tags: bool = False,
+    decoding: str | None = None,
 ) -> pd.DataFrame:
     """What a logged tagger answers: an `entities` column (a list per input), and with `return_tags` the `words` and
-    their `tags`. For pre-split words, offsets are in the words joined by single spaces."""
+    their `tags`. For pre-split words, offsets are in the words joined by single spaces. `decoding`: viterbi or
+    argmax instead of the model's own."""
     if texts is not None:
         split = [split_words(predictor.tokenizer, text) for text in texts]
         sentences = [[word for word, _, _ in words] for words in split]
@@ -94,7 +104,7 @@ def entities_frame(
             starts = np.cumsum([0, *[len(w) + 1 for w in words]])[:-1]
             spans.append([(int(s), int(s) + len(w)) for s, w in zip(starts, words, strict=True)])
             sources.append(" ".join(words))
-    tagged = tag_sentences(predictor, sentences) if sentences else []
+    tagged = tag_sentences(predictor, sentences, decoding) if sentences else []
     frame = pd.DataFrame(
         {"entities": [_entities(t, s, sp, src) for (t, s), sp, src in zip(tagged, spans, sources, strict=True)]}
     )

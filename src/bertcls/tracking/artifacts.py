@@ -93,7 +93,7 @@ def log_model(
     example = pd.DataFrame(columns)
     predictor = Predictor.from_dir(model_dir)
     if predictor.is_tagger:
-        signature = tagger_signature()
+        signature = tagger_signature(predictor.settings.tag_decoding)
     elif predictor.is_multilabel:
         signature = multilabel_signature(predictor.label_names)
     else:
@@ -117,9 +117,10 @@ def log_model(
     return info
 
 
-def tagger_signature():
-    """A word tagger's signature: outputs (entities, and with return_tags the words and tags) and its one param;
-    inputs stay undeclared, as for classifiers (checked by name in bertcls.serving.inputs)."""
+def tagger_signature(tag_decoding: str = "viterbi"):
+    """A word tagger's signature: outputs (entities, and with return_tags the words and tags) and its params
+    (return_tags, tag_decoding: the model's own by default); inputs stay undeclared, as for classifiers (checked by
+    name in bertcls.serving.inputs)."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Array, ColSpec, Object, ParamSchema, ParamSpec, Property, Schema
 
@@ -139,7 +140,10 @@ def tagger_signature():
             ColSpec(Array("string"), "tags", required=False),
         ]
     )
-    return ModelSignature(outputs=outputs, params=ParamSchema([ParamSpec("return_tags", "boolean", False)]))
+    params = ParamSchema(
+        [ParamSpec("return_tags", "boolean", False), ParamSpec("tag_decoding", "string", tag_decoding)]
+    )
+    return ModelSignature(outputs=outputs, params=params)
 
 
 def log_onnx_model(run_id: str, onnx_dir: Path, graph: str, example_texts: list[str]):

@@ -293,6 +293,8 @@ def log_dataset_inputs(data: PreparedData) -> dict[str, Any]:
         "label_names": ",".join(data.task.label_names),
         "primary_metric": data.task.primary_metric,
     }
+    if data.task.token_level:  # the scheme the training tags follow, which tag_decoding=viterbi keeps to
+        cleaning["tag_scheme"] = data.task.tag_scheme or "none"
     log_params({**sizes, **cleaning})
     mlflow.set_tags({"dataset": data.source.name, "task": cleaning["task_kind"]})
     return datasets

@@ -312,6 +312,8 @@ def reading_settings(setup: Setup) -> ReadingSettings:
         window_overlap=config.window_overlap,
         max_windows=config.max_windows,
         task_type="ner" if data.task.token_level else "multilabel" if data.task.multi_label else "text",
+        tag_scheme=data.task.tag_scheme,
+        tag_decoding=config.tag_decoding,
     )
 
 

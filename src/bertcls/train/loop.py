@@ -28,7 +28,7 @@ from bertcls.data.pipeline import PreparedData
 from bertcls.data.tags import OUTSIDE
 from bertcls.data.tasks import TaskSpec, is_better
 from bertcls.evaluation.metrics import compute_metrics, mean_loss
-from bertcls.evaluation.tagging import tagging_metrics, word_loss
+from bertcls.evaluation.tagging import predicted_tags, tagging_metrics, word_loss
 from bertcls.runtime import interrupts
 from bertcls.train.callbacks import Callback, notify
 from bertcls.train.inference import infer_outputs, infer_word_outputs
@@ -105,7 +105,7 @@ def _predict_words(steps: Trainer, split, task: TaskSpec, batch_size: int, bucke
     fallback = task.label_names.index(OUTSIDE) if OUTSIDE in task.label_names else 0
     outputs, scored = infer_word_outputs(split, forward, batch_size, buckets, task.num_labels, fallback)  # [W, C]
     labels = split.word_labels
-    metrics = tagging_metrics(task, outputs.argmax(-1), labels, split.word_counts)
+    metrics = tagging_metrics(task, predicted_tags(task, outputs, split.word_counts), labels, split.word_counts)
     return SplitPredictions(outputs, labels, word_loss(outputs, labels, scored), metrics, split.word_counts)
 
 
