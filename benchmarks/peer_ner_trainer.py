@@ -15,11 +15,13 @@ clipping at 1.0, batch 32, seed 42.
 
 DATA_DIR holds train/validation/test.jsonl ({"tokens": [...], "tags": [...]}, tags as strings) and optionally
 labels.json (the tag names in id order; else sorted with O first), as benchmarks/quality.py --ner writes them.
-Validation and test are scored on every word: a word with no first subword in the row (truncated away, or
-one the tokenizer drops) counts as predicted "O", as bertcls scores a word its tokenizer drops (bertcls windows
-long sentences instead of truncating, so it predicts every other word). Writes test precision / recall / F1 /
-word accuracy, per-epoch validation scores, the best epoch, steady-state training examples/s (optimizer steps
-after the first `--warmup-steps`, validation excluded) and wall times to OUT_JSON.
+Validation and test are scored on every word: a word with no first subword in the row (truncated away, or one
+the tokenizer drops) counts as predicted "O", as bertcls scores a word its tokenizer drops (bertcls windows long
+sentences instead of truncating, so it predicts every other word). Writes test precision / recall / F1 / word
+accuracy, per-epoch validation scores, the best epoch, steady-state training examples/s (optimizer steps after
+the first `--warmup-steps`, validation excluded) and wall times to OUT_JSON, and every test word's first-subword
+logits to OUT_JSON with the suffix `.logits.npz`, so benchmarks/quality.py can also score the Trainer's model
+under bertcls's tag decoding.
 """
 
 from __future__ import annotations
@@ -96,6 +98,17 @@ def word_tags(logits: np.ndarray, firsts: list[list[int]], names: list[str]) -> 
     """[N, S, C] logits (rows in order, padded) -> one predicted tag per word, "O" for words with no subword."""
     predicted = np.asarray(logits).argmax(-1)  # [N, S]
     return [[names[predicted[i, p]] if p >= 0 else OUTSIDE for p in first] for i, first in enumerate(firsts)]
+
+
+def word_logits(logits: np.ndarray, firsts: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """[N, S, C] logits (rows in order) -> ([W, C] each word's first-subword logits, sentences in order; [W] whether
+    the word had a subword (else its row is zeros)), for benchmarks/quality.py to decode as bertcls decodes."""
+    logits = np.asarray(logits)
+    rows = [
+        logits[i, p] if p >= 0 else np.zeros(logits.shape[-1], logits.dtype) for i, f in enumerate(firsts) for p in f
+    ]
+    scored = [p >= 0 for first in firsts for p in first]
+    return np.stack(rows).astype(np.float32), np.asarray(scored)
 
 
 def scores(truth: list[list[str]], guess: list[list[str]]) -> dict[str, float]:
@@ -222,6 +235,8 @@ def main() -> None:
     prediction = trainer.predict(datasets["test"])
     check_row_order(prediction.label_ids, datasets["test"])
     test = scores(truth["test"], word_tags(prediction.predictions, encoded["test"][1], names))
+    test_logits, test_scored = word_logits(prediction.predictions, encoded["test"][1])
+    np.savez(args.out.with_suffix(".logits.npz"), test=test_logits, test_scored=test_scored, label_names=names)
     test_s = time.perf_counter() - test_start
 
     skip = args.warmup_steps if len(clock.durations) > args.warmup_steps else 0  # a tiny run: every step

@@ -23,10 +23,13 @@ epoch by validation entity F1, its test scores reported) at each peak lr of `--l
 sample standard deviation are reported per lr, since one seed's F1 moves by tenths of a point). The split goes to
 the peer as JSONL ({"tokens", "tags"}) with the tag names in bertcls's id order. Each job is its own process
 (bertcls: `fine_tune` against a cold XLA cache), timed start to exit. Scores: entity precision / recall / F1
-(seqeval, default mode, micro) and word accuracy over every test word, training examples/s of the steady state
-(bertcls: each epoch's, compiled ahead; the peer: its optimizer steps after the first 3). `--keep-from` keeps
-the seeds an earlier JSON measured (same epochs, split and model; marked `kept_from`) and runs only the new
-ones. Nothing is asserted.
+(seqeval, default mode, micro) and word accuracy over every test word as each tool answers (bertcls: its default
+tag_decoding=viterbi, the most probable tag sequence IOB2 allows; the Trainer: each word's argmax, as run_ner.py
+and the pipeline), and the F1 of both best models' test words decoded both ways by bertcls's decoder (`F1
+argmax`, `F1 viterbi`: the models compared alone), with paired per-seed differences; training examples/s of the
+steady state (bertcls: each epoch's, compiled ahead; the peer: its optimizer steps after the first 3).
+`--keep-from` keeps the seeds an earlier JSON measured (same epochs, split and model; marked `kept_from`) and
+runs only the new ones. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -119,7 +122,18 @@ HERE = Path(__file__).resolve().parent
 NER_DATASET = "btc"
 DEFAULT_SEED = 42
 PEER_NAME = "HF Trainer (peer)"
-SCORES = ("best_val_f1", "test_precision", "test_recall", "test_f1", "test_accuracy", "examples_per_s", "wall_s")
+SCORES = (
+    "best_val_f1",
+    "test_precision",
+    "test_recall",
+    "test_f1",
+    "test_accuracy",
+    "test_f1_argmax",
+    "test_f1_viterbi",
+    "examples_per_s",
+    "wall_s",
+)
+SHOWN = 7  # SCORES printed with 4 decimals in the table
 
 
 def export_ner(out_dir: Path) -> tuple[Path, dict]:
@@ -133,7 +147,12 @@ def export_ner(out_dir: Path) -> tuple[Path, dict]:
     config = TrainConfig(data=DataConfig(dataset=NER_DATASET))
     model_dir = resolve_model(config.model)
     data = prepare_data(config.data, load_tokenizer(model_dir))
-    info = {"model": config.model, "label_names": list(data.task.label_names), "splits": {}}
+    info = {
+        "model": config.model,
+        "label_names": list(data.task.label_names),
+        "tag_scheme": data.task.tag_scheme,
+        "splits": {},
+    }
     for name in ("train", "validation", "test"):
         split = data.texts[name]
         rows = (json.dumps({"tokens": w, "tags": t}) for w, t in zip(split["tokens"], split["tags"], strict=True))
@@ -159,10 +178,15 @@ def bertcls_ner_worker(out: Path, lr: float, epochs: int, seed: int) -> None:
     config = TrainConfig(data=data, epochs=epochs, batch_size=32, seed=seed, optim=OptimConfig(lr=lr))
     tuned = fine_tune(config, progress_bar=False)
     history = tuned.result.history
+    test, task = tuned.test, tuned.setup.data.task
     result = {
         "model": config.model,
         "seed": config.seed,
         "metrics": {k: float(v) for k, v in tuned.metrics.items() if isinstance(v, int | float)},
+        "decoded": {  # the same best model's test words decoded both ways (its own test_f1: task.tag_decoding)
+            decoding: decoded_scores(task, test.outputs, test.labels, test.word_counts, decoding)
+            for decoding in ("argmax", "viterbi")
+        },
         "history": [{k: float(v) for k, v in epoch.items() if isinstance(v, int | float)} for epoch in history],
         "examples_per_s": float(np.mean([h["train_examples_per_s"] for h in history])),
         "real_tokens_per_s": float(np.mean([h["train_tokens_per_s"] for h in history])),
@@ -171,6 +195,34 @@ def bertcls_ner_worker(out: Path, lr: float, epochs: int, seed: int) -> None:
         "job_wall_in_process_s": time.perf_counter() - start,
     }
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    np.savez(out.with_suffix(".logits.npz"), test=test.outputs, labels=test.labels, word_counts=test.word_counts)
+
+
+def decoded_scores(task, logits: np.ndarray, labels: np.ndarray, word_counts: np.ndarray, decoding: str) -> dict:
+    """Entity precision / recall / F1 (seqeval) and word accuracy of [W, C] word logits decoded by `decoding`."""
+    import dataclasses
+
+    from bertcls.evaluation.tagging import predicted_tags, tagging_metrics
+
+    task = dataclasses.replace(task, tag_decoding=decoding)
+    return tagging_metrics(task, predicted_tags(task, logits, word_counts), labels, word_counts)
+
+
+def peer_decoded(peer_json: Path, data_dir: Path, scheme: str) -> dict[str, dict]:
+    """The peer's best model's test words (its `.logits.npz`) decoded by bertcls both ways: what the Trainer's model
+    scores under bertcls's decoding."""
+    from bertcls.data.tasks import TaskSpec
+
+    saved = np.load(peer_json.with_suffix(".logits.npz"))
+    names = tuple(str(n) for n in saved["label_names"])
+    index = {name: i for i, name in enumerate(names)}
+    rows = [json.loads(line) for line in (data_dir / "test.jsonl").read_text(encoding="utf-8").splitlines()]
+    labels = np.asarray([index[t] for row in rows for t in row["tags"]])  # [W]
+    counts = np.asarray([len(row["tags"]) for row in rows])  # [T]
+    logits = saved["test"].copy()  # [W, C]
+    logits[~saved["test_scored"]] = np.where(np.arange(len(names)) == index["O"], 0.0, -1e4)  # unread words: O
+    task = TaskSpec(NER_DATASET, names, False, "f1", False, token_level=True, tag_scheme=scheme)
+    return {d: decoded_scores(task, logits, labels, counts, d) for d in ("argmax", "viterbi")}
 
 
 def ner_process(name: str, command: list[str], env: dict[str, str], work: Path, reuse: bool, cold=None) -> dict:
@@ -193,10 +245,10 @@ def ner_process(name: str, command: list[str], env: dict[str, str], work: Path, 
 
 
 def ner_jobs(
-    lr: float, seed: int, epochs: int, work: Path, data_dir: Path, model_dir: Path, reuse: bool
+    lr: float, seed: int, epochs: int, work: Path, data_dir: Path, model_dir: Path, reuse: bool, scheme: str
 ) -> dict[str, dict]:
-    """bertcls and the peer at one lr and seed, each in its own process: scores, throughput, wall time and peak
-    RSS."""
+    """bertcls and the peer at one lr and seed, each in its own process: scores (each tool's own, and both models'
+    test words decoded by argmax and by bertcls's viterbi under `scheme`), throughput, wall time and peak RSS."""
     sys.path.insert(0, str(HERE))
     from peer import PEER_PYTHON
 
@@ -215,6 +267,9 @@ def ner_jobs(
         "best_val_f1": metrics["best_val_f1"],
         **{f"test_{k}": metrics[f"test_{k}"] for k in ("precision", "recall", "f1", "accuracy")},
         **{k: ours[k] for k in ("examples_per_s", "real_tokens_per_s", "train_s", "compile_time_s", "seed")},
+        "test_f1_argmax": ours["decoded"]["argmax"]["f1"],
+        "test_f1_viterbi": ours["decoded"]["viterbi"]["f1"],
+        "decoded": ours["decoded"],
         "validation_f1": [h["val_f1"] for h in ours["history"]],
         "history": ours["history"],
         "metrics": metrics,
@@ -225,7 +280,17 @@ def ner_jobs(
     peer_process = ner_process(peer_name, command, env, work, reuse)
     peer = json.loads((work / f"{peer_name}.json").read_text())
     peer["validation_f1"] = [v["f1"] for v in peer["validation"]]
+    peer["decoded"] = peer_decoded(work / f"{peer_name}.json", data_dir, scheme)  # its own test_f1: argmax
+    peer["test_f1_argmax"], peer["test_f1_viterbi"] = (peer["decoded"][d]["f1"] for d in ("argmax", "viterbi"))
     return {"bertcls": bertcls, PEER_NAME: {**peer_process, **peer}}
+
+
+def paired(differences: list[float]) -> dict[str, float]:
+    """Mean, sample standard deviation, standard error and t of per-seed differences (points of F1)."""
+    values = np.asarray(differences, dtype=np.float64)
+    sd = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+    se = sd / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return {"mean": float(values.mean()), "sd": sd, "se": float(se), "t": float(values.mean() / se) if se else 0.0}
 
 
 def summarize(by_seed: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -251,6 +316,13 @@ def _kept_ner_runs(path: str, epochs: int, data: dict) -> dict:
     same = setup["epochs"] == epochs and setup["splits"] == data["splits"] and setup["model"] == data["model"]
     if not same:
         sys.exit(f"{path} was measured with another setup (epochs, split or model): run every seed again instead.")
+    if any(
+        "test_f1_viterbi" not in job
+        for by_seed in earlier["runs"].values()
+        for jobs in by_seed.values()
+        for job in jobs.values()
+    ):
+        sys.exit(f"{path} was measured before both decodings were reported: run every seed again instead.")
     return {
         lr: {seed: {**jobs, "kept_from": path} for seed, jobs in by_seed.items()}
         for lr, by_seed in earlier["runs"].items()
@@ -275,17 +347,17 @@ def ner_main(args) -> None:
     runs = {
         f"{lr:g}": {
             str(seed): kept.get(f"{lr:g}", {}).get(str(seed))
-            or ner_jobs(lr, seed, args.epochs, work, data_dir, model_dir, args.reuse)
+            or ner_jobs(lr, seed, args.epochs, work, data_dir, model_dir, args.reuse, data["tag_scheme"])
             for seed in seeds
         }
         for lr in lrs
     }
     summary = {lr: summarize(by_seed) for lr, by_seed in runs.items()}
 
-    header = ["lr", "seed", "model", "best epoch", "val F1", "test P", "test R", "test F1", "word acc", "train ex/s"]
-    header += ["job wall s"]
+    header = ["lr", "seed", "model", "best epoch", "val F1", "test P", "test R", "test F1", "word acc", "F1 argmax"]
+    header += ["F1 viterbi", "train ex/s", "job wall s"]
     rows = [
-        [lr, seed, name, str(job["best_epoch"]), *(f"{job[k]:.4f}" for k in SCORES[:5])]
+        [lr, seed, name, str(job["best_epoch"]), *(f"{job[k]:.4f}" for k in SCORES[:SHOWN])]
         + [f"{job['examples_per_s']:.1f}", f"{job['wall_s']:.0f}"]
         for lr, by_seed in runs.items()
         for seed, jobs in by_seed.items()
@@ -293,13 +365,13 @@ def ner_main(args) -> None:
     ]
     if len(seeds) > 1:
         rows += [
-            [lr, f"mean of {len(seeds)}", name, "", *(f"{m[k]['mean']:.4f}" for k in SCORES[:5])]
+            [lr, f"mean of {len(seeds)}", name, "", *(f"{m[k]['mean']:.4f}" for k in SCORES[:SHOWN])]
             + [f"{m['examples_per_s']['mean']:.1f}", f"{m['wall_s']['mean']:.0f}"]
             for lr, by_model in summary.items()
             for name, m in by_model.items()
         ]
         rows += [
-            [lr, "std", name, "", *(f"{m[k]['std']:.4f}" for k in SCORES[:5]), "", ""]
+            [lr, "std", name, "", *(f"{m[k]['std']:.4f}" for k in SCORES[:SHOWN]), "", ""]
             for lr, by_model in summary.items()
             for name, m in by_model.items()
         ]
@@ -328,6 +400,18 @@ def ner_main(args) -> None:
                 "test_f1_points_by_seed": {
                     seed: 100 * (jobs["bertcls"]["test_f1"] - jobs[PEER_NAME]["test_f1"])
                     for seed, jobs in runs[lr].items()
+                },
+                "test_f1_points_paired": paired(
+                    [100 * (jobs["bertcls"]["test_f1"] - jobs[PEER_NAME]["test_f1"]) for jobs in runs[lr].values()]
+                ),
+                **{  # the models alone: both decoded alike
+                    f"test_f1_points_both_{d}": paired(
+                        [
+                            100 * (jobs["bertcls"][f"test_f1_{d}"] - jobs[PEER_NAME][f"test_f1_{d}"])
+                            for jobs in runs[lr].values()
+                        ]
+                    )
+                    for d in ("argmax", "viterbi")
                 },
             }
             for lr, by_model in summary.items()
