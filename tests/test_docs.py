@@ -1,6 +1,6 @@
 """The docs cannot drift: every MLproject parameter is documented with its default, every doc is reachable from
-README, and every relative link points at a file that exists. Reads the files as a user does, not through the
-generator (bertcls.config.generate) that writes them."""
+README, and every relative link points at a file (and a heading) that exists. Reads the files as a user does, not
+through the generator (bertcls.config.generate) that writes them."""
 
 from __future__ import annotations
 
@@ -62,10 +62,33 @@ def test_every_doc_is_linked_from_the_readme():
     assert not unlinked, f"README.md does not link {unlinked}"
 
 
+def _anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lowercased, punctuation dropped, spaces as hyphens, a repeated
+    heading suffixed -1, -2; lines in fenced code blocks are not headings."""
+    anchors: set[str] = set()
+    fenced = False
+    for line in page.read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        heading = None if fenced else re.match(r"#{1,6} (.+)", line)
+        if heading:
+            slug = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
+            suffixed, n = slug, 0
+            while suffixed in anchors:
+                n += 1
+                suffixed = f"{slug}-{n}"
+            anchors.add(suffixed)
+    return anchors
+
+
 @pytest.mark.parametrize("page", ["README.md", *(f"docs/{p.name}" for p in sorted(DOCS.glob("*.md")))])
 def test_relative_links_resolve(page):
+    """Every relative link names a file that exists and, with #anchor, a heading that file has."""
     text = (ROOT / page).read_text()
-    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
-        if re.match(r"[a-z]+://", target):
+    for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", text):
+        if re.match(r"[a-z]+://", target) or (not target and not anchor):
             continue
-        assert ((ROOT / page).parent / target).exists(), f"{page} links {target}, which does not exist"
+        linked = (ROOT / page).parent / target if target else ROOT / page
+        assert linked.exists(), f"{page} links {target}, which does not exist"
+        if anchor and linked.suffix == ".md":
+            assert anchor in _anchors(linked), f"{page} links {target}#{anchor}, a heading {target or page} lacks"
