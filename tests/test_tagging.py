@@ -223,10 +223,10 @@ def test_iob2_tolerates_a_rare_slip_in_the_training_tags():
     assert detect_scheme([*clean[:20], ["O", "I-PER"]]) == "IOB1"  # 1 in 21
 
 
-def _valid(tags: tuple[int, ...], names, scheme) -> bool:
-    first, follows, last = allowed_transitions(names, scheme)
-    pairs = zip(tags[:-1], tags[1:], strict=True)
-    return bool(first[tags[0]] and last[tags[-1]] and all(follows[a, b] for a, b in pairs))
+def _valid(tags: np.ndarray, transitions) -> np.ndarray:
+    """[N, L] tag ids -> [N] whether each sequence is one the scheme allows."""
+    first, follows, last = transitions
+    return first[tags[:, 0]] & last[tags[:, -1]] & follows[tags[:, :-1], tags[:, 1:]].all(axis=1)
 
 
 def _log_softmax(logits):
@@ -239,6 +239,8 @@ def test_viterbi_finds_the_most_probable_sequence_the_scheme_allows(names, schem
     """Against brute force over every tag sequence, on random logits, sentences of 0 to 4 words."""
     import itertools
 
+    transitions = tuple(np.asarray(a, dtype=bool) for a in allowed_transitions(names, scheme))
+    every = {n: np.asarray(list(itertools.product(range(len(names)), repeat=n))) for n in range(1, 5)}  # [T^n, n]
     rng = np.random.default_rng(1)
     for _ in range(40):
         counts = rng.integers(0, 5, size=6)
@@ -247,15 +249,12 @@ def test_viterbi_finds_the_most_probable_sequence_the_scheme_allows(names, schem
         log_p, start = _log_softmax(logits), 0
         for count in counts:
             if count:
-                rows = log_p[start : start + count]
-
-                def score(tags, rows=rows):
-                    return sum(rows[i, t] for i, t in enumerate(tags))
-
-                valid = [s for s in itertools.product(range(len(names)), repeat=count) if _valid(s, names, scheme)]
-                got = tuple(decoded[start : start + count])
-                assert _valid(got, names, scheme), [names[t] for t in got]
-                assert score(got) == pytest.approx(max(score(s) for s in valid), abs=1e-9)
+                rows = log_p[start : start + count]  # [n, T]
+                valid = every[count][_valid(every[count], transitions)]  # [V, n]
+                best = rows[np.arange(count), valid].sum(axis=1).max()
+                got = np.asarray(decoded[start : start + count])[None]  # [1, n]
+                assert _valid(got, transitions)[0], [names[t] for t in got[0]]
+                assert rows[np.arange(count), got[0]].sum() == pytest.approx(best, abs=1e-9)
             start += count
 
 
