@@ -66,7 +66,7 @@ def test_the_run_logs_entity_metrics_per_epoch_and_per_type(trained):
 def test_champion_entities_slice_real_texts_to_their_surface(trained):
     _, _, run = trained
     outcome = register_job.register(EXPERIMENT, name="ner-btc", dataset="btc")  # ranks by val_f1, the primary
-    assert outcome.alias == "champion"
+    assert outcome.alias == "champion" and outcome.task == "ner"  # the printed load line shows a sentence
     assert MlflowClient().get_model_version("ner-btc", outcome.version).tags["metric"] == "best_val_f1"
     model = mlflow.pyfunc.load_model("models:/ner-btc@champion")
     tweets = list(load_source(DataConfig(dataset="btc")).splits["test"].select(range(60))["tokens"])

@@ -158,6 +158,25 @@ def test_metrics_match_seqeval_and_the_baseline_finds_nothing():
     assert baseline_metrics(task, np.zeros(10, int), labels)["f1"] == 0.0
 
 
+def test_bare_io_tags_are_entities_scored_as_their_i_tags(tmp_path, tokenizer):
+    """IO data (`PER`, `LOC` beside `O`) is scored by entity F1 with the types it names; seqeval alone would read
+    `PER` as a chunk of type `ER`."""
+    io = [(w, [t.partition("-")[2] or t for t in tags]) for w, tags in SENTENCES]
+    data = prepare_data(DataConfig(train_file=str(write_conll(tmp_path / "io.conll", io * 5))), tokenizer)
+    assert (data.task.primary_metric, data.task.tag_scheme) == ("f1", "IO")
+    names = data.task.label_names
+    counts = np.asarray([len(w) for w, _ in io])
+    labels = np.asarray([names.index(t) for _, tags in io for t in tags])
+    predicted = labels.copy()
+    predicted[np.flatnonzero(labels)[0]] = 0  # one entity word missed
+    as_i = [[f"I-{names[i]}" if i else "O" for i in s] for s in np.split(labels, np.cumsum(counts)[:-1])]
+    guess = [[f"I-{names[i]}" if i else "O" for i in s] for s in np.split(predicted, np.cumsum(counts)[:-1])]
+    assert names[0] == "O" and f1_score(as_i, guess) < 1
+    assert tagging_metrics(data.task, predicted, labels, counts)["f1"] == pytest.approx(f1_score(as_i, guess))
+    table = entity_type_table(data.task, predicted, labels, counts)
+    assert set(table["type"]) == {t for t in names if t != "O"} | {"micro avg"}
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -210,6 +229,7 @@ IOBES_TAGS = ("O", "B-LOC", "I-LOC", "E-LOC", "S-LOC", "B-PER", "I-PER", "E-PER"
         ([["S-PER", "O", "B-LOC", "E-LOC"]], "IOBES"),
         ([["I-PER", "I-PER", "O", "I-LOC", "B-LOC"]], "IOB1"),  # entities begin with I-; B- only between two LOC
         ([["I-PER", "O", "I-LOC"]], "IO"),
+        ([["PER", "PER", "O", "LOC"]], "IO"),  # bare types: the IO scheme
         ([["NN", "VBZ", "DT"]], ""),  # POS tags spell no entities
     ],
 )

@@ -321,10 +321,11 @@ def register(**values) -> None:
     click.echo(outcome.message)
     if outcome.version is None:  # nothing was registered: there is no champion to load
         return
+    example = "Leon Derczynski moved to Copenhagen." if outcome.task == "ner" else "free entry!!"
     click.echo("load it with:")
     click.echo(
         f"  python -c \"import mlflow; m = mlflow.pyfunc.load_model('models:/{outcome.name}@champion'); "
-        f"print(m.predict(['free entry!!']))\""
+        f"print(m.predict(['{example}']))\""
     )
 
 

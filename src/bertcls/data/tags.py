@@ -27,11 +27,16 @@ def split_tag(tag: str) -> tuple[str, str]:
 
 
 def is_chunk_scheme(tag_names: Sequence[str]) -> bool:
-    """Whether the tags spell entities (O or prefixed tags): entity F1 means something; else (POS tags) only
-    word accuracy does."""
-    return any(t == OUTSIDE for t in tag_names) and all(
-        t == OUTSIDE or t.partition("-")[0] in PREFIXES for t in tag_names
-    )
+    """Whether the tags spell entities: `O` is among them, beside prefixed (`B-PER`) or bare (IO's `PER`) types,
+    so entity F1 means something; without `O` (POS tags, tag ids without names) only word accuracy does."""
+    return OUTSIDE in tag_names and len(tag_names) > 1
+
+
+def prefixed(tag: str) -> str:
+    """The tag with its prefix spelled out (IO's bare `PER` -> `I-PER`), as seqeval needs it: seqeval reads a
+    tag's first letter as its prefix, so it would score a bare `PER` as type `ER`."""
+    prefix, kind = split_tag(tag)
+    return tag if prefix == OUTSIDE else f"{prefix}-{kind}"
 
 
 def _ends_before(prev: tuple[str, str], cur: tuple[str, str]) -> bool:

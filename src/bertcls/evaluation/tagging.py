@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bertcls.data.tags import decode_tags
+from bertcls.data.tags import decode_tags, prefixed
 from bertcls.data.tasks import TaskSpec
 
 
@@ -27,6 +27,11 @@ def as_sentences(ids: np.ndarray, word_counts: np.ndarray, names: Sequence[str])
     return [[names[i] for i in sentence] for sentence in np.split(np.asarray(ids), bounds)]
 
 
+def _scored_names(task: TaskSpec) -> list[str]:
+    """The task's tags as seqeval reads them: prefixes spelled out (IO's `PER` as `I-PER`)."""
+    return [prefixed(name) for name in task.label_names]
+
+
 def tagging_metrics(task: TaskSpec, predicted: np.ndarray, labels: np.ndarray, word_counts: np.ndarray) -> dict:
     """precision, recall, f1 (entities, micro) and accuracy (words); accuracy only for tags that spell no
     entities (POS tags)."""
@@ -35,8 +40,8 @@ def tagging_metrics(task: TaskSpec, predicted: np.ndarray, labels: np.ndarray, w
         return out
     from seqeval import metrics
 
-    truth = as_sentences(labels, word_counts, task.label_names)
-    guess = as_sentences(predicted, word_counts, task.label_names)
+    truth = as_sentences(labels, word_counts, _scored_names(task))
+    guess = as_sentences(predicted, word_counts, _scored_names(task))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no predicted (or no true) entity: seqeval warns and scores 0
         return {
@@ -52,8 +57,8 @@ def entity_type_table(task: TaskSpec, predicted: np.ndarray, labels: np.ndarray,
     import pandas as pd
     from seqeval import metrics
 
-    truth = as_sentences(labels, word_counts, task.label_names)
-    guess = as_sentences(predicted, word_counts, task.label_names)
+    truth = as_sentences(labels, word_counts, _scored_names(task))
+    guess = as_sentences(predicted, word_counts, _scored_names(task))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = metrics.classification_report(truth, guess, output_dict=True, zero_division=0)

@@ -18,6 +18,7 @@ class RegisterOutcome:
     created: bool
     alias: str | None  # the alias the candidate now holds (champion / challenger), None if nothing changed
     message: str
+    task: str = ""  # the registered run's `task` tag (classification, ner, ...): what input its model takes
 
 
 def _evaluated_values(name: str, candidate_version, champion_version, candidate, metric_key: str, experiment: str):
@@ -94,7 +95,12 @@ def register(
             client, name, version, champion, candidate, experiment, force, direction, values
         )
     return RegisterOutcome(
-        name, version.version, created, _apply(client, name, decision, version, champion, values), decision.message
+        name,
+        version.version,
+        created,
+        _apply(client, name, decision, version, champion, values),
+        decision.message,
+        client.get_run(candidate.run_id).data.tags.get("task", ""),
     )
 
 
