@@ -27,9 +27,10 @@ def as_sentences(ids: np.ndarray, word_counts: np.ndarray, names: Sequence[str])
     return [[names[i] for i in sentence] for sentence in np.split(np.asarray(ids), bounds)]
 
 
-def _scored_names(task: TaskSpec) -> list[str]:
-    """The task's tags as seqeval reads them: prefixes spelled out (IO's `PER` as `I-PER`)."""
-    return [prefixed(name) for name in task.label_names]
+def _seqeval_sentences(task: TaskSpec, predicted: np.ndarray, labels: np.ndarray, word_counts: np.ndarray):
+    """(truth, guess) tag sentences as seqeval reads them: prefixes spelled out (IO's `PER` as `I-PER`)."""
+    names = [prefixed(name) for name in task.label_names]
+    return as_sentences(labels, word_counts, names), as_sentences(predicted, word_counts, names)
 
 
 def tagging_metrics(task: TaskSpec, predicted: np.ndarray, labels: np.ndarray, word_counts: np.ndarray) -> dict:
@@ -40,8 +41,7 @@ def tagging_metrics(task: TaskSpec, predicted: np.ndarray, labels: np.ndarray, w
         return out
     from seqeval import metrics
 
-    truth = as_sentences(labels, word_counts, _scored_names(task))
-    guess = as_sentences(predicted, word_counts, _scored_names(task))
+    truth, guess = _seqeval_sentences(task, predicted, labels, word_counts)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no predicted (or no true) entity: seqeval warns and scores 0
         return {
@@ -57,8 +57,7 @@ def entity_type_table(task: TaskSpec, predicted: np.ndarray, labels: np.ndarray,
     import pandas as pd
     from seqeval import metrics
 
-    truth = as_sentences(labels, word_counts, _scored_names(task))
-    guess = as_sentences(predicted, word_counts, _scored_names(task))
+    truth, guess = _seqeval_sentences(task, predicted, labels, word_counts)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = metrics.classification_report(truth, guess, output_dict=True, zero_division=0)

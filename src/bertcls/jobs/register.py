@@ -100,7 +100,7 @@ def register(
         created,
         _apply(client, name, decision, version, champion, values),
         decision.message,
-        client.get_run(candidate.run_id).data.tags.get("task", ""),
+        candidate.task,
     )
 
 

@@ -60,6 +60,7 @@ class Candidate:
     value: float
     config: TrainConfig  # as the run logged it (its config artifact), not re-parsed from string params
     dataset: str  # the data's name as the run tagged it (a file's name when files were read)
+    task: str = ""  # the run's `task` tag (classification, ner, ...): what input its model takes
 
 
 def _experiment_id(client: MlflowClient, experiment: str) -> str:
@@ -186,7 +187,7 @@ def run_train_config(run_or_id) -> TrainConfig:
 def _candidate(run, key: str) -> Candidate:
     config = run_train_config(run)
     dataset = run.data.tags.get("dataset") or config.data.dataset
-    return Candidate(run.info.run_id, key, run.data.metrics[key], config, dataset)
+    return Candidate(run.info.run_id, key, run.data.metrics[key], config, dataset, run.data.tags.get("task", ""))
 
 
 def is_candidate(run) -> bool:
